@@ -1,0 +1,294 @@
+"""Reference modules of the published STEEX / SEAN PyTorch code, written for this project.
+
+The published code (github valeoai/STEEX, `models/networks/`) is not a package, runs only on
+CUDA as written and fixes the style length at 512. These classes reproduce its numerical
+behaviour on any device with the same module tree, so their `state_dict()` has exactly the
+published checkpoint's names (`Zencoder.model.1.weight`, `head_0.ace_0.fc_mu3.weight`,
+`up_0.conv_s.weight_orig`, ...). `check_reference.py` checks them against fixtures written
+by the published code itself before the fixtures of this project are made from them.
+
+Decision models are torchvision's own classes, wrapped as the published
+`DecisionDensenetModel` / `DecisionResnetModel` wrap them (attribute names `feat_extract`,
+`classifier`, `resnet`), so the state dict names match too.
+"""
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+
+# --------------------------------------------------------------------------------------------
+# SEAN generator
+# --------------------------------------------------------------------------------------------
+
+
+class Zencoder(nn.Module):
+    """Style encoder: per-label mean of a feature map at half resolution."""
+
+    def __init__(self, input_nc, output_nc, ngf=32, n_downsampling=2):
+        super().__init__()
+        model = [nn.ReflectionPad2d(1), nn.Conv2d(input_nc, ngf, 3, padding=0),
+                 nn.InstanceNorm2d(ngf), nn.LeakyReLU(0.2)]
+        for i in range(n_downsampling):
+            mult = 2 ** i
+            model += [nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1),
+                      nn.InstanceNorm2d(ngf * mult * 2), nn.LeakyReLU(0.2)]
+        mult = 2 ** n_downsampling
+        model += [nn.ConvTranspose2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1,
+                                     output_padding=1),
+                  nn.InstanceNorm2d(ngf * mult // 2), nn.LeakyReLU(0.2)]
+        model += [nn.ReflectionPad2d(1), nn.Conv2d(256, output_nc, 3, padding=0), nn.Tanh()]
+        self.model = nn.Sequential(*model)
+
+    def forward(self, image, segmap):
+        codes = self.model(image)
+        segmap = F.interpolate(segmap, size=codes.shape[2:], mode="nearest")
+        b, s = codes.shape[0], codes.shape[1]
+        out = torch.zeros((b, segmap.shape[1], s), dtype=codes.dtype, device=codes.device)
+        for i in range(b):
+            for j in range(segmap.shape[1]):
+                m = segmap.bool()[i, j]
+                area = int(m.sum())
+                if area > 0:
+                    out[i, j] = codes[i].masked_select(m).reshape(s, area).mean(1)
+        return out
+
+
+class Spade(nn.Module):
+    """The mask branch of ACE (`Spade.*` in the checkpoint)."""
+
+    def __init__(self, norm_nc, label_nc, nhidden=128):
+        super().__init__()
+        # Present in the published checkpoints, never used.
+        self.param_free_norm = nn.BatchNorm2d(norm_nc, affine=False)
+        self.mlp_shared = nn.Sequential(nn.Conv2d(label_nc, nhidden, 3, padding=1), nn.ReLU())
+        self.mlp_gamma = nn.Conv2d(nhidden, norm_nc, 3, padding=1)
+        self.mlp_beta = nn.Conv2d(nhidden, norm_nc, 3, padding=1)
+
+    def forward(self, segmap):
+        a = self.mlp_shared(segmap)
+        return self.mlp_gamma(a), self.mlp_beta(a)
+
+
+class ACE(nn.Module):
+    """Semantic region-adaptive normalisation with per-label style codes.
+
+    noise: "reference" draws fresh N(0, 1) per forward as published (a `[B, W, H, 1]` draw,
+    transposed); "off" treats `noise_var` as zero; a `torch.Generator` draws from it.
+    """
+
+    def __init__(self, norm_nc, label_nc, style_length, use_rgb=True):
+        super().__init__()
+        self.use_rgb = use_rgb
+        self.style_length = style_length
+        self.label_nc = label_nc
+        self.Spade = Spade(norm_nc, label_nc)
+        self.blending_gamma = nn.Parameter(torch.zeros(1))
+        self.blending_beta = nn.Parameter(torch.zeros(1))
+        self.noise_var = nn.Parameter(torch.zeros(norm_nc))
+        self.param_free_norm = nn.BatchNorm2d(norm_nc, affine=False)
+        self.noise = "reference"
+        if use_rgb:
+            for j in range(label_nc):
+                setattr(self, f"fc_mu{j}", nn.Linear(style_length, style_length))
+            self.conv_gamma = nn.Conv2d(style_length, norm_nc, 3, padding=1)
+            self.conv_beta = nn.Conv2d(style_length, norm_nc, 3, padding=1)
+
+    def forward(self, x, segmap, style_codes):
+        if self.noise == "off":
+            added = 0.0
+        else:
+            gen = None if self.noise == "reference" else self.noise
+            r = torch.randn(x.shape[0], x.shape[3], x.shape[2], 1, device=x.device,
+                            generator=gen)
+            added = (r * self.noise_var).transpose(1, 3)
+        normalized = self.param_free_norm(x + added)
+        segmap = F.interpolate(segmap, size=x.shape[2:], mode="nearest")
+        gamma_s, beta_s = self.Spade(segmap)
+        if not self.use_rgb:
+            return normalized * (1 + gamma_s) + beta_s
+        b, _, h, w = normalized.shape
+        middle = torch.zeros((b, self.style_length, h, w), device=x.device, dtype=x.dtype)
+        for i in range(b):
+            for j in range(segmap.shape[1]):
+                m = segmap.bool()[i, j]
+                area = int(m.sum())
+                if area > 0:
+                    mu = F.relu(getattr(self, f"fc_mu{j}")(style_codes[i][j]))
+                    middle[i].masked_scatter_(m, mu.reshape(self.style_length, 1)
+                                              .expand(self.style_length, area))
+        gamma_a = self.conv_gamma(middle)
+        beta_a = self.conv_beta(middle)
+        ag = torch.sigmoid(self.blending_gamma)
+        ab = torch.sigmoid(self.blending_beta)
+        gamma = ag * gamma_a + (1 - ag) * gamma_s
+        beta = ab * beta_a + (1 - ab) * beta_s
+        return normalized * (1 + gamma) + beta
+
+
+class SPADEResnetBlock(nn.Module):
+    def __init__(self, fin, fout, label_nc, style_length, use_rgb=True):
+        super().__init__()
+        self.learned_shortcut = fin != fout
+        fmid = min(fin, fout)
+        sn = nn.utils.spectral_norm
+        self.conv_0 = sn(nn.Conv2d(fin, fmid, 3, padding=1))
+        self.conv_1 = sn(nn.Conv2d(fmid, fout, 3, padding=1))
+        if self.learned_shortcut:
+            self.conv_s = sn(nn.Conv2d(fin, fout, 1, bias=False))
+        self.ace_0 = ACE(fin, label_nc, style_length, use_rgb)
+        self.ace_1 = ACE(fmid, label_nc, style_length, use_rgb)
+        if self.learned_shortcut:
+            self.ace_s = ACE(fin, label_nc, style_length, use_rgb)
+
+    def forward(self, x, seg, z):
+        # Noise draw order, as published: ace_s, ace_0, ace_1.
+        xs = self.conv_s(self.ace_s(x, seg, z)) if self.learned_shortcut else x
+        dx = self.conv_0(F.leaky_relu(self.ace_0(x, seg, z), 0.2))
+        dx = self.conv_1(F.leaky_relu(self.ace_1(dx, seg, z), 0.2))
+        return xs + dx
+
+
+class SEANGenerator(nn.Module):
+    """SPADEGenerator of the published code, `num_upsampling_layers` normal."""
+
+    def __init__(self, label_nc=19, ngf=64, style_length=512, crop_size=256, aspect_ratio=1.0):
+        super().__init__()
+        self.sw = crop_size // 32
+        self.sh = round(self.sw / aspect_ratio)
+        nf = ngf
+        L, S = label_nc, style_length
+        self.Zencoder = Zencoder(3, S)
+        self.fc = nn.Conv2d(L, 16 * nf, 3, padding=1)
+        self.head_0 = SPADEResnetBlock(16 * nf, 16 * nf, L, S)
+        self.G_middle_0 = SPADEResnetBlock(16 * nf, 16 * nf, L, S)
+        self.G_middle_1 = SPADEResnetBlock(16 * nf, 16 * nf, L, S)
+        self.up_0 = SPADEResnetBlock(16 * nf, 8 * nf, L, S)
+        self.up_1 = SPADEResnetBlock(8 * nf, 4 * nf, L, S)
+        self.up_2 = SPADEResnetBlock(4 * nf, 2 * nf, L, S)
+        self.up_3 = SPADEResnetBlock(2 * nf, nf, L, S, use_rgb=False)
+        self.conv_img = nn.Conv2d(nf, 3, 3, padding=1)
+
+    def set_noise(self, mode):
+        for m in self.modules():
+            if isinstance(m, ACE):
+                m.noise = mode
+
+    def encode(self, image, seg):
+        return self.Zencoder(image, seg)
+
+    def generate(self, seg, z):
+        up = lambda t: F.interpolate(t, scale_factor=2, mode="nearest")
+        x = self.fc(F.interpolate(seg, size=(self.sh, self.sw)))
+        x = self.head_0(x, seg, z)
+        x = self.G_middle_0(up(x), seg, z)
+        x = self.G_middle_1(x, seg, z)
+        x = self.up_0(up(x), seg, z)
+        x = self.up_1(up(x), seg, z)
+        x = self.up_2(up(x), seg, z)
+        x = self.up_3(up(x), seg, z)
+        return torch.tanh(self.conv_img(F.leaky_relu(x, 0.2)))
+
+    def forward(self, seg, image):
+        return self.generate(seg, self.encode(image, seg))
+
+
+def one_hot(mask, label_nc):
+    """Label map [B, H, W] (255 = unknown -> label_nc - 1) to one-hot [B, L, H, W]."""
+    mask = mask.clone().long()
+    mask[mask == 255] = label_nc - 1
+    out = torch.zeros(mask.shape[0], label_nc, *mask.shape[1:])
+    return out.scatter_(1, mask.unsqueeze(1), 1.0)
+
+
+def randomize_sean(g, seed=0):
+    """Non-trivial blending, noise scales and batch-norm stats; then a few train-mode forwards
+    move the spectral-norm u/v away from their initial values, and the model is frozen."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in g.modules():
+            if isinstance(m, ACE):
+                m.blending_gamma.uniform_(-1.5, 1.5, generator=gen)
+                m.blending_beta.uniform_(-1.5, 1.5, generator=gen)
+                m.noise_var.uniform_(0, 0.2, generator=gen)
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.5, generator=gen)
+                m.running_var.uniform_(0.5, 2.0, generator=gen)
+    return g
+
+
+def move_spectral_vectors(g, seg, image, n=3):
+    """Train-mode forwards update u/v (power iteration) and the batch-norm stats, as training
+    would; the model is returned in eval mode."""
+    g.train()
+    with torch.no_grad():
+        for _ in range(n):
+            g(seg, image)
+    g.eval()
+    return g
+
+
+# --------------------------------------------------------------------------------------------
+# Decision models (torchvision's classes, wrapped as published)
+# --------------------------------------------------------------------------------------------
+
+
+class _Identity(nn.Module):
+    def forward(self, x):
+        return x
+
+
+class _DenseNetFeatures(nn.Module):
+    """`DenseNet121` of the published code: torchvision DenseNet without its classifier."""
+
+    def __init__(self, densenet):
+        super().__init__()
+        self.feat_extract = densenet
+        self.output_size = densenet.classifier.in_features
+        self.feat_extract.classifier = _Identity()
+
+    def forward(self, x):
+        return self.feat_extract(x)
+
+
+class DecisionDensenetModel(nn.Module):
+    def __init__(self, num_classes=3, growth_rate=32, block_config=(6, 12, 24, 16),
+                 num_init_features=64, bn_size=4):
+        super().__init__()
+        dn = torchvision.models.DenseNet(growth_rate=growth_rate, block_config=block_config,
+                                         num_init_features=num_init_features, bn_size=bn_size)
+        self.feat_extract = _DenseNetFeatures(dn)
+        self.classifier = nn.Linear(self.feat_extract.output_size, num_classes)
+
+    def forward(self, x):
+        return self.classifier(self.feat_extract(x))  # logits
+
+
+class DecisionResnetModel(nn.Module):
+    def __init__(self, num_classes=3, depth=18, width_per_group=64):
+        super().__init__()
+        block, layers = {
+            18: (torchvision.models.resnet.BasicBlock, [2, 2, 2, 2]),
+            34: (torchvision.models.resnet.BasicBlock, [3, 4, 6, 3]),
+            50: (torchvision.models.resnet.Bottleneck, [3, 4, 6, 3]),
+            101: (torchvision.models.resnet.Bottleneck, [3, 4, 23, 3]),
+            152: (torchvision.models.resnet.Bottleneck, [3, 8, 36, 3]),
+        }[depth]
+        self.resnet = torchvision.models.ResNet(block, layers, width_per_group=width_per_group)
+        self.resnet.fc = nn.Linear(self.resnet.fc.in_features, num_classes)
+
+    def forward(self, x):
+        return self.resnet(x)  # logits
+
+
+def randomize_bn(model, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.2, generator=gen)
+                m.running_var.uniform_(0.5, 1.5, generator=gen)
+                if m.affine:
+                    m.weight.uniform_(0.5, 1.5, generator=gen)
+                    m.bias.normal_(0, 0.2, generator=gen)
+    return model.eval()

@@ -1,0 +1,64 @@
+//! The converter's error type: every message names the file or tensor at fault and what was
+//! expected.
+
+use std::path::PathBuf;
+
+use crate::pickle_guard::GuardError;
+
+/// Everything that can go wrong while reading a checkpoint or writing its conversion.
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    /// The input could not be opened or read.
+    #[error("{}: cannot read the checkpoint: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    /// The input is not a PyTorch checkpoint in a supported container.
+    #[error(
+        "{}: not a PyTorch checkpoint (expected a torch.save file: zip, or legacy pickle \
+         stream): {reason}",
+        path.display()
+    )]
+    NotACheckpoint { path: PathBuf, reason: String },
+
+    /// The checkpoint's pickle failed the allow-list check.
+    #[error("{}: {source}", path.display())]
+    Unsafe { path: PathBuf, source: GuardError },
+
+    /// A tensor cannot be read or has an unusable type.
+    #[error("{}: tensor `{name}`: {reason}", path.display())]
+    Tensor {
+        path: PathBuf,
+        name: String,
+        reason: String,
+    },
+
+    /// Spectral-norm parameters are inconsistent.
+    #[error("{}: spectral norm of `{name}`: {reason}", path.display())]
+    SpectralNorm {
+        path: PathBuf,
+        name: String,
+        reason: String,
+    },
+
+    /// The checkpoint does not hold the model it was converted as.
+    #[error("{}: not a {kind} checkpoint: {reason}", path.display())]
+    WrongModel {
+        path: PathBuf,
+        kind: String,
+        reason: String,
+    },
+
+    /// A command-line or configuration argument is invalid.
+    #[error("{0}")]
+    Argument(String),
+
+    /// The output could not be written.
+    #[error("{}: cannot write the output: {reason}", path.display())]
+    Output { path: PathBuf, reason: String },
+}
+
+/// Result alias for the converter.
+pub type Result<T> = std::result::Result<T, ConvertError>;
