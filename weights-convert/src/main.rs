@@ -43,14 +43,12 @@ fn run(cli: Cli) -> Result<(), ConvertError> {
         Command::Inspect { input, json } => {
             let ckpt = Checkpoint::open(&input)?;
             let report = Inspection::of(&ckpt);
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).expect("serialisable")
-                );
+            let text = if json {
+                serde_json::to_string_pretty(&report).expect("serialisable") + "\n"
             } else {
-                print!("{}", report.to_text());
-            }
+                report.to_text()
+            };
+            print_stdout(&text);
         }
         Command::StateDict { input, out } => {
             let ckpt = Checkpoint::open(&input)?;
@@ -64,6 +62,13 @@ fn run(cli: Cli) -> Result<(), ConvertError> {
         }
     }
     Ok(())
+}
+
+/// Writes to stdout; a closed pipe (`| head`) ends the output quietly instead of panicking.
+fn print_stdout(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
 fn main() -> ExitCode {

@@ -148,7 +148,7 @@ mod tests {
         );
         t.insert(
             "a.weight_v".to_string(),
-            TensorData::from_f32(vec![1], &[1.5]),
+            TensorData::from_f32(vec![1], &[0.5]),
         );
         t.insert("a.bias".to_string(), TensorData::from_f32(vec![1], &[0.0]));
         let done = resolve_spectral_norm(&mut t, Path::new("x.pth")).unwrap();

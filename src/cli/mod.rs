@@ -1,0 +1,3 @@
+//! Pieces of the `steex` command line that are not library API.
+
+pub mod device;

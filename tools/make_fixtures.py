@@ -1,0 +1,209 @@
+"""Writes the project's test fixtures from PyTorch (and torchvision) with random weights.
+
+    tools/.venv/bin/python tools/make_fixtures.py            # small fixtures, committed
+    tools/.venv/bin/python tools/make_fixtures.py --full     # full-width checkpoints too,
+                                                             # into tests/fixtures/full (ignored)
+
+Every model is built with PyTorch's default init, then given non-trivial batch-norm
+statistics (and, for SEAN, blending weights, noise scales and moved spectral-norm vectors),
+and saved in the published layout in both `torch.save` serialisations (zip and legacy
+`_use_new_zipfile_serialization=False`). Inputs and the outputs PyTorch computes on them are
+saved beside them; outputs are asserted not to be near-constant.
+"""
+import argparse
+import json
+import os
+import shutil
+import sys
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+sys.path.insert(0, os.path.dirname(__file__))
+from steex_reference import (ACE, SEANGenerator, DecisionDensenetModel,  # noqa: E402
+                             DecisionResnetModel, move_spectral_vectors, one_hot,
+                             randomize_bn, randomize_sean)
+
+ROOT = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures")
+
+
+def save_both(obj, path):
+    """`path` in the zip format and `<stem>_legacy<ext>` in the legacy one."""
+    torch.save(obj, path)
+    stem, ext = os.path.splitext(path)
+    torch.save(obj, f"{stem}_legacy{ext}", _use_new_zipfile_serialization=False)
+
+
+def signal(name, t):
+    t = t.detach().double()
+    assert t.std() > 1e-3 * max(1.0, t.abs().max()), f"{name} is near-constant"
+    return t
+
+
+def npy(path, t):
+    np.save(path, t.detach().cpu().numpy().astype(np.float32))
+
+
+def smooth_image(gen, h, w):
+    low = torch.rand(1, 3, h // 8, w // 8, generator=gen) * 2 - 1
+    img = torch.nn.functional.interpolate(low, size=(h, w), mode="bilinear",
+                                          align_corners=False)
+    img = img + 0.1 * torch.randn(1, 3, h, w, generator=gen)
+    return img.clamp(-1, 1)
+
+
+def block_mask(gen, h, w, labels):
+    """A label map of rectangles drawn from `labels` (others absent), 8x8-aligned."""
+    m = torch.full((h, w), labels[0], dtype=torch.long)
+    for lab in labels[1:]:
+        y0 = int(torch.randint(0, h // 8 - 1, (1,), generator=gen)) * 8
+        x0 = int(torch.randint(0, w // 8 - 1, (1,), generator=gen)) * 8
+        hh = int(torch.randint(1, h // 16 + 2, (1,), generator=gen)) * 8
+        ww = int(torch.randint(1, w // 16 + 2, (1,), generator=gen)) * 8
+        m[y0:y0 + hh, x0:x0 + ww] = lab
+    return m
+
+
+def sean_fixture(out, label_nc, ngf, style_length, width, aspect, present, seed, legacy=True):
+    os.makedirs(out, exist_ok=True)
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    height = round(width / aspect)
+    g = SEANGenerator(label_nc, ngf, style_length, width, aspect)
+    randomize_sean(g, seed)
+    image = smooth_image(gen, height, width)
+    mask = block_mask(gen, height, width, present)
+    seg = one_hot(mask.unsqueeze(0), label_nc)
+    g.set_noise("reference")
+    move_spectral_vectors(g, seg, image)
+    g.set_noise("off")
+    sd = g.state_dict()
+    if legacy:
+        save_both(sd, f"{out}/latest_net_G.pth")
+    else:
+        torch.save(sd, f"{out}/latest_net_G.pth")
+    # Eval-mode spectral-norm weights, as PyTorch computes them (no power iteration).
+    expected = {}
+    for name, m in g.named_modules():
+        if hasattr(m, "weight_orig"):
+            hook = next(h for h in m._forward_pre_hooks.values()
+                        if type(h).__name__ == "SpectralNorm")
+            expected[f"{name}.weight"] = hook.compute_weight(m, do_power_iteration=False)
+    save_file({k: v.contiguous() for k, v in expected.items()}, f"{out}/sn_expected.safetensors")
+    with torch.no_grad():
+        codes = g.encode(image, seg)
+        recon = g.generate(seg, codes)
+        z = codes + 0.3 * torch.randn(codes.shape, generator=gen)
+        gen_nonoise = g.generate(seg, z)
+    npy(f"{out}/image.npy", image)
+    Image.fromarray(mask.numpy().astype(np.uint8), mode="L").save(f"{out}/mask.png")
+    npy(f"{out}/codes.npy", signal("codes", codes))
+    npy(f"{out}/recon_nonoise.npy", signal("recon", recon))
+    npy(f"{out}/z_custom.npy", z)
+    npy(f"{out}/gen_nonoise.npy", signal("gen", gen_nonoise))
+    meta = dict(label_nc=label_nc, ngf=ngf, style_length=style_length, width=width,
+                height=height, aspect_ratio=aspect, present_labels=sorted(set(present)),
+                seed=seed)
+    json.dump(meta, open(f"{out}/meta.json", "w"), indent=1)
+    return g
+
+
+def decision_inputs(gen):
+    return {"64x64": smooth_image(gen, 64, 64), "64x128": smooth_image(gen, 64, 128)}
+
+
+def checkpoint_dict(model, seed):
+    """`{"epoch", "model_state_dict", "optimizer_state_dict", "loss"}` as the published
+    training scripts save it; the optimiser has taken one step so its state holds tensors."""
+    opt = torch.optim.Adam([p for p in model.parameters()][:3], lr=1e-4)
+    loss = sum(p.sum() for p in [p for p in model.parameters()][:3])
+    loss.backward()
+    opt.step()
+    opt.zero_grad()
+    return {"epoch": 3, "model_state_dict": model.state_dict(),
+            "optimizer_state_dict": opt.state_dict(), "loss": 0.4321}
+
+
+def decision_fixture(out, model, seed, inputs, legacy=True):
+    os.makedirs(out, exist_ok=True)
+    randomize_bn(model, seed)
+    ck = checkpoint_dict(model, seed)
+    # The optimiser step changed three parameters: recompute outputs from the saved state.
+    model.load_state_dict(ck["model_state_dict"])
+    model.eval()
+    if legacy:
+        save_both(ck, f"{out}/checkpoint.tar")
+    else:
+        torch.save(ck, f"{out}/checkpoint.tar")
+    with torch.no_grad():
+        for tag, x in inputs.items():
+            npy(f"{out}/input_{tag}.npy", x)
+            npy(f"{out}/logits_{tag}.npy", signal(f"{out} logits", model(x)))
+
+
+def malicious(out):
+    """Checkpoints whose pickles would run a command under `torch.load(weights_only=False)`."""
+    os.makedirs(out, exist_ok=True)
+
+    class Evil:
+        def __init__(self, fn, arg):
+            self.fn, self.arg = fn, arg
+
+        def __reduce__(self):
+            return (self.fn, (self.arg,))
+
+    import builtins
+    import subprocess
+    payloads = {
+        "os_system": Evil(os.system, "touch steex-pwned-marker"),
+        "builtins_eval": Evil(builtins.eval, "__import__('os').system('touch steex-pwned-marker')"),
+        "subprocess_popen": Evil(subprocess.Popen, ["touch", "steex-pwned-marker"]),
+    }
+    w = {"fc.weight": torch.randn(2, 2)}
+    for name, p in payloads.items():
+        save_both({"model_state_dict": w, "evil": p}, f"{out}/{name}.pth")
+
+    class Unknown:  # an arbitrary class: its instance pickles as __main__.Unknown
+        def __init__(self):
+            self.x = 1
+    Unknown.__module__ = "steex_fixture"
+    Unknown.__qualname__ = "Unknown"
+    sys.modules["steex_fixture"] = type(sys)("steex_fixture")
+    sys.modules["steex_fixture"].Unknown = Unknown
+    save_both({"model_state_dict": w, "config": Unknown()}, f"{out}/unknown_class.pth")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--full", action="store_true", help="also write full-width checkpoints")
+    args = ap.parse_args()
+    torch.use_deterministic_algorithms(True)
+    gen = torch.Generator().manual_seed(1)
+
+    # SEAN: a square model with 19 labels and a 2:1 one with 20, several labels absent.
+    # ngf 1 keeps them small: the 128-wide SPADE branch is fixed by the published layout.
+    sean_fixture(f"{ROOT}/sean_sq", 19, 1, 24, 64, 1.0, [0, 1, 2, 4, 5, 10, 13, 17], seed=11)
+    sean_fixture(f"{ROOT}/sean_wide", 20, 1, 24, 128, 2.0, [0, 2, 8, 10, 13, 19], seed=12,
+                 legacy=False)
+
+    inputs = decision_inputs(gen)
+    torch.manual_seed(21)
+    decision_fixture(f"{ROOT}/densenet",
+                     DecisionDensenetModel(3, growth_rate=8, block_config=(2, 2, 2, 2),
+                                           num_init_features=16, bn_size=2), 21, inputs)
+    malicious(f"{ROOT}/malicious")
+
+    if args.full:
+        full = f"{ROOT}/full"
+        os.makedirs(full, exist_ok=True)
+        torch.manual_seed(99)
+        g = SEANGenerator(19, 64, 512, 256, 1.0)
+        randomize_sean(g, 99)
+        save_both(g.state_dict(), f"{full}/sean_celebamhq.pth")
+    print("fixtures written to", os.path.normpath(ROOT))
+
+
+if __name__ == "__main__":
+    main()
