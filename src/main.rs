@@ -25,10 +25,15 @@ enum Command {
     Demo,
     /// Check that the chosen device works and print it.
     Device,
+    /// Style codes of an image and its mask (SEAN encoder).
+    Encode(cli::sean::EncodeArgs),
+    /// An image from a mask and style codes (SEAN generator).
+    Generate(cli::sean::GenerateArgs),
 }
 
 fn run(cli: Cli) -> Result<(), String> {
     let device = select(cli.device)?;
+    let s = |r: Result<(), steex::Error>| r.map_err(|e| e.to_string());
     match cli.command {
         Command::Demo => {
             eprintln!(
@@ -37,6 +42,8 @@ fn run(cli: Cli) -> Result<(), String> {
             );
             Ok(())
         }
+        Command::Encode(a) => s(cli::sean::encode(a, &device)),
+        Command::Generate(a) => s(cli::sean::generate(a, &device)),
         Command::Device => {
             println!("{device:?}");
             Ok(())

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use weights_convert::inspect::Inspection;
+use weights_convert::models::{SeanSize, convert_sean_file};
 use weights_convert::{Checkpoint, ConvertError, convert_state_dict};
 
 /// Import PyTorch checkpoints into safetensors, safely: nothing in a checkpoint is executed.
@@ -25,6 +26,25 @@ enum Command {
         /// Print only JSON on stdout.
         #[arg(long)]
         json: bool,
+    },
+    /// Convert a SEAN generator (`latest_net_G.pth`). Labels, ngf and style length come from
+    /// the tensors; the image size from --preset or --width and --aspect-ratio.
+    Sean {
+        /// The generator checkpoint (zip or legacy).
+        #[arg(long)]
+        input: PathBuf,
+        /// The safetensors file to write (replaced atomically).
+        #[arg(long)]
+        out: PathBuf,
+        /// celeba (128x128), celebamhq (256x256) or bdd (512x256).
+        #[arg(long, conflicts_with_all = ["width", "aspect_ratio"], required_unless_present_all = ["width", "aspect_ratio"])]
+        preset: Option<String>,
+        /// Output width in pixels (a multiple of 32).
+        #[arg(long, requires = "aspect_ratio")]
+        width: Option<usize>,
+        /// Width / height of the output.
+        #[arg(long, requires = "width")]
+        aspect_ratio: Option<f64>,
     },
     /// Convert any state dict without a model check (for your own models): takes
     /// `model_state_dict` when present, resolves spectral norm, drops `num_batches_tracked`.
@@ -49,6 +69,33 @@ fn run(cli: Cli) -> Result<(), ConvertError> {
                 report.to_text()
             };
             print_stdout(&text);
+        }
+        Command::Sean {
+            input,
+            out,
+            preset,
+            width,
+            aspect_ratio,
+        } => {
+            let size = match (preset, width, aspect_ratio) {
+                (Some(p), _, _) => SeanSize::Preset(p),
+                (None, Some(width), Some(aspect_ratio)) => SeanSize::Explicit {
+                    width,
+                    aspect_ratio,
+                },
+                _ => {
+                    return Err(ConvertError::Argument(
+                        "give --preset, or --width and --aspect-ratio".into(),
+                    ));
+                }
+            };
+            let converted = convert_sean_file(&input, &size)?;
+            converted.write(&out)?;
+            eprintln!(
+                "wrote {} (SEAN generator, {} tensors)",
+                out.display(),
+                converted.tensors.len()
+            );
         }
         Command::StateDict { input, out } => {
             let ckpt = Checkpoint::open(&input)?;

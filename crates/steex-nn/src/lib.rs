@@ -1,0 +1,13 @@
+//! Pieces shared by the steex model crates: [`Weights`], a checked name-to-tensor map built
+//! from a converted safetensors file, and the eval-mode layers built from it.
+//!
+//! Model crates construct their modules *from* weights (no random initialisation first), so
+//! building a 267 M-parameter generator costs one copy of its weights. Every tensor is
+//! looked up by the name the PyTorch checkpoint gives it and checked against the shape the
+//! module expects; [`Weights::finish`] then refuses tensors nobody used.
+
+pub mod layers;
+pub mod weights;
+
+pub use layers::{BatchNorm2d, conv2d, linear};
+pub use weights::{Weights, WeightsError};

@@ -1,0 +1,165 @@
+//! Named weights, checked on the way into a model.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+
+use burn::tensor::{DType, Device, Tensor, TensorData};
+use safetensors::tensor::Metadata;
+
+/// What can be wrong with a weights file.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum WeightsError {
+    /// The bytes are not a safetensors file.
+    #[error("not a safetensors file: {0}")]
+    Format(String),
+    /// A tensor the model needs is absent.
+    #[error("missing tensor `{name}` (expected shape {shape:?})")]
+    Missing { name: String, shape: Vec<usize> },
+    /// A tensor has the wrong shape.
+    #[error("tensor `{name}` has shape {got:?}, expected {want:?}")]
+    Shape {
+        name: String,
+        got: Vec<usize>,
+        want: Vec<usize>,
+    },
+    /// A tensor is not float32.
+    #[error("tensor `{name}` has dtype {dtype}, expected F32")]
+    DType { name: String, dtype: String },
+    /// Tensors in the file that the model does not have.
+    #[error("unexpected tensor `{first}` that the model does not have ({count} unexpected in all)")]
+    Unused { first: String, count: usize },
+    /// A metadata entry is missing or malformed.
+    #[error("metadata `{key}`: {reason}")]
+    Metadata { key: String, reason: String },
+}
+
+/// A safetensors file held in memory, from which a model takes its tensors by name.
+pub struct Weights {
+    bytes: Vec<u8>,
+    header_len: usize,
+    index: Metadata,
+    used: RefCell<BTreeSet<String>>,
+}
+
+impl std::fmt::Debug for Weights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Weights")
+            .field("tensors", &self.index.tensors().len())
+            .finish()
+    }
+}
+
+impl Weights {
+    /// Parses a safetensors file's bytes (kept, not copied).
+    pub fn from_safetensors(bytes: Vec<u8>) -> Result<Self, WeightsError> {
+        let (header_len, index) = safetensors::SafeTensors::read_metadata(&bytes)
+            .map_err(|e| WeightsError::Format(e.to_string()))?;
+        // Validate offsets against the buffer once, here.
+        safetensors::SafeTensors::deserialize(&bytes)
+            .map_err(|e| WeightsError::Format(e.to_string()))?;
+        Ok(Weights {
+            bytes,
+            header_len,
+            index,
+            used: RefCell::new(BTreeSet::new()),
+        })
+    }
+
+    /// The file's metadata (empty when it has none).
+    pub fn metadata(&self) -> BTreeMap<String, String> {
+        self.index
+            .metadata()
+            .as_ref()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    /// A metadata entry parsed as `T`.
+    pub fn meta<T: std::str::FromStr>(&self, key: &str) -> Result<T, WeightsError> {
+        let m = self.metadata();
+        let v = m.get(key).ok_or_else(|| WeightsError::Metadata {
+            key: key.into(),
+            reason: "absent (was the file written by weights-convert?)".into(),
+        })?;
+        v.parse().map_err(|_| WeightsError::Metadata {
+            key: key.into(),
+            reason: format!("cannot parse {v:?}"),
+        })
+    }
+
+    /// Names of every tensor in the file, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut n: Vec<String> = self.index.tensors().into_keys().collect();
+        n.sort();
+        n
+    }
+
+    /// Shape of a tensor, if present.
+    pub fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.index.info(name).map(|i| i.shape.clone())
+    }
+
+    /// The little-endian float32 bytes of `name`, checked against `shape`; marks it used.
+    fn bytes_of(&self, name: &str, shape: &[usize]) -> Result<&[u8], WeightsError> {
+        let info = self.index.info(name).ok_or_else(|| WeightsError::Missing {
+            name: name.into(),
+            shape: shape.to_vec(),
+        })?;
+        if info.shape != shape {
+            return Err(WeightsError::Shape {
+                name: name.into(),
+                got: info.shape.clone(),
+                want: shape.to_vec(),
+            });
+        }
+        if info.dtype != safetensors::Dtype::F32 {
+            return Err(WeightsError::DType {
+                name: name.into(),
+                dtype: format!("{:?}", info.dtype),
+            });
+        }
+        let (a, b) = info.data_offsets;
+        self.used.borrow_mut().insert(name.to_string());
+        Ok(&self.bytes[8 + self.header_len + a..8 + self.header_len + b])
+    }
+
+    /// The float32 values of `name`, checked against `shape`; marks it used.
+    pub fn values(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, WeightsError> {
+        let data = self.bytes_of(name, shape)?;
+        Ok(data
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    }
+
+    /// The tensor `name` on `device`, checked against `shape`; marks it used.
+    pub fn tensor<const D: usize>(
+        &self,
+        name: &str,
+        shape: [usize; D],
+        device: &Device,
+    ) -> Result<Tensor<D>, WeightsError> {
+        let bytes = self.bytes_of(name, &shape)?.to_vec();
+        Ok(Tensor::from_data(
+            TensorData::from_bytes_vec(bytes, shape, DType::F32),
+            device,
+        ))
+    }
+
+    /// Fails if the file holds tensors no one took.
+    pub fn finish(&self) -> Result<(), WeightsError> {
+        let used = self.used.borrow();
+        let unused: Vec<String> = self
+            .names()
+            .into_iter()
+            .filter(|n| !used.contains(n))
+            .collect();
+        match unused.first() {
+            None => Ok(()),
+            Some(first) => Err(WeightsError::Unused {
+                first: first.clone(),
+                count: unused.len(),
+            }),
+        }
+    }
+}

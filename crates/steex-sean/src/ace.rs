@@ -1,0 +1,195 @@
+//! ACE normalisation (`ace_0`, `ace_1`, `ace_s` of a residual block): batch norm of the
+//! noisy activation, modulated by a mask branch (`Spade`) blended with a per-label style
+//! branch.
+//!
+//! The checkpoint's `fc_mu0` ... `fc_mu{L-1}` (one `Linear(S, S)` per label) are held
+//! stacked: `fc_mu_weight[j] = fc_mu{j}.weight^T` (`[L, S, S]`) and
+//! `fc_mu_bias[j] = fc_mu{j}.bias`, so all labels go through one batched matmul.
+
+use burn::module::{Module, Param};
+use burn::nn::conv::Conv2d;
+use burn::tensor::activation::{relu, sigmoid};
+use burn::tensor::{Device, Tensor};
+use steex_nn::{BatchNorm2d, Weights, WeightsError, conv2d};
+
+use crate::config::SPADE_HIDDEN;
+
+/// The mask branch (`Spade.*`): `relu(mlp_shared(mask))` then `mlp_gamma`, `mlp_beta`.
+#[derive(Module, Debug)]
+pub struct Spade {
+    /// `Spade.mlp_shared.0`: conv3x3 L -> 128.
+    pub mlp_shared: Conv2d,
+    /// `Spade.mlp_gamma`: conv3x3 128 -> C.
+    pub mlp_gamma: Conv2d,
+    /// `Spade.mlp_beta`: conv3x3 128 -> C.
+    pub mlp_beta: Conv2d,
+}
+
+impl Spade {
+    /// `(gamma_s, beta_s)` from a one-hot mask at the activation's size.
+    pub fn forward(&self, onehot: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
+        let a = relu(self.mlp_shared.forward(onehot));
+        (self.mlp_gamma.forward(a.clone()), self.mlp_beta.forward(a))
+    }
+}
+
+/// The per-label style branch (absent in `up_3`).
+#[derive(Module, Debug)]
+pub struct StyleBranch {
+    /// `blending_gamma`, `[1]` (its sigmoid weights the style branch's gamma).
+    pub blending_gamma: Param<Tensor<1>>,
+    /// `blending_beta`, `[1]`.
+    pub blending_beta: Param<Tensor<1>>,
+    /// `fc_mu{j}.weight` transposed and stacked, `[L, S, S]`.
+    pub fc_mu_weight: Param<Tensor<3>>,
+    /// `fc_mu{j}.bias` stacked, `[L, S]`.
+    pub fc_mu_bias: Param<Tensor<2>>,
+    /// `conv_gamma`: conv3x3 S -> C.
+    pub conv_gamma: Conv2d,
+    /// `conv_beta`: conv3x3 S -> C.
+    pub conv_beta: Conv2d,
+}
+
+impl StyleBranch {
+    /// Per-label style vectors `v_j = relu(fc_mu{j}(z_j))`, `[B, L, S] -> [B, L, S]`.
+    pub fn mu(&self, z: Tensor<3>) -> Tensor<3> {
+        let l = z.dims()[1];
+        let s = z.dims()[2];
+        let v = z.swap_dims(0, 1).matmul(self.fc_mu_weight.val())
+            + self.fc_mu_bias.val().reshape([l, 1, s]);
+        relu(v).swap_dims(0, 1)
+    }
+
+    /// The style map `M[:, p] = v_{label(p)}` (`[B, S, H, W]`, zero where no label).
+    pub fn style_map(v: Tensor<3>, onehot: Tensor<4>) -> Tensor<4> {
+        let [b, l, h, w] = onehot.dims();
+        let s = v.dims()[2];
+        v.swap_dims(1, 2)
+            .matmul(onehot.reshape([b, l, h * w]))
+            .reshape([b, s, h, w])
+    }
+}
+
+/// One ACE layer.
+#[derive(Module, Debug)]
+pub struct Ace {
+    /// `Spade.*`.
+    pub spade: Spade,
+    /// `param_free_norm`: batch norm without affine, running statistics.
+    pub param_free_norm: BatchNorm2d,
+    /// `noise_var`, `[C]`.
+    pub noise_var: Param<Tensor<1>>,
+    /// The style branch (`None` in `up_3`).
+    pub style: Option<StyleBranch>,
+}
+
+impl Ace {
+    /// Loads `{prefix}.*` for `c` channels.
+    pub fn load(
+        w: &Weights,
+        prefix: &str,
+        c: usize,
+        labels: usize,
+        s: usize,
+        with_style: bool,
+        device: &Device,
+    ) -> Result<Self, WeightsError> {
+        let p = |n: &str| format!("{prefix}.{n}");
+        let spade = Spade {
+            mlp_shared: conv2d(
+                w,
+                &p("Spade.mlp_shared.0"),
+                [labels, SPADE_HIDDEN],
+                3,
+                1,
+                1,
+                1,
+                true,
+                device,
+            )?,
+            mlp_gamma: conv2d(
+                w,
+                &p("Spade.mlp_gamma"),
+                [SPADE_HIDDEN, c],
+                3,
+                1,
+                1,
+                1,
+                true,
+                device,
+            )?,
+            mlp_beta: conv2d(
+                w,
+                &p("Spade.mlp_beta"),
+                [SPADE_HIDDEN, c],
+                3,
+                1,
+                1,
+                1,
+                true,
+                device,
+            )?,
+        };
+        let style = if with_style {
+            let mut weights = Vec::with_capacity(labels);
+            let mut biases = Vec::with_capacity(labels);
+            for j in 0..labels {
+                let wj: Tensor<2> = w.tensor(&p(&format!("fc_mu{j}.weight")), [s, s], device)?;
+                weights.push(wj.transpose().unsqueeze_dim::<3>(0));
+                biases.push(
+                    w.tensor::<1>(&p(&format!("fc_mu{j}.bias")), [s], device)?
+                        .unsqueeze_dim::<2>(0),
+                );
+            }
+            Some(StyleBranch {
+                blending_gamma: Param::from_tensor(w.tensor(&p("blending_gamma"), [1], device)?),
+                blending_beta: Param::from_tensor(w.tensor(&p("blending_beta"), [1], device)?),
+                fc_mu_weight: Param::from_tensor(Tensor::cat(weights, 0)),
+                fc_mu_bias: Param::from_tensor(Tensor::cat(biases, 0)),
+                conv_gamma: conv2d(w, &p("conv_gamma"), [s, c], 3, 1, 1, 1, true, device)?,
+                conv_beta: conv2d(w, &p("conv_beta"), [s, c], 3, 1, 1, 1, true, device)?,
+            })
+        } else {
+            None
+        };
+        Ok(Ace {
+            spade,
+            param_free_norm: BatchNorm2d::load(w, &p("param_free_norm"), c, false, device)?,
+            noise_var: Param::from_tensor(w.tensor(&p("noise_var"), [c], device)?),
+            style,
+        })
+    }
+
+    /// `x` `[B, C, H, W]`, `onehot` `[B, L, H, W]` at x's size, codes `[B, L, S]`, and an
+    /// optional N(0, 1) noise map `[B, 1, H, W]`.
+    pub fn forward(
+        &self,
+        x: Tensor<4>,
+        onehot: Tensor<4>,
+        z: Tensor<3>,
+        noise: Option<Tensor<4>>,
+    ) -> Tensor<4> {
+        let c = x.dims()[1];
+        let x = match noise {
+            Some(n) => x + n * self.noise_var.val().reshape([1, c, 1, 1]),
+            None => x,
+        };
+        let normalized = self.param_free_norm.forward(x);
+        let (gamma_s, beta_s) = self.spade.forward(onehot.clone());
+        let (gamma, beta) = match &self.style {
+            None => (gamma_s, beta_s),
+            Some(st) => {
+                let m = StyleBranch::style_map(st.mu(z), onehot);
+                let gamma_a = st.conv_gamma.forward(m.clone());
+                let beta_a = st.conv_beta.forward(m);
+                let ag = sigmoid(st.blending_gamma.val()).reshape([1, 1, 1, 1]);
+                let ab = sigmoid(st.blending_beta.val()).reshape([1, 1, 1, 1]);
+                (
+                    gamma_a * ag.clone() + gamma_s * (ag.neg().add_scalar(1.0)),
+                    beta_a * ab.clone() + beta_s * (ab.neg().add_scalar(1.0)),
+                )
+            }
+        };
+        normalized.clone() * gamma.add_scalar(1.0) + beta
+    }
+}

@@ -1,0 +1,103 @@
+//! The spectral-normalised residual block with ACE (`SPADEResnetBlock` in the published
+//! code). Spectral norm is resolved at conversion, so `conv_0/1/s` are plain convolutions.
+
+use burn::module::Module;
+use burn::nn::conv::Conv2d;
+use burn::tensor::activation::leaky_relu;
+use burn::tensor::{Device, Tensor};
+use steex_nn::{Weights, WeightsError, conv2d};
+
+use crate::ace::Ace;
+use crate::noise::NoiseSource;
+
+/// One residual block (`head_0`, `G_middle_0`, ..., `up_3`).
+#[derive(Module, Debug)]
+pub struct SpadeResnetBlock {
+    /// conv3x3 fin -> fmid.
+    pub conv_0: Conv2d,
+    /// conv3x3 fmid -> fout.
+    pub conv_1: Conv2d,
+    /// conv1x1 fin -> fout, no bias: the learned shortcut, present iff fin != fout.
+    pub conv_s: Option<Conv2d>,
+    /// ACE before conv_0.
+    pub ace_0: Ace,
+    /// ACE before conv_1.
+    pub ace_1: Ace,
+    /// ACE of the shortcut.
+    pub ace_s: Option<Ace>,
+}
+
+impl SpadeResnetBlock {
+    /// Loads `{name}.*`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn load(
+        w: &Weights,
+        name: &str,
+        fin: usize,
+        fout: usize,
+        labels: usize,
+        s: usize,
+        style: bool,
+        device: &Device,
+    ) -> Result<Self, WeightsError> {
+        let fmid = fin.min(fout);
+        let p = |n: &str| format!("{name}.{n}");
+        let learned = fin != fout;
+        Ok(SpadeResnetBlock {
+            conv_0: conv2d(w, &p("conv_0"), [fin, fmid], 3, 1, 1, 1, true, device)?,
+            conv_1: conv2d(w, &p("conv_1"), [fmid, fout], 3, 1, 1, 1, true, device)?,
+            conv_s: if learned {
+                Some(conv2d(
+                    w,
+                    &p("conv_s"),
+                    [fin, fout],
+                    1,
+                    1,
+                    0,
+                    1,
+                    false,
+                    device,
+                )?)
+            } else {
+                None
+            },
+            ace_0: Ace::load(w, &p("ace_0"), fin, labels, s, style, device)?,
+            ace_1: Ace::load(w, &p("ace_1"), fmid, labels, s, style, device)?,
+            ace_s: if learned {
+                Some(Ace::load(w, &p("ace_s"), fin, labels, s, style, device)?)
+            } else {
+                None
+            },
+        })
+    }
+
+    /// `x` `[B, fin, H, W]` -> `[B, fout, H, W]`. Noise is drawn in the published order:
+    /// `ace_s`, `ace_0`, `ace_1`.
+    pub(crate) fn forward(
+        &self,
+        x: Tensor<4>,
+        onehot: Tensor<4>,
+        z: Tensor<3>,
+        noise: &mut NoiseSource,
+    ) -> Tensor<4> {
+        let [b, _, h, w] = x.dims();
+        let device = x.device();
+        let xs = match (&self.ace_s, &self.conv_s) {
+            (Some(ace), Some(conv)) => {
+                let n = noise.draw([b, h, w], &device);
+                conv.forward(ace.forward(x.clone(), onehot.clone(), z.clone(), n))
+            }
+            _ => x.clone(),
+        };
+        let n = noise.draw([b, h, w], &device);
+        let dx = self.conv_0.forward(leaky_relu(
+            self.ace_0.forward(x, onehot.clone(), z.clone(), n),
+            0.2,
+        ));
+        let n = noise.draw([b, h, w], &device);
+        let dx = self
+            .conv_1
+            .forward(leaky_relu(self.ace_1.forward(dx, onehot, z, n), 0.2));
+        xs + dx
+    }
+}

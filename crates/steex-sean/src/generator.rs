@@ -1,0 +1,210 @@
+//! The SEAN generator (`SPADEGenerator` of the published code, `num_upsampling_layers`
+//! "normal") with its style encoder.
+
+use burn::module::Module;
+use burn::nn::conv::Conv2d;
+use burn::tensor::activation::{leaky_relu, tanh};
+use burn::tensor::{Device, Tensor};
+use steex_nn::{Weights, conv2d};
+
+use crate::block::SpadeResnetBlock;
+use crate::config::SeanConfig;
+use crate::error::SeanError;
+use crate::mask::SemanticMask;
+use crate::noise::{NoiseMode, NoiseSource};
+use crate::zencoder::Zencoder;
+
+/// Metadata value of `kind` in a converted generator file.
+pub const KIND: &str = "sean";
+
+/// Nearest 2x upsampling (`nn.Upsample(scale_factor=2)`): each pixel repeated 2x2.
+pub fn upsample2x(x: Tensor<4>) -> Tensor<4> {
+    let [b, c, h, w] = x.dims();
+    x.reshape([b, c, h, 1, w, 1])
+        .expand([b, c, h, 2, w, 2])
+        .reshape([b, c, 2 * h, 2 * w])
+}
+
+/// The generator and its encoder. Field names follow the checkpoint (`G_middle_0` is
+/// `g_middle_0`, `Zencoder` is `zencoder`).
+#[derive(Module, Debug)]
+pub struct SeanGenerator {
+    /// The style encoder.
+    pub zencoder: Zencoder,
+    /// conv3x3 L -> 16 ngf on the mask at the start size.
+    pub fc: Conv2d,
+    /// Residual blocks in forward order.
+    pub head_0: SpadeResnetBlock,
+    pub g_middle_0: SpadeResnetBlock,
+    pub g_middle_1: SpadeResnetBlock,
+    pub up_0: SpadeResnetBlock,
+    pub up_1: SpadeResnetBlock,
+    pub up_2: SpadeResnetBlock,
+    /// The last block has no style branch.
+    pub up_3: SpadeResnetBlock,
+    /// conv3x3 ngf -> 3.
+    pub conv_img: Conv2d,
+    #[module(skip)]
+    config: SeanConfig,
+}
+
+impl SeanGenerator {
+    /// Builds the generator of `config` from converted weights (names and shapes of
+    /// [`SeanConfig::expected_tensors`]); every tensor of `weights` must be used.
+    pub fn load(weights: &Weights, config: SeanConfig, device: &Device) -> Result<Self, SeanError> {
+        config.validate().map_err(SeanError::Config)?;
+        let (l, s) = (config.labels, config.style_length);
+        let blocks = config.blocks();
+        let block = |i: usize| {
+            let (name, fin, fout, style) = blocks[i];
+            SpadeResnetBlock::load(weights, name, fin, fout, l, s, style, device)
+        };
+        let g = SeanGenerator {
+            zencoder: Zencoder::load(weights, s, device)?,
+            fc: conv2d(
+                weights,
+                "fc",
+                [l, 16 * config.ngf],
+                3,
+                1,
+                1,
+                1,
+                true,
+                device,
+            )?,
+            head_0: block(0)?,
+            g_middle_0: block(1)?,
+            g_middle_1: block(2)?,
+            up_0: block(3)?,
+            up_1: block(4)?,
+            up_2: block(5)?,
+            up_3: block(6)?,
+            conv_img: conv2d(
+                weights,
+                "conv_img",
+                [config.ngf, 3],
+                3,
+                1,
+                1,
+                1,
+                true,
+                device,
+            )?,
+            config,
+        };
+        weights.finish()?;
+        Ok(g)
+    }
+
+    /// Builds the generator from a file written by `weights-convert sean`, its
+    /// configuration read from the metadata.
+    pub fn from_weights(weights: &Weights, device: &Device) -> Result<Self, SeanError> {
+        let kind: String = weights.meta("kind")?;
+        if kind != KIND {
+            return Err(SeanError::Config(format!(
+                "this is a `{kind}` file, not a SEAN generator (kind `{KIND}`)"
+            )));
+        }
+        let config = SeanConfig {
+            labels: weights.meta("labels")?,
+            ngf: weights.meta("ngf")?,
+            style_length: weights.meta("style_length")?,
+            width: weights.meta("width")?,
+            aspect_ratio: weights.meta("aspect_ratio")?,
+        };
+        Self::load(weights, config, device)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SeanConfig {
+        &self.config
+    }
+
+    /// Builds the mask of label maps `[B, H, W]` at the model's size.
+    pub fn mask(
+        &self,
+        labels: burn::tensor::Tensor<3, burn::tensor::Int>,
+    ) -> Result<SemanticMask, SeanError> {
+        SemanticMask::new(labels, self.config())
+    }
+
+    fn check_image(&self, image: &Tensor<4>, mask: &SemanticMask) -> Result<(), SeanError> {
+        let [b, c, h, w] = image.dims();
+        let (mh, mw) = self.config().image_size();
+        if c != 3 || (h, w) != (mh, mw) || b != mask.batch() {
+            return Err(SeanError::Input(format!(
+                "image batch has shape [{b}, {c}, {h}, {w}], expected [{}, 3, {mh}, {mw}]",
+                mask.batch()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Style codes `[B, L, S]` of images `[B, 3, H, W]` in [-1, 1].
+    pub fn encode(&self, image: Tensor<4>, mask: &SemanticMask) -> Result<Tensor<3>, SeanError> {
+        self.check_image(&image, mask)?;
+        let features = self.zencoder.features(image);
+        let [_, _, h, w] = features.dims();
+        Ok(Zencoder::pool(
+            features,
+            mask.at_size([h, w], self.config().labels),
+        ))
+    }
+
+    /// Checks codes `[B, L, S]` against the model and the mask.
+    pub fn check_codes(&self, codes: &Tensor<3>, mask: &SemanticMask) -> Result<(), SeanError> {
+        let c = self.config();
+        let want = [mask.batch(), c.labels, c.style_length];
+        if codes.dims() != want {
+            return Err(SeanError::Input(format!(
+                "style codes have shape {:?}, expected {want:?}",
+                codes.dims()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Images `[B, 3, H, W]` in [-1, 1] from masks and style codes `[B, L, S]`.
+    pub fn generate(
+        &self,
+        mask: &SemanticMask,
+        codes: Tensor<3>,
+        noise: NoiseMode,
+    ) -> Result<Tensor<4>, SeanError> {
+        self.check_codes(&codes, mask)?;
+        Ok(self.generate_unchecked(mask, codes, noise))
+    }
+
+    /// [`Self::generate`] without the shape check (for loops that checked once).
+    pub fn generate_unchecked(
+        &self,
+        mask: &SemanticMask,
+        z: Tensor<3>,
+        noise: NoiseMode,
+    ) -> Tensor<4> {
+        let mut noise = NoiseSource::new(noise);
+        let x = self.fc.forward(mask.at_scale(0));
+        let x = self
+            .head_0
+            .forward(x, mask.at_scale(0), z.clone(), &mut noise);
+        let x = self
+            .g_middle_0
+            .forward(upsample2x(x), mask.at_scale(1), z.clone(), &mut noise);
+        let x = self
+            .g_middle_1
+            .forward(x, mask.at_scale(1), z.clone(), &mut noise);
+        let x = self
+            .up_0
+            .forward(upsample2x(x), mask.at_scale(2), z.clone(), &mut noise);
+        let x = self
+            .up_1
+            .forward(upsample2x(x), mask.at_scale(3), z.clone(), &mut noise);
+        let x = self
+            .up_2
+            .forward(upsample2x(x), mask.at_scale(4), z.clone(), &mut noise);
+        let x = self
+            .up_3
+            .forward(upsample2x(x), mask.at_scale(5), z, &mut noise);
+        tanh(self.conv_img.forward(leaky_relu(x, 0.2)))
+    }
+}

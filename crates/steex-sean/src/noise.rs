@@ -1,0 +1,68 @@
+//! The noise ACE adds before its batch norm.
+
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand_distr::{Distribution as _, StandardNormal};
+
+/// How ACE draws its per-pixel noise (one N(0, 1) value per image and pixel, shared by all
+/// channels, scaled by the learned `noise_var`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoiseMode {
+    /// No noise (`noise_var` treated as zero).
+    Off,
+    /// Fresh draws on every forward from the backend's generator, as the published code does.
+    Reference,
+    /// Draws from a generator seeded anew on every forward: the same seed gives the same
+    /// image, call after call. The default for explanations.
+    Seeded(u64),
+}
+
+impl std::str::FromStr for NoiseMode {
+    type Err = String;
+    /// `off`, `reference` or `seed:N`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "off" => Ok(NoiseMode::Off),
+            "reference" => Ok(NoiseMode::Reference),
+            _ => s
+                .strip_prefix("seed:")
+                .and_then(|n| n.parse().ok())
+                .map(NoiseMode::Seeded)
+                .ok_or_else(|| format!("noise mode `{s}`: expected off, reference or seed:N")),
+        }
+    }
+}
+
+/// One forward's stream of noise maps, drawn in the reference's order.
+pub(crate) struct NoiseSource {
+    mode: NoiseMode,
+    rng: Option<StdRng>,
+}
+
+impl NoiseSource {
+    pub(crate) fn new(mode: NoiseMode) -> Self {
+        let rng = match mode {
+            NoiseMode::Seeded(seed) => Some(StdRng::seed_from_u64(seed)),
+            _ => None,
+        };
+        NoiseSource { mode, rng }
+    }
+
+    /// The next `[B, 1, H, W]` N(0, 1) map, or `None` when noise is off.
+    pub(crate) fn draw(&mut self, [b, h, w]: [usize; 3], device: &Device) -> Option<Tensor<4>> {
+        match self.mode {
+            NoiseMode::Off => None,
+            NoiseMode::Reference => Some(Tensor::random(
+                [b, 1, h, w],
+                Distribution::Normal(0.0, 1.0),
+                device,
+            )),
+            NoiseMode::Seeded(_) => {
+                let rng = self.rng.as_mut().expect("seeded");
+                let v: Vec<f32> = (0..b * h * w).map(|_| StandardNormal.sample(rng)).collect();
+                Some(Tensor::from_data(TensorData::new(v, [b, 1, h, w]), device))
+            }
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! The style encoder (`Zencoder` in the checkpoint): one style vector per label, the mean
+//! of a feature map over the label's pixels at half the image resolution.
+//!
+//! The checkpoint's `Zencoder.model` is an `nn.Sequential`; its layers with weights are at
+//! indices 1, 4, 7, 10 and 14, held here as the fields `model_1` ... `model_14`.
+
+use burn::module::{Module, Param};
+use burn::nn::conv::Conv2d;
+use burn::tensor::activation::{leaky_relu, tanh};
+use burn::tensor::module::conv_transpose2d;
+use burn::tensor::ops::{ConvTransposeOptions, PadMode};
+use burn::tensor::{Device, Tensor};
+use steex_nn::{Weights, WeightsError, conv2d};
+
+use crate::config::ENCODER_HIDDEN;
+
+/// `nn.ConvTranspose2d(128, 256, 3, stride 2, padding 1, output_padding 1)`; the weight is
+/// stored `[in, out, k, k]` as PyTorch stores it.
+#[derive(Module, Debug)]
+pub struct ConvTranspose {
+    /// `[in, out, 3, 3]`.
+    pub weight: Param<Tensor<4>>,
+    /// `[out]`.
+    pub bias: Param<Tensor<1>>,
+}
+
+/// The style encoder.
+#[derive(Module, Debug)]
+pub struct Zencoder {
+    /// `model.1`: reflection-padded conv 3 -> 32.
+    pub model_1: Conv2d,
+    /// `model.4`: conv 32 -> 64, stride 2.
+    pub model_4: Conv2d,
+    /// `model.7`: conv 64 -> 128, stride 2.
+    pub model_7: Conv2d,
+    /// `model.10`: transposed conv 128 -> 256, stride 2.
+    pub model_10: ConvTranspose,
+    /// `model.14`: reflection-padded conv 256 -> S, then tanh.
+    pub model_14: Conv2d,
+}
+
+/// Instance norm without affine parameters, eps 1e-5 (biased variance, per image and
+/// channel over the spatial dims).
+pub fn instance_norm(x: Tensor<4>) -> Tensor<4> {
+    let [b, c, h, w] = x.dims();
+    let flat = x.reshape([b, c, h * w]);
+    let (var, mean) = flat.clone().var_mean_bias(2);
+    ((flat - mean) / var.add_scalar(1e-5).sqrt()).reshape([b, c, h, w])
+}
+
+fn lrelu(x: Tensor<4>) -> Tensor<4> {
+    leaky_relu(x, 0.2)
+}
+
+impl Zencoder {
+    /// Loads `Zencoder.model.*` for style length `s`.
+    pub fn load(w: &Weights, s: usize, device: &Device) -> Result<Self, WeightsError> {
+        let p = |i: usize| format!("Zencoder.model.{i}");
+        Ok(Zencoder {
+            model_1: conv2d(w, &p(1), [3, 32], 3, 1, 0, 1, true, device)?,
+            model_4: conv2d(w, &p(4), [32, 64], 3, 2, 1, 1, true, device)?,
+            model_7: conv2d(w, &p(7), [64, 128], 3, 2, 1, 1, true, device)?,
+            model_10: ConvTranspose {
+                weight: Param::from_tensor(w.tensor(
+                    &format!("{}.weight", p(10)),
+                    [128, ENCODER_HIDDEN, 3, 3],
+                    device,
+                )?),
+                bias: Param::from_tensor(w.tensor(
+                    &format!("{}.bias", p(10)),
+                    [ENCODER_HIDDEN],
+                    device,
+                )?),
+            },
+            model_14: conv2d(w, &p(14), [ENCODER_HIDDEN, s], 3, 1, 0, 1, true, device)?,
+        })
+    }
+
+    /// The feature map `[B, S, H/2, W/2]` of images `[B, 3, H, W]` in [-1, 1].
+    pub fn features(&self, image: Tensor<4>) -> Tensor<4> {
+        let x = image.pad([(1, 1), (1, 1)], PadMode::Reflect);
+        let x = lrelu(instance_norm(self.model_1.forward(x)));
+        let x = lrelu(instance_norm(self.model_4.forward(x)));
+        let x = lrelu(instance_norm(self.model_7.forward(x)));
+        let x = conv_transpose2d(
+            x,
+            self.model_10.weight.val(),
+            Some(self.model_10.bias.val()),
+            ConvTransposeOptions::new([2, 2], [1, 1], [1, 1], [1, 1], 1),
+        );
+        let x = lrelu(instance_norm(x));
+        let x = x.pad([(1, 1), (1, 1)], PadMode::Reflect);
+        tanh(self.model_14.forward(x))
+    }
+
+    /// Style codes `[B, L, S]`: per image and label, the mean feature over the label's
+    /// pixels (`onehot` `[B, L, h, w]` at the feature map's size); zero for absent labels.
+    pub fn pool(features: Tensor<4>, onehot: Tensor<4>) -> Tensor<3> {
+        let [b, s, h, w] = features.dims();
+        let l = onehot.dims()[1];
+        let m = onehot.reshape([b, l, h * w]);
+        let counts = m.clone().sum_dim(2).clamp_min(1.0); // [B, L, 1]
+        let sums = m.matmul(features.reshape([b, s, h * w]).swap_dims(1, 2)); // [B, L, S]
+        sums / counts
+    }
+}

@@ -1,0 +1,150 @@
+//! `steex encode` and `steex generate`.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use steex::Error;
+use steex::io::{
+    Array, LabelMap, load_generator, png_bytes, read_image, read_npy, write_bytes, write_npy,
+};
+use steex::sean::{NoiseMode, SeanGenerator, SemanticMask};
+
+/// Arguments of `steex encode`.
+#[derive(clap::Args, Debug)]
+pub struct EncodeArgs {
+    /// Generator weights (`weights-convert sean`).
+    #[arg(long)]
+    pub generator: PathBuf,
+    /// Query image: PNG/JPEG, or `.npy` float32 [1, 3, H, W] in [-1, 1].
+    #[arg(long)]
+    pub image: PathBuf,
+    /// Label map: 8-bit single-channel PNG (value = label id, 255 = unknown), the image's size.
+    #[arg(long)]
+    pub mask: PathBuf,
+    /// Style codes to write: `.npy` float32 [1, L, S].
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Arguments of `steex generate`.
+#[derive(clap::Args, Debug)]
+pub struct GenerateArgs {
+    /// Generator weights (`weights-convert sean`).
+    #[arg(long)]
+    pub generator: PathBuf,
+    /// Label map: 8-bit single-channel PNG (value = label id, 255 = unknown).
+    #[arg(long)]
+    pub mask: PathBuf,
+    /// Style codes: `.npy` float32 [1, L, S].
+    #[arg(long)]
+    pub codes: PathBuf,
+    /// ACE noise: off, reference (fresh draws, as published) or seed:N (reproducible).
+    #[arg(long, default_value = "seed:0")]
+    pub noise: NoiseMode,
+    /// Image to write: `.npy` (float32 [1, 3, H, W] in [-1, 1]) or `.png` (8-bit RGB).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Reads a mask, resizes it (nearest, legacy rule) to the model's size and checks its ids.
+fn model_mask(
+    g: &SeanGenerator,
+    path: &Path,
+    device: &Device,
+) -> Result<(LabelMap, SemanticMask), Error> {
+    let raw = LabelMap::read(path)?;
+    let (h, w) = g.config().image_size();
+    raw.check(g.config().labels, path)?;
+    let mask = raw.resized(h, w);
+    let sm = g.mask(mask.to_tensor(device)).map_err(|e| Error::Mask {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    Ok((raw, sm))
+}
+
+/// The size `(height, width)` of an image file before any resize.
+fn image_size(path: &Path) -> Result<(usize, usize), Error> {
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npy"))
+    {
+        let a = read_npy(path)?;
+        if a.shape.len() != 4 || a.shape[0] != 1 || a.shape[1] != 3 {
+            return Err(Error::Image {
+                path: path.to_path_buf(),
+                reason: format!("array has shape {:?}, expected [1, 3, H, W]", a.shape),
+            });
+        }
+        return Ok((a.shape[2], a.shape[3]));
+    }
+    let (w, h) = image::image_dimensions(path).map_err(|e| Error::Image {
+        path: path.to_path_buf(),
+        reason: format!("cannot read the image: {e}"),
+    })?;
+    Ok((h as usize, w as usize))
+}
+
+fn check_out(path: &Path, allowed: &[&str]) -> Result<String, Error> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    if !allowed.contains(&ext.as_str()) {
+        return Err(Error::Argument(format!(
+            "--out {}: expected a {} file",
+            path.display(),
+            allowed.join(" or .")
+        )));
+    }
+    Ok(ext)
+}
+
+/// `steex encode`.
+pub fn encode(args: EncodeArgs, device: &Device) -> Result<(), Error> {
+    check_out(&args.out, &["npy"])?;
+    let g = load_generator(&args.generator, device)?;
+    let (raw, mask) = model_mask(&g, &args.mask, device)?;
+    let (ih, iw) = image_size(&args.image)?;
+    if (ih, iw) != (raw.height, raw.width) {
+        return Err(Error::Argument(format!(
+            "--mask {} is {}x{} but --image {} is {iw}x{ih} (W x H): they must be the same size",
+            args.mask.display(),
+            raw.width,
+            raw.height,
+            args.image.display()
+        )));
+    }
+    let image = read_image(&args.image, g.config().image_size())?.to_tensor::<4>(device);
+    let codes = g.encode(image, &mask)?;
+    write_npy(&args.out, &Array::from_tensor(codes))?;
+    eprintln!("wrote {}", args.out.display());
+    Ok(())
+}
+
+/// `steex generate`.
+pub fn generate(args: GenerateArgs, device: &Device) -> Result<(), Error> {
+    let ext = check_out(&args.out, &["npy", "png"])?;
+    let g = load_generator(&args.generator, device)?;
+    let (_, mask) = model_mask(&g, &args.mask, device)?;
+    let codes = read_npy(&args.codes)?;
+    let c = g.config();
+    let want = [1, c.labels, c.style_length];
+    if codes.shape != want {
+        return Err(Error::Npy {
+            path: args.codes.clone(),
+            reason: format!("codes have shape {:?}, expected {want:?}", codes.shape),
+        });
+    }
+    let image = g.generate(&mask, codes.to_tensor::<3>(device), args.noise)?;
+    let out = Array::from_tensor(image);
+    if ext == "npy" {
+        write_npy(&args.out, &out)?;
+    } else {
+        let (h, w) = (out.shape[2], out.shape[3]);
+        write_bytes(&args.out, &png_bytes(&out.data[..3 * h * w], h, w))?;
+    }
+    eprintln!("wrote {}", args.out.display());
+    Ok(())
+}
