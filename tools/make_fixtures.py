@@ -97,6 +97,9 @@ def sean_fixture(out, label_nc, ngf, style_length, width, aspect, present, seed,
         recon = g.generate(seg, codes)
         z = codes + 0.3 * torch.randn(codes.shape, generator=gen)
         gen_nonoise = g.generate(seg, z)
+        g.set_noise("reference")
+        noisy_pair = float((g.generate(seg, z) - g.generate(seg, z)).abs().mean())
+        g.set_noise("off")
     npy(f"{out}/image.npy", image)
     Image.fromarray(mask.numpy().astype(np.uint8), mode="L").save(f"{out}/mask.png")
     npy(f"{out}/codes.npy", signal("codes", codes))
@@ -105,7 +108,7 @@ def sean_fixture(out, label_nc, ngf, style_length, width, aspect, present, seed,
     npy(f"{out}/gen_nonoise.npy", signal("gen", gen_nonoise))
     meta = dict(label_nc=label_nc, ngf=ngf, style_length=style_length, width=width,
                 height=height, aspect_ratio=aspect, present_labels=sorted(set(present)),
-                seed=seed)
+                seed=seed, noisy_pair_mean_abs_diff=noisy_pair)
     json.dump(meta, open(f"{out}/meta.json", "w"), indent=1)
     return g
 

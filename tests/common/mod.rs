@@ -1,0 +1,36 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use steex::io::{Array, read_npy};
+
+/// A committed fixture under `tests/fixtures`.
+pub fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)
+}
+
+/// The CPU device the tests run on.
+pub fn cpu() -> Device {
+    Device::flex()
+}
+
+/// Max absolute difference between two arrays of the same number of elements.
+pub fn max_abs_diff(a: &Array, b: &Array) -> f32 {
+    assert_eq!(a.data.len(), b.data.len(), "shapes {:?} vs {:?}", a.shape, b.shape);
+    a.data.iter().zip(&b.data).fold(0f32, |m, (x, y)| m.max((x - y).abs()))
+}
+
+/// Reads a fixture `.npy`.
+pub fn npy(rel: &str) -> Array {
+    read_npy(&fixture(rel)).unwrap()
+}
+
+/// Asserts an array carries signal (not near-constant), so a comparison means something.
+pub fn assert_signal(a: &Array, what: &str) {
+    let n = a.data.len() as f64;
+    let mean = a.data.iter().map(|&v| v as f64).sum::<f64>() / n;
+    let var = a.data.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+    assert!(var.sqrt() > 1e-3, "{what} is near-constant (std {})", var.sqrt());
+}
