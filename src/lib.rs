@@ -10,6 +10,7 @@
 
 pub mod error;
 pub mod io;
+pub mod util;
 
 pub use error::{Error, Result};
 pub use steex_nn as nn;

@@ -163,3 +163,67 @@ impl Weights {
         }
     }
 }
+
+impl Weights {
+    /// Random weights of the given names and shapes, for benchmarks and examples that need a
+    /// full-size model without a checkpoint. Values follow PyTorch's default-init scale
+    /// (`U(-k, k)`, `k = 1 / sqrt(fan_in)`); batch-norm variances are drawn in [0.5, 1.5],
+    /// means near zero, `noise_var` in [0, 0.1]. Deterministic for a seed.
+    pub fn random(
+        shapes: &BTreeMap<String, Vec<usize>>,
+        metadata: &BTreeMap<String, String>,
+        seed: u64,
+    ) -> Self {
+        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let mut uniform = move || {
+            // xorshift64*: fast, and good enough for random weights.
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            (state.wrapping_mul(2685821657736338717) >> 40) as f32 / (1u64 << 24) as f32
+        };
+        let mut header = String::from("{");
+        if !metadata.is_empty() {
+            let m: Vec<String> = metadata.iter().map(|(k, v)| format!("{k:?}:{v:?}")).collect();
+            header += &format!("\"__metadata__\":{{{}}},", m.join(","));
+        }
+        let mut data: Vec<u8> = Vec::new();
+        let mut entries = Vec::new();
+        for (name, shape) in shapes {
+            let n: usize = shape.iter().product();
+            let fan_in: usize = shape.iter().skip(1).product::<usize>().max(1);
+            let (lo, hi) = if name.ends_with("running_var") {
+                (0.5, 1.5)
+            } else if name.ends_with("running_mean") {
+                (-0.1, 0.1)
+            } else if name.ends_with("noise_var") {
+                (0.0, 0.1)
+            } else {
+                let k = 1.0 / (fan_in as f32).sqrt();
+                (-k, k)
+            };
+            let start = data.len();
+            data.reserve(4 * n);
+            for _ in 0..n {
+                data.extend_from_slice(&(lo + (hi - lo) * uniform()).to_le_bytes());
+            }
+            let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+            entries.push(format!(
+                "{name:?}:{{\"dtype\":\"F32\",\"shape\":[{}],\"data_offsets\":[{start},{}]}}",
+                dims.join(","),
+                data.len()
+            ));
+        }
+        header += &entries.join(",");
+        header += "}";
+        while header.len() % 8 != 0 {
+            header.push(' ');
+        }
+        let mut bytes = Vec::with_capacity(8 + header.len() + data.len());
+        bytes.extend_from_slice(&(header.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(&data);
+        drop(data);
+        Self::from_safetensors(bytes).expect("a well-formed file")
+    }
+}

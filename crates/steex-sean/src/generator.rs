@@ -208,3 +208,15 @@ impl SeanGenerator {
         tanh(self.conv_img.forward(leaky_relu(x, 0.2)))
     }
 }
+
+impl SeanGenerator {
+    /// A generator of `config` with random weights (see [`Weights::random`]): for
+    /// benchmarks and examples without a checkpoint.
+    pub fn random(config: SeanConfig, seed: u64, device: &Device) -> Result<Self, SeanError> {
+        config.validate().map_err(SeanError::Config)?;
+        let mut meta = config.to_metadata();
+        meta.insert("kind".into(), KIND.into());
+        let w = Weights::random(&config.expected_tensors(), &meta, seed);
+        Self::load(&w, config, device)
+    }
+}
