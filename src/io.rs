@@ -257,3 +257,34 @@ pub fn load_generator(path: &Path, device: &Device) -> Result<SeanGenerator> {
         reason: e.to_string(),
     })
 }
+
+/// Loads a decision model from a `weights-convert densenet|resnet` file.
+pub fn load_classifier(path: &Path, device: &Device) -> Result<steex_classifier::AnyClassifier> {
+    let w = read_weights(path)?;
+    steex_classifier::AnyClassifier::from_weights(&w, device).map_err(|e| Error::Model {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+/// Reads an image at its own size as `[1, 3, H, W]` in [-1, 1] (`.npy` or PNG/JPEG).
+pub fn read_image_native(path: &Path) -> Result<Array> {
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npy"))
+    {
+        let a = read_npy(path)?;
+        if a.shape.len() != 4 || a.shape[0] != 1 || a.shape[1] != 3 {
+            return Err(Error::Image {
+                path: path.to_path_buf(),
+                reason: format!("array has shape {:?}, expected [1, 3, H, W]", a.shape),
+            });
+        }
+        return read_image(path, (a.shape[2], a.shape[3]));
+    }
+    let (w, h) = image::image_dimensions(path).map_err(|e| Error::Image {
+        path: path.to_path_buf(),
+        reason: format!("cannot read the image: {e}"),
+    })?;
+    read_image(path, (h as usize, w as usize))
+}

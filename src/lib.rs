@@ -4,6 +4,7 @@
 //! This facade re-exports the workspace's crates so that one dependency gives everything:
 //!
 //! - [`sean`]: the SEAN generator and its style encoder.
+//! - [`classifier`]: decision models (DenseNet, ResNet) and the `DecisionModel` trait.
 //! - [`nn`]: named-weight loading and layers shared by the model crates.
 //! - [`weights_convert`]: import the published PyTorch checkpoints into safetensors, safely.
 //! - [`io`]: images, masks, `.npy` arrays and weights files to tensors and back.
@@ -13,6 +14,7 @@ pub mod io;
 pub mod util;
 
 pub use error::{Error, Result};
+pub use steex_classifier as classifier;
 pub use steex_nn as nn;
 pub use steex_sean as sean;
 pub use weights_convert;

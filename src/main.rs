@@ -29,6 +29,8 @@ enum Command {
     Encode(cli::sean::EncodeArgs),
     /// An image from a mask and style codes (SEAN generator).
     Generate(cli::sean::GenerateArgs),
+    /// Decision model logits and probabilities of an image.
+    Classify(cli::classify::ClassifyArgs),
 }
 
 fn run(cli: Cli) -> Result<(), String> {
@@ -44,8 +46,9 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Encode(a) => s(cli::sean::encode(a, &device)),
         Command::Generate(a) => s(cli::sean::generate(a, &device)),
+        Command::Classify(a) => s(cli::classify::classify(a, &device)),
         Command::Device => {
-            println!("{device:?}");
+            cli::print_stdout(&format!("{device:?}\n"));
             Ok(())
         }
     }

@@ -1,4 +1,12 @@
 //! Pieces of the `steex` command line that are not library API.
 
+pub mod classify;
 pub mod device;
 pub mod sean;
+
+/// Writes to stdout; a closed pipe ends the output quietly instead of panicking.
+pub fn print_stdout(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use weights_convert::inspect::Inspection;
-use weights_convert::models::{SeanSize, convert_sean_file};
+use weights_convert::models::{SeanSize, convert_densenet, convert_resnet, convert_sean_file};
 use weights_convert::{Checkpoint, ConvertError, convert_state_dict};
 
 /// Import PyTorch checkpoints into safetensors, safely: nothing in a checkpoint is executed.
@@ -45,6 +45,31 @@ enum Command {
         /// Width / height of the output.
         #[arg(long, requires = "width")]
         aspect_ratio: Option<f64>,
+    },
+    /// Convert a DenseNet decision model (`checkpoint.tar`); sizes come from the tensors.
+    Densenet {
+        /// The checkpoint (zip or legacy).
+        #[arg(long)]
+        input: PathBuf,
+        /// The safetensors file to write (replaced atomically).
+        #[arg(long)]
+        out: PathBuf,
+        /// Record the attribute names of a preset (celeba, celebamhq: male, smile, young;
+        /// bdd: move_forward, stop, turn_left, turn_right).
+        #[arg(long)]
+        preset: Option<String>,
+    },
+    /// Convert a ResNet-18/34/50/101/152 decision model (`checkpoint.tar`); depth inferred.
+    Resnet {
+        /// The checkpoint (zip or legacy).
+        #[arg(long)]
+        input: PathBuf,
+        /// The safetensors file to write (replaced atomically).
+        #[arg(long)]
+        out: PathBuf,
+        /// Record the attribute names of a preset (celeba, celebamhq, bdd).
+        #[arg(long)]
+        preset: Option<String>,
     },
     /// Convert any state dict without a model check (for your own models): takes
     /// `model_state_dict` when present, resolves spectral norm, drops `num_batches_tracked`.
@@ -93,6 +118,28 @@ fn run(cli: Cli) -> Result<(), ConvertError> {
             converted.write(&out)?;
             eprintln!(
                 "wrote {} (SEAN generator, {} tensors)",
+                out.display(),
+                converted.tensors.len()
+            );
+        }
+        Command::Densenet { input, out, preset } => {
+            let converted = convert_densenet(&Checkpoint::open(&input)?, preset.as_deref())?;
+            converted.write(&out)?;
+            eprintln!(
+                "wrote {} (DenseNet, {} tensors)",
+                out.display(),
+                converted.tensors.len()
+            );
+        }
+        Command::Resnet { input, out, preset } => {
+            let converted = convert_resnet(&Checkpoint::open(&input)?, preset.as_deref())?;
+            converted.write(&out)?;
+            let depth = converted
+                .metadata
+                .get("depth")
+                .map_or("custom".to_string(), |d| format!("ResNet-{d}"));
+            eprintln!(
+                "wrote {} ({depth}, {} tensors)",
                 out.display(),
                 converted.tensors.len()
             );

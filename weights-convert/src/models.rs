@@ -3,6 +3,9 @@
 
 use std::path::Path;
 
+use std::collections::BTreeMap;
+
+use steex_classifier::{DenseNetConfig, ResNet, ResNetConfig};
 use steex_sean::SeanConfig;
 
 use crate::checkpoint::Checkpoint;
@@ -86,4 +89,88 @@ pub fn convert_sean(ckpt: &Checkpoint, size: &SeanSize) -> Result<Converted> {
 /// Opens `input` and converts it as a SEAN generator.
 pub fn convert_sean_file(input: &Path, size: &SeanSize) -> Result<Converted> {
     convert_sean(&Checkpoint::open(input)?, size)
+}
+
+/// Shapes of the state dict's tensors, by their names within it.
+fn state_dict_shapes(ckpt: &Checkpoint) -> BTreeMap<String, Vec<usize>> {
+    let all: BTreeMap<&str, Vec<usize>> = ckpt.tensors().map(|(n, _, s)| (n, s.to_vec())).collect();
+    ckpt.state_dict_names()
+        .into_iter()
+        .filter_map(|(n, full)| all.get(full.as_str()).map(|s| (n, s.clone())))
+        .collect()
+}
+
+/// Attribute-name presets a decision model may be tagged with.
+pub const DECISION_PRESETS: &[&str] = &["celeba", "celebamhq", "bdd"];
+
+fn check_preset(preset: Option<&str>, classes: usize) -> Result<()> {
+    if let Some(p) = preset {
+        if !DECISION_PRESETS.contains(&p) {
+            return Err(ConvertError::Argument(format!(
+                "--preset {p}: expected one of {}",
+                DECISION_PRESETS.join(", ")
+            )));
+        }
+        let want = if p == "bdd" { 4 } else { 3 };
+        if classes != want {
+            return Err(ConvertError::Argument(format!(
+                "--preset {p} has {want} decision outputs, the checkpoint has {classes}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Converts a DenseNet decision model (`checkpoint.tar` of `DecisionDensenetModel`); the
+/// configuration comes from the tensor shapes.
+pub fn convert_densenet(ckpt: &Checkpoint, preset: Option<&str>) -> Result<Converted> {
+    let shapes = state_dict_shapes(ckpt);
+    let config = DenseNetConfig::infer(|n| shapes.get(n).cloned()).map_err(|reason| {
+        ConvertError::WrongModel {
+            path: ckpt.path().to_path_buf(),
+            kind: "DenseNet decision model".into(),
+            reason,
+        }
+    })?;
+    check_preset(preset, config.classes)?;
+    let mut meta = config.to_metadata();
+    if let Some(p) = preset {
+        meta.insert("preset".into(), p.into());
+    }
+    let spec = ModelSpec {
+        kind: steex_classifier::densenet::KIND.into(),
+        expected: config.expected_tensors(),
+        unused: crate::convert::is_num_batches_tracked,
+        config: meta,
+    };
+    convert_state_dict(ckpt, Some(&spec))
+}
+
+/// Converts a ResNet decision model (`checkpoint.tar` of `DecisionResnetModel`); block
+/// kind, depth and width come from the tensor names and shapes.
+pub fn convert_resnet(ckpt: &Checkpoint, preset: Option<&str>) -> Result<Converted> {
+    let shapes = state_dict_shapes(ckpt);
+    let wrong = |reason: String| ConvertError::WrongModel {
+        path: ckpt.path().to_path_buf(),
+        kind: "ResNet decision model".into(),
+        reason,
+    };
+    let config = ResNetConfig::infer("resnet", |n| shapes.get(n).cloned()).map_err(wrong)?;
+    let classes = shapes
+        .get("resnet.fc.weight")
+        .map(|s| s[0])
+        .ok_or_else(|| wrong("missing tensor `resnet.fc.weight`".into()))?;
+    check_preset(preset, classes)?;
+    let mut meta = config.to_metadata();
+    meta.insert("classes".into(), classes.to_string());
+    if let Some(p) = preset {
+        meta.insert("preset".into(), p.into());
+    }
+    let spec = ModelSpec {
+        kind: steex_classifier::resnet::KIND.into(),
+        expected: ResNet::expected_tensors(&config, classes),
+        unused: crate::convert::is_num_batches_tracked,
+        config: meta,
+    };
+    convert_state_dict(ckpt, Some(&spec))
 }

@@ -174,7 +174,9 @@ impl Weights {
         metadata: &BTreeMap<String, String>,
         seed: u64,
     ) -> Self {
-        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let mut state = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let mut uniform = move || {
             // xorshift64*: fast, and good enough for random weights.
             state ^= state >> 12;
@@ -184,7 +186,10 @@ impl Weights {
         };
         let mut header = String::from("{");
         if !metadata.is_empty() {
-            let m: Vec<String> = metadata.iter().map(|(k, v)| format!("{k:?}:{v:?}")).collect();
+            let m: Vec<String> = metadata
+                .iter()
+                .map(|(k, v)| format!("{k:?}:{v:?}"))
+                .collect();
             header += &format!("\"__metadata__\":{{{}}},", m.join(","));
         }
         let mut data: Vec<u8> = Vec::new();
