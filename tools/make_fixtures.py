@@ -18,6 +18,7 @@ import sys
 
 import numpy as np
 import torch
+import torchvision
 from PIL import Image
 from safetensors.torch import save_file
 
@@ -196,6 +197,15 @@ def main():
     decision_fixture(f"{ROOT}/densenet",
                      DecisionDensenetModel(3, growth_rate=8, block_config=(2, 2, 2, 2),
                                            num_init_features=16, bn_size=2), 21, inputs)
+    BB = torchvision.models.resnet
+    torch.manual_seed(22)
+    decision_fixture(f"{ROOT}/resnet_basic",
+                     DecisionResnetModel(3, block=BB.BasicBlock, layers=[2, 1, 1, 1], width=8),
+                     22, inputs)
+    torch.manual_seed(23)
+    decision_fixture(f"{ROOT}/resnet_bottleneck",
+                     DecisionResnetModel(4, block=BB.Bottleneck, layers=[1, 2, 1, 1], width=8),
+                     23, inputs)
     malicious(f"{ROOT}/malicious")
 
     if args.full:
@@ -205,6 +215,11 @@ def main():
         g = SEANGenerator(19, 64, 512, 256, 1.0)
         randomize_sean(g, 99)
         save_both(g.state_dict(), f"{full}/sean_celebamhq.pth")
+        for name, model in [("densenet121", DecisionDensenetModel(3)),
+                            ("resnet18", DecisionResnetModel(3, depth=18)),
+                            ("resnet50", DecisionResnetModel(3, depth=50))]:
+            torch.manual_seed(31)
+            decision_fixture(f"{full}/{name}", model, 31, inputs, legacy=False)
     print("fixtures written to", os.path.normpath(ROOT))
 
 

@@ -264,17 +264,50 @@ class DecisionDensenetModel(nn.Module):
         return self.classifier(self.feat_extract(x))  # logits
 
 
+RESNET_DEPTHS = {
+    18: (torchvision.models.resnet.BasicBlock, [2, 2, 2, 2]),
+    34: (torchvision.models.resnet.BasicBlock, [3, 4, 6, 3]),
+    50: (torchvision.models.resnet.Bottleneck, [3, 4, 6, 3]),
+    101: (torchvision.models.resnet.Bottleneck, [3, 4, 23, 3]),
+    152: (torchvision.models.resnet.Bottleneck, [3, 8, 36, 3]),
+}
+
+
+class ReducedResNet(torchvision.models.ResNet):
+    """torchvision's ResNet with stem width `width` instead of 64 (layer widths w, 2w, 4w,
+    8w): the same module tree, built by torchvision's own `_make_layer` and blocks, for
+    fixtures small enough to commit. `width=64` is torchvision's ResNet exactly."""
+
+    def __init__(self, block, layers, width=64, num_classes=1000,
+                 replace_stride_with_dilation=None):
+        nn.Module.__init__(self)
+        self._norm_layer = nn.BatchNorm2d
+        self.inplanes = width
+        self.dilation = 1
+        rswd = replace_stride_with_dilation or [False, False, False]
+        self.groups = 1
+        self.base_width = 64
+        self.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.layer1 = self._make_layer(block, width, layers[0])
+        self.layer2 = self._make_layer(block, 2 * width, layers[1], stride=2, dilate=rswd[0])
+        self.layer3 = self._make_layer(block, 4 * width, layers[2], stride=2, dilate=rswd[1])
+        self.layer4 = self._make_layer(block, 8 * width, layers[3], stride=2, dilate=rswd[2])
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(8 * width * block.expansion, num_classes)
+
+
 class DecisionResnetModel(nn.Module):
-    def __init__(self, num_classes=3, depth=18, width_per_group=64):
+    def __init__(self, num_classes=3, depth=18, block=None, layers=None, width=64):
         super().__init__()
-        block, layers = {
-            18: (torchvision.models.resnet.BasicBlock, [2, 2, 2, 2]),
-            34: (torchvision.models.resnet.BasicBlock, [3, 4, 6, 3]),
-            50: (torchvision.models.resnet.Bottleneck, [3, 4, 6, 3]),
-            101: (torchvision.models.resnet.Bottleneck, [3, 4, 23, 3]),
-            152: (torchvision.models.resnet.Bottleneck, [3, 8, 36, 3]),
-        }[depth]
-        self.resnet = torchvision.models.ResNet(block, layers, width_per_group=width_per_group)
+        if block is None:
+            block, layers = RESNET_DEPTHS[depth]
+        if width == 64 and layers == RESNET_DEPTHS.get(depth, (None, None))[1]:
+            self.resnet = torchvision.models.ResNet(block, layers)
+        else:
+            self.resnet = ReducedResNet(block, layers, width)
         self.resnet.fc = nn.Linear(self.resnet.fc.in_features, num_classes)
 
     def forward(self, x):
