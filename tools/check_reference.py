@@ -60,4 +60,28 @@ with torch.no_grad():
         m.load_state_dict(ck["model_state_dict"], strict=True)
         m.eval()
         report(f"{name} logits", m(image), np.load(f"{d}/{name}_logits.npy"))
+
+# The published loop, on the published fixture's conditioned DenseNet.
+from steex_reference import published_loop  # noqa: E402
+ck = torch.load(f"{d}/densenet_checkpoint.tar", map_location="cpu", weights_only=True)
+dm = DecisionDensenetModel(num_classes=3)
+dm.load_state_dict(ck["model_state_dict"])
+dm.eval()
+for p in list(dm.parameters()) + list(g.parameters()):
+    p.requires_grad_(False)
+g.set_noise("off")
+codes = np.load(f"{d}/codes.npy").astype(np.float64)
+for tag in ["general", "targeted"]:
+    m = meta[f"cf_{tag}"]
+    z, probs, flip, prox, _ = published_loop(g, dm, image, seg, m["target_attr"], m["steps"], m["lr"],
+                                             m["lambda_prox"], tuple(m["regions"]))
+    zr = np.load(f"{d}/cf_{tag}_z.npy").astype(np.float64).reshape(1, -1, codes.shape[-1])[:, :L]
+    zz = z.numpy().astype(np.float64)
+    rel = np.linalg.norm(zz - zr) / np.linalg.norm(zr - codes)
+    a = m["target_attr"]
+    lg = lambda q: np.log(q / (1 - q))
+    print(f"loop {tag}: z err / move {rel:.3g}, target logit err "
+          f"{abs(lg(float(probs[0, a])) - lg(m['final_probs'][a])):.3g}, flip {float(flip[0]):.6g} "
+          f"(published {m['flip']:.6g}), prox {float(prox[0]):.6g} (published {m['prox']:.6g})")
+    fails += rel > 0.05
 sys.exit(1 if fails else 0)

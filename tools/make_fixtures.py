@@ -23,9 +23,9 @@ from PIL import Image
 from safetensors.torch import save_file
 
 sys.path.insert(0, os.path.dirname(__file__))
-from steex_reference import (ACE, SEANGenerator, DecisionDensenetModel,  # noqa: E402
+from steex_reference import (SEANGenerator, DecisionDensenetModel,  # noqa: E402
                              DecisionResnetModel, move_spectral_vectors, one_hot,
-                             randomize_bn, randomize_sean)
+                             published_loop, randomize_bn, randomize_sean)
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures")
 
@@ -147,6 +147,62 @@ def decision_fixture(out, model, seed, inputs, legacy=True):
             npy(f"{out}/logits_{tag}.npy", signal(f"{out} logits", model(x)))
 
 
+def explain_fixture(out, sean_dir, seed):
+    """The published loop (noise off, 5 steps, general and region-targeted) on the square
+    SEAN fixture and a DenseNet whose last layer is scaled so that the decision reacts to the
+    style codes (a random one barely moves in five steps)."""
+    os.makedirs(out, exist_ok=True)
+    meta = json.load(open(f"{sean_dir}/meta.json"))
+    L = meta["label_nc"]
+    g = SEANGenerator(L, meta["ngf"], meta["style_length"], meta["width"], meta["aspect_ratio"])
+    g.load_state_dict(torch.load(f"{sean_dir}/latest_net_G.pth", weights_only=True))
+    g.eval()
+    g.set_noise("off")
+    image = torch.from_numpy(np.load(f"{sean_dir}/image.npy"))
+    mask = torch.from_numpy(np.array(Image.open(f"{sean_dir}/mask.png"))).unsqueeze(0)
+    seg = one_hot(mask, L)
+    torch.manual_seed(seed)
+    dm = DecisionDensenetModel(3, growth_rate=8, block_config=(2, 2, 2, 2), num_init_features=16,
+                               bn_size=2)
+    randomize_bn(dm, seed)
+    for p in list(dm.parameters()) + list(g.parameters()):
+        p.requires_grad_(False)
+    attr, steps = 1, 5
+    base_w, base_b = dm.classifier.weight.clone(), dm.classifier.bias.clone()
+    with torch.no_grad():
+        recon = g.generate(seg, g.encode(image, seg))
+    chosen = None
+    for k in [10.0, 100.0, 1e3, 1e4, 1e5]:
+        with torch.no_grad():
+            dm.classifier.weight.copy_(base_w * k)
+            dm.classifier.bias.copy_(base_b * k)
+            # The reconstruction at +-0.75, on the side of the query's decision, so that the
+            # loop (which starts from the reconstruction) has to push it across.
+            q, r = dm(image)[0, attr], dm(recon)[0, attr]
+            dm.classifier.bias[attr] += (0.75 - r) if q - r > -0.75 else (-0.75 - r)
+            r0 = float(dm(recon)[0, attr])
+        _, probs, _, _, _ = published_loop(g, dm, image, seg, attr, steps)
+        moved = abs(float(torch.logit(probs[0, attr].double())) - r0)
+        print(f"scale {k}: recon logit {r0:.3f}, moved {moved:.3f}", flush=True)
+        if moved >= 1.5:
+            chosen = k
+            break
+    assert chosen is not None, "no scale makes the decision react"
+    ck = {"epoch": 1, "model_state_dict": dm.state_dict(), "optimizer_state_dict": {},
+          "loss": 0.1}
+    torch.save(ck, f"{out}/checkpoint.tar")
+    info = {"generator": os.path.basename(sean_dir), "scale": chosen, "attribute": attr,
+            "steps": steps, "lr": 0.01, "lambda_prox": 0.3}
+    for tag, regions in [("general", ()), ("targeted", (1, 10))]:
+        z, probs, flip, prox, target = published_loop(g, dm, image, seg, attr, steps,
+                                                      regions=regions)
+        npy(f"{out}/cf_{tag}_z.npy", z)
+        info[tag] = {"regions": list(regions), "target": float(target[0]),
+                     "final_probs": probs[0].tolist(), "flip": float(flip[0]),
+                     "prox": float(prox[0])}
+    json.dump(info, open(f"{out}/meta.json", "w"), indent=1)
+
+
 def malicious(out):
     """Checkpoints whose pickles would run a command under `torch.load(weights_only=False)`."""
     os.makedirs(out, exist_ok=True)
@@ -207,6 +263,7 @@ def main():
                      DecisionResnetModel(4, block=BB.Bottleneck, layers=[1, 2, 1, 1], width=8),
                      23, inputs)
     malicious(f"{ROOT}/malicious")
+    explain_fixture(f"{ROOT}/explain", f"{ROOT}/sean_sq", 41)
 
     if args.full:
         full = f"{ROOT}/full"

@@ -325,3 +325,45 @@ def randomize_bn(model, seed=0):
                     m.weight.uniform_(0.5, 1.5, generator=gen)
                     m.bias.normal_(0, 0.2, generator=gen)
     return model.eval()
+
+
+# --------------------------------------------------------------------------------------------
+# The published optimisation loop (generate_counterfactuals.py), on these modules
+# --------------------------------------------------------------------------------------------
+
+
+def published_loop(g, dm, image, seg, attr, steps, lr=0.01, lambda_prox=0.3, regions=()):
+    """Returns (z, probs, flip, prox) as the published loop leaves them: general `z` after
+    `steps` updates; region-targeted `z` rebuilt at the top of the last iteration (after
+    `steps - 1` updates); probabilities and both losses from the last forward (after
+    `steps - 1` updates)."""
+    initial = torch.sigmoid(dm(image))
+    target = (initial[:, attr] < 0.5).double()
+    style = g.encode(image, seg).detach()
+    B, L = style.shape[0], style.shape[1]
+    if not regions:
+        z = style.detach().clone().requires_grad_(True)
+        opt = torch.optim.Adam([z], lr=lr)
+    else:
+        z_list, z_opt = [], []
+        for j in range(B):
+            for i in range(L):
+                sc = style[j, i].detach().clone()
+                if i in regions:
+                    sc.requires_grad = True
+                    z_opt.append(sc)
+                z_list.append(sc)
+        z = torch.vstack(z_list).reshape(B, L, -1)
+        opt = torch.optim.Adam(z_opt, lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        if regions:
+            z = torch.vstack(z_list).reshape(B, L, -1)
+        logits = dm(g.generate(seg, z))
+        probs = torch.sigmoid(logits)
+        s = torch.sigmoid(logits[:, attr])
+        flip = -(1 - target) * torch.log(1 - s) - target * torch.log(s)
+        prox = lambda_prox * torch.sum(torch.square(torch.norm(z - style, dim=2)), axis=1)
+        (flip + prox).sum().backward()
+        opt.step()
+    return z.detach(), probs.detach(), flip.detach(), prox.detach(), target

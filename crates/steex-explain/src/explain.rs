@@ -1,0 +1,305 @@
+//! The STEEX optimisation loop: move the style codes so the decision model's output for one
+//! attribute flips, while staying close to the query's codes.
+
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor, TensorData};
+use serde::Serialize;
+use steex_classifier::DecisionModel;
+use steex_sean::NoiseMode;
+
+use crate::adam::{Adam, AdamConfig};
+use crate::generator::StyleGenerator;
+
+/// What to explain and how (defaults: the published settings, with seeded noise).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExplainSettings {
+    /// Decision output under study.
+    pub attribute: usize,
+    /// Optimisation steps (Adam updates), 100 published.
+    pub steps: usize,
+    /// Adam settings (lr 0.01, betas 0.9/0.999, eps 1e-8).
+    pub adam: AdamConfig,
+    /// Weight of the proximity term `sum_j ||z_j - z0_j||^2` (0.3 published).
+    pub lambda_prox: f64,
+    /// ACE noise during the optimisation and for the images produced.
+    #[serde(serialize_with = "noise_str")]
+    pub noise: NoiseMode,
+    /// Stop an image once its decision has flipped and stayed flipped for this many steps.
+    pub early_stop: Option<usize>,
+    /// Target decision (0 or 1); `None`: the opposite of the decision on the query.
+    pub target: Option<u8>,
+    /// Label ids whose codes may move (region-targeted); `None`: all of them.
+    pub regions: Option<Vec<usize>>,
+}
+
+fn noise_str<S: serde::Serializer>(n: &NoiseMode, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&match n {
+        NoiseMode::Off => "off".to_string(),
+        NoiseMode::Reference => "reference".to_string(),
+        NoiseMode::Seeded(k) => format!("seed:{k}"),
+    })
+}
+
+impl Default for ExplainSettings {
+    fn default() -> Self {
+        ExplainSettings {
+            attribute: 0,
+            steps: 100,
+            adam: AdamConfig::default(),
+            lambda_prox: 0.3,
+            noise: NoiseMode::Seeded(0),
+            early_stop: None,
+            target: None,
+            regions: None,
+        }
+    }
+}
+
+/// What the explainer refuses.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ExplainError {
+    /// A setting does not fit the models.
+    #[error("{0}")]
+    Settings(String),
+    /// A model refused its input.
+    #[error("{0}")]
+    Model(String),
+}
+
+/// Progress after one forward pass of the loop.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepReport {
+    /// Forward number, 1-based (the codes had `step - 1` updates).
+    pub step: usize,
+    /// Steps requested.
+    pub steps: usize,
+    /// Per image: decision loss at this forward.
+    pub loss_decision: Vec<f32>,
+    /// Per image: proximity loss (with its lambda).
+    pub loss_proximity: Vec<f32>,
+    /// Per image: probability of the attribute.
+    pub score: Vec<f32>,
+    /// Per image: still being optimised.
+    pub active: Vec<bool>,
+}
+
+/// The explanation of one image.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ImageResult {
+    /// Decision logits on the query.
+    pub initial_logits: Vec<f32>,
+    /// Sigmoids of `initial_logits`.
+    pub initial_scores: Vec<f32>,
+    /// Decision logits on the counterfactual.
+    pub final_logits: Vec<f32>,
+    /// Sigmoids of `final_logits`.
+    pub final_scores: Vec<f32>,
+    /// The decision asked for (0 or 1).
+    pub target: u8,
+    /// `|final_score[attribute] - target| < 0.5`.
+    pub success: bool,
+    /// Decision loss at the final codes.
+    pub loss_decision: f32,
+    /// `lambda * sum_j ||z_j - z0_j||^2` at the final codes.
+    pub loss_proximity: f32,
+    /// Adam updates applied to this image.
+    pub steps_run: usize,
+    /// Set when optimisation stopped on a non-finite loss, gradient or code.
+    pub failure: Option<String>,
+}
+
+/// The result of [`explain`] for a batch.
+#[derive(Debug, Clone)]
+pub struct Explanation {
+    /// One result per image.
+    pub images: Vec<ImageResult>,
+    /// Codes shape `[B, L, S]`.
+    pub codes_shape: [usize; 3],
+    /// Encoded codes, row-major `[B, L, S]`.
+    pub z_initial: Vec<f32>,
+    /// Optimised codes, row-major `[B, L, S]`; rows outside the regions equal `z_initial`
+    /// bit for bit.
+    pub z_final: Vec<f32>,
+    /// The generator on `z_initial` (`[B, 3, H, W]`, detached).
+    pub reconstruction: Tensor<4>,
+    /// The generator on `z_final` (`[B, 3, H, W]`, detached).
+    pub counterfactual: Tensor<4>,
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+fn host(t: Tensor<2>) -> Vec<f32> {
+    t.into_data().convert::<f32>().try_into_vec::<f32>().expect("float data")
+}
+
+/// Decision loss per image in its stable form from the logit:
+/// `softplus(l) - t l = relu(l) - t l + log(1 + exp(-|l|))`.
+fn decision_loss(logit: Tensor<1>, target: Tensor<1>) -> Tensor<1> {
+    relu(logit.clone()) - logit.clone() * target + logit.abs().neg().exp().log1p()
+}
+
+/// Explains a batch: `images` `[B, 3, H, W]` in [-1, 1] with their layout `mask`, on the
+/// device the models were built on (an autodiff device). `observer` sees every forward.
+///
+/// The loop is the published one (Adam on the codes, loss `BCE + lambda * proximity`
+/// summed over the batch), with one more forward after the last update so the
+/// counterfactual, its scores and both losses are those of the final codes.
+pub fn explain<G, D>(
+    generator: &G,
+    model: &D,
+    images: Tensor<4>,
+    mask: &G::Mask,
+    settings: &ExplainSettings,
+    observer: &mut dyn FnMut(&StepReport),
+) -> Result<Explanation, ExplainError>
+where
+    G: StyleGenerator,
+    D: DecisionModel + ?Sized,
+{
+    let device: Device = images.device();
+    let [b, _, h, w] = images.dims();
+    let k = model.num_outputs();
+    let a = settings.attribute;
+    if a >= k {
+        return Err(ExplainError::Settings(format!("attribute {a} is out of range: the decision model has {k} outputs (0..={})", k - 1)));
+    }
+    if let Some(t) = settings.target
+        && t > 1
+    {
+        return Err(ExplainError::Settings(format!("target {t}: expected 0 or 1")));
+    }
+    model.check_input_size(h, w).map_err(ExplainError::Model)?;
+
+    // Decision on the query, target, initial codes.
+    let initial_logits = host(model.logits(images.clone().detach()));
+    let targets: Vec<u8> = (0..b)
+        .map(|i| settings.target.unwrap_or(if sigmoid(initial_logits[i * k + a]) < 0.5 { 1 } else { 0 }))
+        .collect();
+    let z0 = generator.encode(images.detach(), mask).map_err(ExplainError::Model)?.detach();
+    let [_, l, s] = z0.dims();
+    if let Some(r) = &settings.regions
+        && let Some(bad) = r.iter().find(|&&j| j >= l)
+    {
+        return Err(ExplainError::Settings(format!("region id {bad} is out of range: the generator has {l} labels (0..={})", l - 1)));
+    }
+    let z_initial: Vec<f32> = z0.clone().into_data().convert::<f32>().try_into_vec::<f32>().expect("float data");
+    let reconstruction = generator.generate(mask, z0.clone(), settings.noise).map_err(ExplainError::Model)?.detach();
+
+    let trainable: Vec<bool> = (0..l).map(|j| settings.regions.as_ref().is_none_or(|r| r.contains(&j))).collect();
+    let row = s;
+    let per_image = l * s;
+    let target_t = Tensor::<1>::from_data(TensorData::new(targets.iter().map(|&t| t as f32).collect::<Vec<_>>(), [b]), &device);
+
+    let mut z = z_initial.clone();
+    let mut adam = Adam::new(settings.adam, z.len());
+    let mut active = vec![true; b];
+    let mut steps_run = vec![0usize; b];
+    let mut flipped_for = vec![0usize; b];
+    let mut failure: Vec<Option<String>> = vec![None; b];
+    let lambda = settings.lambda_prox as f32;
+
+    // One forward at codes `z`: image, logits [B, K], decision and proximity losses [B].
+    type Fwd = (Tensor<4>, Tensor<2>, Tensor<1>, Tensor<1>, Tensor<3>);
+    let forward = |z: &[f32], grad: bool| -> Result<Fwd, ExplainError> {
+        let zt = Tensor::<3>::from_data(TensorData::new(z.to_vec(), [b, l, s]), &device);
+        let zt = if grad { zt.require_grad() } else { zt };
+        let img = generator.generate(mask, zt.clone(), settings.noise).map_err(ExplainError::Model)?;
+        let logits = model.logits(img.clone());
+        let la = logits.clone().slice([0..b, a..a + 1]).reshape([b]);
+        let dec = decision_loss(la, target_t.clone());
+        let prox = (zt.clone() - z0.clone()).square().sum_dim(2).sum_dim(1).reshape([b]).mul_scalar(lambda);
+        Ok((img, logits, dec, prox, zt))
+    };
+
+    for step in 1..=settings.steps {
+        if !active.iter().any(|&x| x) {
+            break;
+        }
+        let (_, logits, dec, prox, zt) = forward(&z, true)?;
+        let loss = (dec.clone() + prox.clone()).sum();
+        let grads = loss.backward();
+        let g: Vec<f32> = zt
+            .grad(&grads)
+            .ok_or_else(|| ExplainError::Model("no gradient reached the style codes".into()))?
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .expect("float data");
+        let stats = host(Tensor::cat(vec![logits.detach(), dec.detach().reshape([b, 1]), prox.detach().reshape([b, 1])], 1));
+        let mut report = StepReport {
+            step,
+            steps: settings.steps,
+            loss_decision: vec![0.0; b],
+            loss_proximity: vec![0.0; b],
+            score: vec![0.0; b],
+            active: active.clone(),
+        };
+        for i in 0..b {
+            let r = &stats[i * (k + 2)..(i + 1) * (k + 2)];
+            let (logit, d, p) = (r[a], r[k], r[k + 1]);
+            report.loss_decision[i] = d;
+            report.loss_proximity[i] = p;
+            report.score[i] = sigmoid(logit);
+            if !active[i] {
+                continue;
+            }
+            let gi = &g[i * per_image..(i + 1) * per_image];
+            if !(logit.is_finite() && d.is_finite() && p.is_finite()) || gi.iter().any(|v| !v.is_finite()) {
+                failure[i] = Some(format!("non-finite loss or gradient at step {step}; optimisation of this image stopped"));
+                active[i] = false;
+                continue;
+            }
+            let flipped = (sigmoid(logit) - targets[i] as f32).abs() < 0.5;
+            flipped_for[i] = if flipped { flipped_for[i] + 1 } else { 0 };
+            if settings.early_stop.is_some_and(|kk| kk > 0 && flipped_for[i] >= kk) {
+                active[i] = false;
+                continue;
+            }
+            for (j, _) in trainable.iter().enumerate().filter(|(_, t)| **t) {
+                let start = i * per_image + j * row;
+                adam.update(&mut z, &g, start..start + row, steps_run[i] + 1);
+            }
+            steps_run[i] += 1;
+            if z[i * per_image..(i + 1) * per_image].iter().any(|v| !v.is_finite()) {
+                failure[i] = Some(format!("non-finite style code after step {step}; optimisation of this image stopped"));
+                active[i] = false;
+            }
+        }
+        observer(&report);
+    }
+
+    // Images that failed go back to their last finite codes: the initial ones.
+    for i in 0..b {
+        if failure[i].is_some() && z[i * per_image..(i + 1) * per_image].iter().any(|v| !v.is_finite()) {
+            z[i * per_image..(i + 1) * per_image].copy_from_slice(&z_initial[i * per_image..(i + 1) * per_image]);
+        }
+    }
+
+    // The counterfactual: one more forward at the final codes.
+    let (counterfactual, logits, dec, prox, _) = forward(&z, false)?;
+    let counterfactual = counterfactual.detach();
+    let stats = host(Tensor::cat(vec![logits.detach(), dec.detach().reshape([b, 1]), prox.detach().reshape([b, 1])], 1));
+    let images_out = (0..b)
+        .map(|i| {
+            let r = &stats[i * (k + 2)..(i + 1) * (k + 2)];
+            let final_logits = r[..k].to_vec();
+            let final_scores: Vec<f32> = final_logits.iter().map(|&x| sigmoid(x)).collect();
+            let il = initial_logits[i * k..(i + 1) * k].to_vec();
+            ImageResult {
+                initial_scores: il.iter().map(|&x| sigmoid(x)).collect(),
+                initial_logits: il,
+                success: failure[i].is_none() && (final_scores[a] - targets[i] as f32).abs() < 0.5,
+                final_logits,
+                final_scores,
+                target: targets[i],
+                loss_decision: r[k],
+                loss_proximity: r[k + 1],
+                steps_run: steps_run[i],
+                failure: failure[i].clone(),
+            }
+        })
+        .collect();
+    Ok(Explanation { images: images_out, codes_shape: [b, l, s], z_initial, z_final: z, reconstruction, counterfactual })
+}

@@ -1,0 +1,28 @@
+//! What the explainer needs of a generator.
+
+use burn::tensor::Tensor;
+use steex_sean::{NoiseMode, SeanGenerator, SemanticMask};
+
+/// A semantic image generator steered through per-region style codes `[B, L, S]`.
+pub trait StyleGenerator {
+    /// The layout the codes are rendered into (for SEAN, a [`SemanticMask`]).
+    type Mask;
+
+    /// Style codes `[B, L, S]` of images `[B, 3, H, W]` in [-1, 1].
+    fn encode(&self, images: Tensor<4>, mask: &Self::Mask) -> Result<Tensor<3>, String>;
+
+    /// Images `[B, 3, H, W]` in [-1, 1] from codes; differentiable with respect to them.
+    fn generate(&self, mask: &Self::Mask, codes: Tensor<3>, noise: NoiseMode) -> Result<Tensor<4>, String>;
+}
+
+impl StyleGenerator for SeanGenerator {
+    type Mask = SemanticMask;
+
+    fn encode(&self, images: Tensor<4>, mask: &SemanticMask) -> Result<Tensor<3>, String> {
+        SeanGenerator::encode(self, images, mask).map_err(|e| e.to_string())
+    }
+
+    fn generate(&self, mask: &SemanticMask, codes: Tensor<3>, noise: NoiseMode) -> Result<Tensor<4>, String> {
+        SeanGenerator::generate(self, mask, codes, noise).map_err(|e| e.to_string())
+    }
+}
