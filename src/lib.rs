@@ -12,6 +12,8 @@
 
 pub mod error;
 pub mod io;
+pub mod outdir;
+pub mod render;
 pub mod util;
 
 pub use error::{Error, Result};

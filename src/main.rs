@@ -31,6 +31,8 @@ enum Command {
     Generate(cli::sean::GenerateArgs),
     /// Decision model logits and probabilities of an image.
     Classify(cli::classify::ClassifyArgs),
+    /// A counterfactual explanation of one image (general or region-targeted).
+    Explain(Box<cli::explain::ExplainArgs>),
 }
 
 fn run(cli: Cli) -> Result<(), String> {
@@ -47,6 +49,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Encode(a) => s(cli::sean::encode(a, &device)),
         Command::Generate(a) => s(cli::sean::generate(a, &device)),
         Command::Classify(a) => s(cli::classify::classify(a, &device)),
+        Command::Explain(a) => s(cli::explain::run(*a, &device)),
         Command::Device => {
             cli::print_stdout(&format!("{device:?}\n"));
             Ok(())

@@ -2,6 +2,7 @@
 
 pub mod classify;
 pub mod device;
+pub mod explain;
 pub mod sean;
 
 /// Writes to stdout; a closed pipe ends the output quietly instead of panicking.

@@ -64,7 +64,7 @@ fn model_mask(
 }
 
 /// The size `(height, width)` of an image file before any resize.
-fn image_size(path: &Path) -> Result<(usize, usize), Error> {
+pub fn image_size(path: &Path) -> Result<(usize, usize), Error> {
     if path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("npy"))

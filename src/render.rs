@@ -1,0 +1,99 @@
+//! Pictures of results: difference heat maps and side-by-side reports with captions
+//! (drawn with the `font8x8` bitmap font, so no font file is needed).
+
+use font8x8::UnicodeFonts;
+use image::{Rgb, RgbImage};
+
+/// An RGB image from `[3, H, W]` values in [-1, 1].
+pub fn to_rgb(data: &[f32], height: usize, width: usize) -> RgbImage {
+    let mut img = RgbImage::new(width as u32, height as u32);
+    for (x, y, p) in img.enumerate_pixels_mut() {
+        for c in 0..3 {
+            let v = data[c * height * width + y as usize * width + x as usize];
+            p[c] = ((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round() as u8;
+        }
+    }
+    img
+}
+
+/// A black-red-yellow-white heat map of `mean_c |a - b|` (both `[3, H, W]`), scaled so
+/// that the largest change is white. Returns the map and that largest change.
+pub fn difference_map(a: &[f32], b: &[f32], height: usize, width: usize) -> (RgbImage, f32) {
+    let n = height * width;
+    let d: Vec<f32> = (0..n).map(|i| (0..3).map(|c| (a[c * n + i] - b[c * n + i]).abs()).sum::<f32>() / 3.0).collect();
+    let max = d.iter().cloned().fold(0f32, f32::max);
+    let mut img = RgbImage::new(width as u32, height as u32);
+    for (i, p) in img.pixels_mut().enumerate() {
+        let t = if max > 0.0 { d[i] / max } else { 0.0 };
+        let r = (3.0 * t).min(1.0);
+        let g = (3.0 * t - 1.0).clamp(0.0, 1.0);
+        let bl = (3.0 * t - 2.0).clamp(0.0, 1.0);
+        *p = Rgb([(r * 255.0) as u8, (g * 255.0) as u8, (bl * 255.0) as u8]);
+    }
+    (img, max)
+}
+
+/// Draws `text` at `(x, y)` in `color`, each font pixel `scale` x `scale`.
+pub fn draw_text(img: &mut RgbImage, text: &str, x: u32, y: u32, scale: u32, color: Rgb<u8>) {
+    let mut cx = x;
+    for ch in text.chars() {
+        let glyph = font8x8::BASIC_FONTS.get(ch).or_else(|| font8x8::BASIC_FONTS.get('?')).unwrap_or([0; 8]);
+        for (row, bits) in glyph.iter().enumerate() {
+            for col in 0..8 {
+                if bits & (1 << col) == 0 {
+                    continue;
+                }
+                for dy in 0..scale {
+                    for dx in 0..scale {
+                        let (px, py) = (cx + col * scale + dx, y + row as u32 * scale + dy);
+                        if px < img.width() && py < img.height() {
+                            img.put_pixel(px, py, color);
+                        }
+                    }
+                }
+            }
+        }
+        cx += 8 * scale;
+    }
+}
+
+/// Panels side by side with a title above each and caption lines below the row.
+pub fn panel_row(panels: &[(&str, &RgbImage)], captions: &[String]) -> RgbImage {
+    let pad = 6u32;
+    let (w, h) = panels.first().map(|(_, p)| p.dimensions()).unwrap_or((64, 64));
+    let scale = if w >= 192 { 2 } else { 1 };
+    let title_h = 8 * scale + 2 * pad;
+    let width = panels.len() as u32 * (w + pad) + pad;
+    // Caption lines wrap to the image width.
+    let per_line = ((width - 2 * pad) / 8).max(8) as usize;
+    let mut lines = Vec::new();
+    for c in captions {
+        let mut rest = c.as_str();
+        while rest.len() > per_line {
+            let cut = rest[..per_line].rfind(' ').unwrap_or(per_line);
+            lines.push(rest[..cut].to_string());
+            rest = rest[cut..].trim_start();
+        }
+        lines.push(rest.to_string());
+    }
+    let height = title_h + h + pad + lines.len() as u32 * 10 + pad;
+    let mut out = RgbImage::from_pixel(width, height, Rgb([255, 255, 255]));
+    for (i, (title, p)) in panels.iter().enumerate() {
+        let x0 = pad + i as u32 * (w + pad);
+        let fit = (w / (8 * scale)).max(1) as usize;
+        let title: String = title.chars().take(fit).collect();
+        draw_text(&mut out, &title, x0, pad, scale, Rgb([0, 0, 0]));
+        image::imageops::overlay(&mut out, *p, x0 as i64, title_h as i64);
+    }
+    for (i, line) in lines.iter().enumerate() {
+        draw_text(&mut out, line, pad, title_h + h + pad + i as u32 * 10, 1, Rgb([0, 0, 0]));
+    }
+    out
+}
+
+/// PNG bytes of an image.
+pub fn png(img: &RgbImage) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).expect("PNG encoding into memory");
+    out.into_inner()
+}
