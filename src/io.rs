@@ -288,3 +288,52 @@ pub fn read_image_native(path: &Path) -> Result<Array> {
     })?;
     read_image(path, (h as usize, w as usize))
 }
+
+/// A segmenter loaded from a `weights-convert deeplab` file, with its preset (if recorded).
+pub fn load_segmenter(
+    path: &Path,
+    device: &Device,
+) -> Result<(steex_deeplab::DeepLabV3, Option<String>)> {
+    let w = read_weights(path)?;
+    let err = |reason: String| Error::Model {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let kind: String = w.meta("kind").map_err(|e| err(e.to_string()))?;
+    if kind != steex_deeplab::KIND {
+        return Err(err(format!(
+            "this is a `{kind}` file, not a segmenter (kind {})",
+            steex_deeplab::KIND
+        )));
+    }
+    let config = steex_deeplab::DeepLabConfig::from_metadata(&w).map_err(|e| err(e.to_string()))?;
+    let preset = w.meta::<String>("preset").ok();
+    let model =
+        steex_deeplab::DeepLabV3::load(&w, config, device).map_err(|e| err(e.to_string()))?;
+    Ok((model, preset))
+}
+
+/// Segments an image `[1, 3, H, W]` and returns the label map in the generator's label ids
+/// (the segmenter's convention undone), with the raw logits.
+pub fn segment_to_labels(
+    model: &steex_deeplab::DeepLabV3,
+    preset: Option<&str>,
+    image: &Array,
+    device: &Device,
+) -> (LabelMap, Array, Vec<usize>) {
+    let (h, w) = (image.shape[2], image.shape[3]);
+    let logits = Array::from_tensor(model.forward(image.to_tensor::<4>(device)).detach());
+    let classes = model.config().classes;
+    let arg = steex_deeplab::argmax_classes(&logits.data, classes, h, w);
+    let conv = steex_deeplab::LabelConvention::detect(preset, classes);
+    let labels = arg.iter().map(|&k| conv.to_generator(k)).collect();
+    (
+        LabelMap {
+            height: h,
+            width: w,
+            labels,
+        },
+        logits,
+        arg,
+    )
+}

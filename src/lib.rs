@@ -5,6 +5,7 @@
 //!
 //! - [`sean`]: the SEAN generator and its style encoder.
 //! - [`classifier`]: decision models (DenseNet, ResNet) and the `DecisionModel` trait.
+//! - [`deeplab`]: the DeepLabV3 segmenter that makes masks from images.
 //! - [`explain`]: the STEEX explainer, presets, region and attribute names.
 //! - [`nn`]: named-weight loading and layers shared by the model crates.
 //! - [`weights_convert`]: import the published PyTorch checkpoints into safetensors, safely.
@@ -18,6 +19,7 @@ pub mod util;
 
 pub use error::{Error, Result};
 pub use steex_classifier as classifier;
+pub use steex_deeplab as deeplab;
 pub use steex_explain as explain;
 pub use steex_nn as nn;
 pub use steex_sean as sean;

@@ -31,6 +31,8 @@ enum Command {
     Generate(cli::sean::GenerateArgs),
     /// Decision model logits and probabilities of an image.
     Classify(cli::classify::ClassifyArgs),
+    /// The semantic label map of an image (DeepLabV3).
+    Segment(cli::segment::SegmentArgs),
     /// A counterfactual explanation of one image (general or region-targeted).
     Explain(Box<cli::explain::ExplainArgs>),
 }
@@ -50,6 +52,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Generate(a) => s(cli::sean::generate(a, &device)),
         Command::Classify(a) => s(cli::classify::classify(a, &device)),
         Command::Explain(a) => s(cli::explain::run(*a, &device)),
+        Command::Segment(a) => s(cli::segment::run(a, &device)),
         Command::Device => {
             cli::print_stdout(&format!("{device:?}\n"));
             Ok(())

@@ -20,7 +20,14 @@ pub fn to_rgb(data: &[f32], height: usize, width: usize) -> RgbImage {
 /// that the largest change is white. Returns the map and that largest change.
 pub fn difference_map(a: &[f32], b: &[f32], height: usize, width: usize) -> (RgbImage, f32) {
     let n = height * width;
-    let d: Vec<f32> = (0..n).map(|i| (0..3).map(|c| (a[c * n + i] - b[c * n + i]).abs()).sum::<f32>() / 3.0).collect();
+    let d: Vec<f32> = (0..n)
+        .map(|i| {
+            (0..3)
+                .map(|c| (a[c * n + i] - b[c * n + i]).abs())
+                .sum::<f32>()
+                / 3.0
+        })
+        .collect();
     let max = d.iter().cloned().fold(0f32, f32::max);
     let mut img = RgbImage::new(width as u32, height as u32);
     for (i, p) in img.pixels_mut().enumerate() {
@@ -37,7 +44,10 @@ pub fn difference_map(a: &[f32], b: &[f32], height: usize, width: usize) -> (Rgb
 pub fn draw_text(img: &mut RgbImage, text: &str, x: u32, y: u32, scale: u32, color: Rgb<u8>) {
     let mut cx = x;
     for ch in text.chars() {
-        let glyph = font8x8::BASIC_FONTS.get(ch).or_else(|| font8x8::BASIC_FONTS.get('?')).unwrap_or([0; 8]);
+        let glyph = font8x8::BASIC_FONTS
+            .get(ch)
+            .or_else(|| font8x8::BASIC_FONTS.get('?'))
+            .unwrap_or([0; 8]);
         for (row, bits) in glyph.iter().enumerate() {
             for col in 0..8 {
                 if bits & (1 << col) == 0 {
@@ -60,7 +70,10 @@ pub fn draw_text(img: &mut RgbImage, text: &str, x: u32, y: u32, scale: u32, col
 /// Panels side by side with a title above each and caption lines below the row.
 pub fn panel_row(panels: &[(&str, &RgbImage)], captions: &[String]) -> RgbImage {
     let pad = 6u32;
-    let (w, h) = panels.first().map(|(_, p)| p.dimensions()).unwrap_or((64, 64));
+    let (w, h) = panels
+        .first()
+        .map(|(_, p)| p.dimensions())
+        .unwrap_or((64, 64));
     let scale = if w >= 192 { 2 } else { 1 };
     let title_h = 8 * scale + 2 * pad;
     let width = panels.len() as u32 * (w + pad) + pad;
@@ -86,7 +99,14 @@ pub fn panel_row(panels: &[(&str, &RgbImage)], captions: &[String]) -> RgbImage 
         image::imageops::overlay(&mut out, *p, x0 as i64, title_h as i64);
     }
     for (i, line) in lines.iter().enumerate() {
-        draw_text(&mut out, line, pad, title_h + h + pad + i as u32 * 10, 1, Rgb([0, 0, 0]));
+        draw_text(
+            &mut out,
+            line,
+            pad,
+            title_h + h + pad + i as u32 * 10,
+            1,
+            Rgb([0, 0, 0]),
+        );
     }
     out
 }
@@ -94,6 +114,76 @@ pub fn panel_row(panels: &[(&str, &RgbImage)], captions: &[String]) -> RgbImage 
 /// PNG bytes of an image.
 pub fn png(img: &RgbImage) -> Vec<u8> {
     let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png).expect("PNG encoding into memory");
+    img.write_to(&mut out, image::ImageFormat::Png)
+        .expect("PNG encoding into memory");
     out.into_inner()
+}
+
+/// A distinct colour for label `i` (255, unknown, is grey).
+pub fn label_colour(i: usize) -> Rgb<u8> {
+    if i == 255 {
+        return Rgb([128, 128, 128]);
+    }
+    let h = (i as f32 * 0.618_034).fract() * 6.0;
+    let (s, v) = (0.75f32, if i % 2 == 0 { 0.95 } else { 0.7 });
+    let c = v * s;
+    let x = c * (1.0 - (h % 2.0 - 1.0).abs());
+    let (r, g, b) = match h as u32 {
+        0 => (c, x, 0.0),
+        1 => (x, c, 0.0),
+        2 => (0.0, c, x),
+        3 => (0.0, x, c),
+        4 => (x, 0.0, c),
+        _ => (c, 0.0, x),
+    };
+    let m = v - c;
+    Rgb([
+        ((r + m) * 255.0) as u8,
+        ((g + m) * 255.0) as u8,
+        ((b + m) * 255.0) as u8,
+    ])
+}
+
+/// A colour-coded label map with a legend naming the labels present (`names[id]`, and
+/// "unknown" for 255).
+pub fn label_preview(labels: &[u8], height: usize, width: usize, names: &[String]) -> RgbImage {
+    let scale = if width < 256 { 256 / width.max(1) } else { 1 } as u32;
+    let (pw, ph) = (width as u32 * scale, height as u32 * scale);
+    let mut present: Vec<u8> = labels.to_vec();
+    present.sort_unstable();
+    present.dedup();
+    let cols = (pw / 160).max(1);
+    let rows = (present.len() as u32).div_ceil(cols);
+    let mut out = RgbImage::from_pixel(pw.max(160), ph + 8 + rows * 12 + 4, Rgb([255, 255, 255]));
+    for y in 0..ph {
+        for x in 0..pw {
+            let l = labels[(y / scale) as usize * width + (x / scale) as usize];
+            out.put_pixel(x, y, label_colour(l as usize));
+        }
+    }
+    for (i, &l) in present.iter().enumerate() {
+        let (cx, cy) = ((i as u32 % cols) * 160 + 4, ph + 8 + (i as u32 / cols) * 12);
+        for dy in 0..8 {
+            for dx in 0..8 {
+                out.put_pixel(cx + dx, cy + dy, label_colour(l as usize));
+            }
+        }
+        let name = if l == 255 {
+            "unknown".to_string()
+        } else {
+            names
+                .get(l as usize)
+                .cloned()
+                .unwrap_or_else(|| format!("label {l}"))
+        };
+        draw_text(
+            &mut out,
+            &format!("{l} {name}"),
+            cx + 12,
+            cy,
+            1,
+            Rgb([0, 0, 0]),
+        );
+    }
+    out
 }

@@ -12,7 +12,11 @@ fn bin(name: &str) -> std::path::PathBuf {
 }
 
 fn run(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(bin("steex")).args(args).current_dir(cwd).output().unwrap()
+    Command::new(bin("steex"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap()
 }
 
 fn assert_fails(out: &Output, needles: &[&str]) {
@@ -28,36 +32,101 @@ fn setup() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let conv = |args: &[&str]| {
-        let o = Command::new(bin("weights-convert")).args(args).current_dir(d).output().unwrap();
+        let o = Command::new(bin("weights-convert"))
+            .args(args)
+            .current_dir(d)
+            .output()
+            .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     };
     let g = fixture("sean_sq/latest_net_G.pth");
     let c = fixture("explain/checkpoint.tar");
-    conv(&["sean", "--input", g.to_str().unwrap(), "--out", "g.safetensors", "--width", "64", "--aspect-ratio", "1"]);
-    conv(&["densenet", "--input", c.to_str().unwrap(), "--out", "c.safetensors"]);
+    conv(&[
+        "sean",
+        "--input",
+        g.to_str().unwrap(),
+        "--out",
+        "g.safetensors",
+        "--width",
+        "64",
+        "--aspect-ratio",
+        "1",
+    ]);
+    conv(&[
+        "densenet",
+        "--input",
+        c.to_str().unwrap(),
+        "--out",
+        "c.safetensors",
+    ]);
     for f in ["image.npy", "mask.png"] {
         std::fs::copy(fixture(&format!("sean_sq/{f}")), d.join(f)).unwrap();
     }
     dir
 }
 
-const BASE: [&str; 8] = ["explain", "--generator", "g.safetensors", "--classifier", "c.safetensors", "--image", "image.npy", "--mask"];
+const BASE: [&str; 8] = [
+    "explain",
+    "--generator",
+    "g.safetensors",
+    "--classifier",
+    "c.safetensors",
+    "--image",
+    "image.npy",
+    "--mask",
+];
 
 #[test]
 fn writes_every_result_file_and_keeps_frozen_rows() {
     let dir = setup();
     let d = dir.path();
     let mut args = BASE.to_vec();
-    args.extend(["mask.png", "--attribute", "smile", "--regions", "skin,mouth", "--steps", "3", "--noise", "off", "--out", "res"]);
+    args.extend([
+        "mask.png",
+        "--attribute",
+        "smile",
+        "--regions",
+        "skin,mouth",
+        "--steps",
+        "3",
+        "--noise",
+        "off",
+        "--out",
+        "res",
+    ]);
     let o = run(d, &args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(o.stdout.is_empty(), "explain prints nothing on stdout");
     let res = d.join("res");
-    for f in ["query.png", "reconstruction.png", "counterfactual.png", "difference.png", "report.png", "counterfactual.npy", "z_initial.npy", "z_final.npy", "result.json"] {
+    for f in [
+        "query.png",
+        "reconstruction.png",
+        "counterfactual.png",
+        "difference.png",
+        "report.png",
+        "counterfactual.npy",
+        "z_initial.npy",
+        "z_final.npy",
+        "result.json",
+    ] {
         assert!(res.join(f).is_file(), "missing {f}");
     }
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(res.join("result.json")).unwrap()).unwrap();
-    for key in ["initial_scores", "final_scores", "initial_logits", "final_logits", "target", "success", "loss_decision", "loss_proximity", "steps_run", "regions", "attribute", "settings"] {
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(res.join("result.json")).unwrap()).unwrap();
+    for key in [
+        "initial_scores",
+        "final_scores",
+        "initial_logits",
+        "final_logits",
+        "target",
+        "success",
+        "loss_decision",
+        "loss_proximity",
+        "steps_run",
+        "regions",
+        "attribute",
+        "settings",
+    ] {
         assert!(v.get(key).is_some(), "result.json lacks {key}");
     }
     assert_eq!(v["attribute"]["name"], "smile");
@@ -74,7 +143,10 @@ fn writes_every_result_file_and_keeps_frozen_rows() {
     let cf = steex::io::read_npy(&res.join("counterfactual.npy")).unwrap();
     assert_eq!(cf.shape, vec![1, 3, 64, 64]);
     // Only the result folder was created: no temporary folders left beside it.
-    let names: Vec<String> = std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     assert!(!names.iter().any(|n| n.contains(".tmp")), "{names:?}");
 
     // A non-empty result folder needs --force, and is left as it was without it.
@@ -99,10 +171,28 @@ fn bad_arguments_fail_clearly_and_write_nothing() {
         a.extend(["--steps", "1", "--out", "res"]);
         run(d, &a)
     };
-    assert_fails(&case(&["mask.png", "--attribute", "smile", "--regions", "moustache"]), &["moustache", "upper_lip"]);
-    assert_fails(&case(&["mask.png", "--attribute", "7"]), &["attribute id 7", "out of range"]);
-    assert_fails(&case(&["mask.png", "--attribute", "grumpy"]), &["grumpy", "male, smile, young"]);
-    assert_fails(&case(&["bad.png", "--attribute", "smile"]), &["bad.png", "label id 30"]);
-    assert_fails(&case(&["mask.png", "--attribute", "smile", "--region-ids", "25"]), &["25", "out of range"]);
-    assert!(!d.join("res").exists(), "a failing run left a result folder");
+    assert_fails(
+        &case(&["mask.png", "--attribute", "smile", "--regions", "moustache"]),
+        &["moustache", "upper_lip"],
+    );
+    assert_fails(
+        &case(&["mask.png", "--attribute", "7"]),
+        &["attribute id 7", "out of range"],
+    );
+    assert_fails(
+        &case(&["mask.png", "--attribute", "grumpy"]),
+        &["grumpy", "male, smile, young"],
+    );
+    assert_fails(
+        &case(&["bad.png", "--attribute", "smile"]),
+        &["bad.png", "label id 30"],
+    );
+    assert_fails(
+        &case(&["mask.png", "--attribute", "smile", "--region-ids", "25"]),
+        &["25", "out of range"],
+    );
+    assert!(
+        !d.join("res").exists(),
+        "a failing run left a result folder"
+    );
 }

@@ -23,7 +23,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 sys.path.insert(0, os.path.dirname(__file__))
-from steex_reference import (SEANGenerator, DecisionDensenetModel,  # noqa: E402
+from steex_reference import (ReducedResNet, SEANGenerator, DecisionDensenetModel,  # noqa: E402
                              DecisionResnetModel, move_spectral_vectors, one_hot,
                              published_loop, randomize_bn, randomize_sean)
 
@@ -203,6 +203,33 @@ def explain_fixture(out, sean_dir, seed):
     json.dump(info, open(f"{out}/meta.json", "w"), indent=1)
 
 
+def reduced_deeplab(classes, width=2, layers=(1, 1, 2, 1)):
+    """torchvision's DeepLabV3 from torchvision's own pieces (ResNet blocks with strides
+    replaced by dilation, IntermediateLayerGetter, DeepLabHead/ASPP), with a narrow
+    backbone so that the fixture is small (the 256-wide head is fixed by torchvision)."""
+    from torchvision.models._utils import IntermediateLayerGetter
+    from torchvision.models.segmentation.deeplabv3 import DeepLabHead, DeepLabV3
+    bb = ReducedResNet(torchvision.models.resnet.Bottleneck, list(layers), width,
+                       replace_stride_with_dilation=[False, True, True])
+    body = IntermediateLayerGetter(bb, return_layers={"layer4": "out"})
+    return DeepLabV3(body, DeepLabHead(8 * width * 4, classes), None)
+
+
+def deeplab_fixture(out, model, seed, legacy=False):
+    os.makedirs(out, exist_ok=True)
+    randomize_bn(model, seed)
+    ck = checkpoint_dict(model, seed)
+    model.load_state_dict(ck["model_state_dict"])
+    model.eval()
+    (save_both if legacy else torch.save)(ck, f"{out}/checkpoint.tar")
+    gen = torch.Generator().manual_seed(seed)
+    x = smooth_image(gen, 64, 128)
+    with torch.no_grad():
+        y = model(x)["out"]
+    npy(f"{out}/input.npy", x)
+    npy(f"{out}/logits.npy", signal("deeplab logits", y))
+
+
 def malicious(out):
     """Checkpoints whose pickles would run a command under `torch.load(weights_only=False)`."""
     os.makedirs(out, exist_ok=True)
@@ -262,6 +289,8 @@ def main():
     decision_fixture(f"{ROOT}/resnet_bottleneck",
                      DecisionResnetModel(4, block=BB.Bottleneck, layers=[1, 2, 1, 1], width=8),
                      23, inputs)
+    torch.manual_seed(24)
+    deeplab_fixture(f"{ROOT}/deeplab", reduced_deeplab(20), 24)
     malicious(f"{ROOT}/malicious")
     explain_fixture(f"{ROOT}/explain", f"{ROOT}/sean_sq", 41)
 
@@ -277,6 +306,12 @@ def main():
                             ("resnet50", DecisionResnetModel(3, depth=50))]:
             torch.manual_seed(31)
             decision_fixture(f"{full}/{name}", model, 31, inputs, legacy=False)
+        from torchvision.models.segmentation import deeplabv3_resnet50, deeplabv3_resnet101
+        for name, fn in [("deeplabv3_resnet50", deeplabv3_resnet50),
+                         ("deeplabv3_resnet101", deeplabv3_resnet101)]:
+            torch.manual_seed(32)
+            deeplab_fixture(f"{full}/{name}", fn(weights=None, weights_backbone=None,
+                                                 num_classes=20, aux_loss=False), 32)
     print("fixtures written to", os.path.normpath(ROOT))
 
 

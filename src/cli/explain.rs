@@ -9,7 +9,10 @@ use steex::Error;
 use steex::classifier::DecisionModel;
 use steex::explain::presets::{Preset, attribute_names, region_names, resolve};
 use steex::explain::{AdamConfig, ExplainSettings, explain};
-use steex::io::{Array, LabelMap, load_classifier, load_generator, read_image, read_weights, write_npy};
+use steex::io::{
+    Array, LabelMap, load_classifier, load_generator, load_segmenter, read_image, read_weights,
+    segment_to_labels, write_npy,
+};
 use steex::outdir::OutDir;
 use steex::render::{difference_map, panel_row, png, to_rgb};
 use steex::sean::NoiseMode;
@@ -28,8 +31,15 @@ pub struct ExplainArgs {
     #[arg(long)]
     pub image: PathBuf,
     /// Label map of the query: 8-bit single-channel PNG, the image's size.
+    #[arg(
+        long,
+        required_unless_present = "segmenter",
+        conflicts_with = "segmenter"
+    )]
+    pub mask: Option<PathBuf>,
+    /// Segment the query with this segmenter (`weights-convert deeplab`) instead of --mask.
     #[arg(long)]
-    pub mask: PathBuf,
+    pub segmenter: Option<PathBuf>,
     /// Decision output to explain, by name (`smile`) or id; default: the preset's.
     #[arg(long)]
     pub attribute: Option<String>,
@@ -88,7 +98,10 @@ pub fn run(args: ExplainArgs, device: &Device) -> Result<(), Error> {
         .or_else(|| gw.meta::<String>("preset").ok())
         .or_else(|| cw.meta::<String>("preset").ok());
     let preset = match &preset_name {
-        Some(p) => Some(Preset::by_name(p).ok_or_else(|| bad(format!("--preset {p}: expected celeba, celebamhq or bdd")))?),
+        Some(p) => Some(
+            Preset::by_name(p)
+                .ok_or_else(|| bad(format!("--preset {p}: expected celeba, celebamhq or bdd")))?,
+        ),
         None => None,
     };
     drop((gw, cw));
@@ -99,14 +112,23 @@ pub fn run(args: ExplainArgs, device: &Device) -> Result<(), Error> {
     let regions_all = region_names(l, preset);
     let attrs = attribute_names(k, preset);
     let attribute = match &args.attribute {
-        Some(a) => resolve(std::slice::from_ref(a), &attrs, "attribute").map_err(|e| bad(format!("--attribute: {e}")))?[0],
+        Some(a) => resolve(std::slice::from_ref(a), &attrs, "attribute")
+            .map_err(|e| bad(format!("--attribute: {e}")))?[0],
         None => match preset {
             Some(p) if p.default_attribute < k => p.default_attribute,
-            _ => return Err(bad(format!("--attribute is required (one of {})", attrs.join(", ")))),
+            _ => {
+                return Err(bad(format!(
+                    "--attribute is required (one of {})",
+                    attrs.join(", ")
+                )));
+            }
         },
     };
     let regions = if !args.regions.is_empty() {
-        Some(resolve(&args.regions, &regions_all, "region").map_err(|e| bad(format!("--regions: {e}")))?)
+        Some(
+            resolve(&args.regions, &regions_all, "region")
+                .map_err(|e| bad(format!("--regions: {e}")))?,
+        )
     } else if !args.region_ids.is_empty() {
         let ids: Vec<String> = args.region_ids.iter().map(|i| i.to_string()).collect();
         Some(resolve(&ids, &regions_all, "region").map_err(|e| bad(format!("--region-ids: {e}")))?)
@@ -116,27 +138,49 @@ pub fn run(args: ExplainArgs, device: &Device) -> Result<(), Error> {
 
     // Inputs at the generator's size.
     let (h, w) = g.config().image_size();
-    let raw = LabelMap::read(&args.mask)?;
-    raw.check(l, &args.mask)?;
-    let (ih, iw) = crate::cli::sean::image_size(&args.image)?;
-    if (ih, iw) != (raw.height, raw.width) {
-        return Err(bad(format!(
-            "--mask {} is {}x{} but --image {} is {iw}x{ih} (W x H): they must be the same size",
-            args.mask.display(),
-            raw.width,
-            raw.height,
-            args.image.display()
-        )));
-    }
-    let mask = g
-        .mask(raw.resized(h, w).to_tensor(&device))
-        .map_err(|e| Error::Mask { path: args.mask.clone(), reason: e.to_string() })?;
     let query = read_image(&args.image, (h, w))?;
+    let (labels, mask_path) = match (&args.mask, &args.segmenter) {
+        (Some(mask_path), _) => {
+            let raw = LabelMap::read(mask_path)?;
+            raw.check(l, mask_path)?;
+            let (ih, iw) = crate::cli::sean::image_size(&args.image)?;
+            if (ih, iw) != (raw.height, raw.width) {
+                return Err(bad(format!(
+                    "--mask {} is {}x{} but --image {} is {iw}x{ih} (W x H): they must be the same size",
+                    mask_path.display(),
+                    raw.width,
+                    raw.height,
+                    args.image.display()
+                )));
+            }
+            (raw.resized(h, w), mask_path.clone())
+        }
+        (None, Some(seg)) => {
+            let (model, seg_preset) = load_segmenter(seg, &device)?;
+            let (labels, _, _) = segment_to_labels(&model, seg_preset.as_deref(), &query, &device);
+            labels.check(l, seg).map_err(|_| {
+                bad(format!(
+                    "--segmenter {}: its {} classes do not map onto the generator's {l} labels",
+                    seg.display(),
+                    model.config().classes
+                ))
+            })?;
+            (labels, seg.clone())
+        }
+        (None, None) => return Err(bad("give --mask or --segmenter".into())),
+    };
+    let mask = g.mask(labels.to_tensor(&device)).map_err(|e| Error::Mask {
+        path: mask_path.clone(),
+        reason: e.to_string(),
+    })?;
 
     let settings = ExplainSettings {
         attribute,
         steps: args.steps,
-        adam: AdamConfig { lr: args.lr, ..Default::default() },
+        adam: AdamConfig {
+            lr: args.lr,
+            ..Default::default()
+        },
         lambda_prox: args.lambda_prox,
         noise: args.noise,
         early_stop: args.early_stop,
@@ -145,9 +189,11 @@ pub fn run(args: ExplainArgs, device: &Device) -> Result<(), Error> {
     };
     let bar = ProgressBar::new(args.steps as u64);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} explain [{bar:30}] step {pos}/{len} {msg} ({elapsed}, eta {eta})")
-            .expect("valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} explain [{bar:30}] step {pos}/{len} {msg} ({elapsed}, eta {eta})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     let mut observer = |r: &steex::explain::StepReport| {
         bar.set_position(r.step as u64);
@@ -159,8 +205,15 @@ pub fn run(args: ExplainArgs, device: &Device) -> Result<(), Error> {
             r.score[0]
         ));
     };
-    let e = explain(&g, &c, query.to_tensor::<4>(&device), &mask, &settings, &mut observer)
-        .map_err(|e| bad(e.to_string()))?;
+    let e = explain(
+        &g,
+        &c,
+        query.to_tensor::<4>(&device),
+        &mask,
+        &settings,
+        &mut observer,
+    )
+    .map_err(|e| bad(e.to_string()))?;
     bar.finish_and_clear();
     let r = &e.images[0];
 
@@ -182,24 +235,51 @@ pub fn run(args: ExplainArgs, device: &Device) -> Result<(), Error> {
         ),
         format!(
             "regions: {}; steps {}; difference map white = {:.3}",
-            regions.as_ref().map_or("all".to_string(), |v| v.iter().map(|&j| regions_all[j].clone()).collect::<Vec<_>>().join(",")),
+            regions.as_ref().map_or("all".to_string(), |v| v
+                .iter()
+                .map(|&j| regions_all[j].clone())
+                .collect::<Vec<_>>()
+                .join(",")),
             r.steps_run,
             max_diff
         ),
     ];
     let report = panel_row(
-        &[("query", &q_img), ("reconstruction", &rec_img), ("counterfactual", &cf_img), ("|cf - query|", &diff_img)],
+        &[
+            ("query", &q_img),
+            ("reconstruction", &rec_img),
+            ("counterfactual", &cf_img),
+            ("|cf - query|", &diff_img),
+        ],
         &captions,
     );
     out.write("query.png", &png(&q_img))?;
+    let mut mask_png = std::io::Cursor::new(Vec::new());
+    image::GrayImage::from_raw(w as u32, h as u32, labels.labels.clone())
+        .expect("size matches")
+        .write_to(&mut mask_png, image::ImageFormat::Png)
+        .expect("PNG encoding into memory");
+    out.write("mask.png", &mask_png.into_inner())?;
     out.write("reconstruction.png", &png(&rec_img))?;
     out.write("counterfactual.png", &png(&cf_img))?;
     out.write("difference.png", &png(&diff_img))?;
     out.write("report.png", &png(&report))?;
     write_npy(&out.path("counterfactual.npy"), &cf)?;
     let shape = e.codes_shape.to_vec();
-    write_npy(&out.path("z_initial.npy"), &Array { shape: shape.clone(), data: e.z_initial.clone() })?;
-    write_npy(&out.path("z_final.npy"), &Array { shape, data: e.z_final.clone() })?;
+    write_npy(
+        &out.path("z_initial.npy"),
+        &Array {
+            shape: shape.clone(),
+            data: e.z_initial.clone(),
+        },
+    )?;
+    write_npy(
+        &out.path("z_final.npy"),
+        &Array {
+            shape,
+            data: e.z_final.clone(),
+        },
+    )?;
     let result = serde_json::json!({
         "initial_scores": r.initial_scores,
         "final_scores": r.final_scores,
@@ -217,11 +297,17 @@ pub fn run(args: ExplainArgs, device: &Device) -> Result<(), Error> {
         "preset": preset_name,
         "settings": settings,
         "inputs": {
-            "generator": args.generator, "classifier": args.classifier, "image": args.image, "mask": args.mask,
+            "generator": args.generator, "classifier": args.classifier, "image": args.image,
+            "mask": args.mask, "segmenter": args.segmenter,
         },
         "seconds": t0.elapsed().as_secs_f64(),
     });
-    out.write("result.json", serde_json::to_string_pretty(&result).expect("serialisable").as_bytes())?;
+    out.write(
+        "result.json",
+        serde_json::to_string_pretty(&result)
+            .expect("serialisable")
+            .as_bytes(),
+    )?;
     out.commit()?;
     eprintln!(
         "{}: p({name}) {:.3} -> {:.3} (target {}), {} in {} steps, {:.1} s",

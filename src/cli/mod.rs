@@ -4,6 +4,7 @@ pub mod classify;
 pub mod device;
 pub mod explain;
 pub mod sean;
+pub mod segment;
 
 /// Writes to stdout; a closed pipe ends the output quietly instead of panicking.
 pub fn print_stdout(text: &str) {

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use weights_convert::inspect::Inspection;
-use weights_convert::models::{SeanSize, convert_densenet, convert_resnet, convert_sean_file};
+use weights_convert::models::{
+    SeanSize, convert_deeplab, convert_densenet, convert_resnet, convert_sean_file,
+};
 use weights_convert::{Checkpoint, ConvertError, convert_state_dict};
 
 /// Import PyTorch checkpoints into safetensors, safely: nothing in a checkpoint is executed.
@@ -68,6 +70,19 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
         /// Record the attribute names of a preset (celeba, celebamhq, bdd).
+        #[arg(long)]
+        preset: Option<String>,
+    },
+    /// Convert a DeepLabV3 segmenter (`checkpoint.tar`); backbone inferred from the tensors.
+    Deeplab {
+        /// The checkpoint (zip or legacy).
+        #[arg(long)]
+        input: PathBuf,
+        /// The safetensors file to write (replaced atomically).
+        #[arg(long)]
+        out: PathBuf,
+        /// Record the label convention of a preset (celeba, celebamhq: 19 classes = the
+        /// generator's labels; bdd: 20 classes shifted by one).
         #[arg(long)]
         preset: Option<String>,
     },
@@ -140,6 +155,19 @@ fn run(cli: Cli) -> Result<(), ConvertError> {
                 .map_or("custom".to_string(), |d| format!("ResNet-{d}"));
             eprintln!(
                 "wrote {} ({depth}, {} tensors)",
+                out.display(),
+                converted.tensors.len()
+            );
+        }
+        Command::Deeplab { input, out, preset } => {
+            let converted = convert_deeplab(&Checkpoint::open(&input)?, preset.as_deref())?;
+            converted.write(&out)?;
+            let depth = converted
+                .metadata
+                .get("depth")
+                .map_or("custom".to_string(), |d| format!("ResNet-{d}"));
+            eprintln!(
+                "wrote {} (DeepLabV3, {depth} backbone, {} tensors)",
                 out.display(),
                 converted.tensors.len()
             );

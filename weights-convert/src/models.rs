@@ -174,3 +174,37 @@ pub fn convert_resnet(ckpt: &Checkpoint, preset: Option<&str>) -> Result<Convert
     };
     convert_state_dict(ckpt, Some(&spec))
 }
+
+/// Converts a DeepLabV3 segmenter (`checkpoint.tar` of torchvision's `deeplabv3_resnet50/101`,
+/// no auxiliary head); backbone depth and class count come from the tensors.
+pub fn convert_deeplab(ckpt: &Checkpoint, preset: Option<&str>) -> Result<Converted> {
+    let shapes = state_dict_shapes(ckpt);
+    let config =
+        steex_deeplab::DeepLabConfig::infer(|n| shapes.get(n).cloned()).map_err(|reason| {
+            ConvertError::WrongModel {
+                path: ckpt.path().to_path_buf(),
+                kind: "DeepLabV3 segmenter".into(),
+                reason,
+            }
+        })?;
+    if let Some(p) = preset {
+        let want = if p == "bdd" { 20 } else { 19 };
+        if !DECISION_PRESETS.contains(&p) || config.classes != want {
+            return Err(ConvertError::Argument(format!(
+                "--preset {p}: expected celeba, celebamhq (19 classes) or bdd (20 classes); the checkpoint has {} classes",
+                config.classes
+            )));
+        }
+    }
+    let mut meta = config.to_metadata();
+    if let Some(p) = preset {
+        meta.insert("preset".into(), p.into());
+    }
+    let spec = ModelSpec {
+        kind: steex_deeplab::KIND.into(),
+        expected: config.expected_tensors(),
+        unused: crate::convert::is_num_batches_tracked,
+        config: meta,
+    };
+    convert_state_dict(ckpt, Some(&spec))
+}

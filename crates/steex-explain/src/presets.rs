@@ -3,14 +3,49 @@
 
 /// Region names of the face models (CelebA, CelebAMask-HQ), in label order.
 pub const FACE_REGIONS: [&str; 19] = [
-    "background", "skin", "nose", "glasses", "left_eye", "right_eye", "left_brow", "right_brow", "left_ear",
-    "right_ear", "mouth", "upper_lip", "lower_lip", "hair", "hat", "earring", "necklace", "neck", "cloth",
+    "background",
+    "skin",
+    "nose",
+    "glasses",
+    "left_eye",
+    "right_eye",
+    "left_brow",
+    "right_brow",
+    "left_ear",
+    "right_ear",
+    "mouth",
+    "upper_lip",
+    "lower_lip",
+    "hair",
+    "hat",
+    "earring",
+    "necklace",
+    "neck",
+    "cloth",
 ];
 
 /// Region names of the BDD100k model, in label order.
 pub const BDD_REGIONS: [&str; 20] = [
-    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic_light", "traffic_sign", "vegetation",
-    "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle", "unlabeled",
+    "road",
+    "sidewalk",
+    "building",
+    "wall",
+    "fence",
+    "pole",
+    "traffic_light",
+    "traffic_sign",
+    "vegetation",
+    "terrain",
+    "sky",
+    "person",
+    "rider",
+    "car",
+    "truck",
+    "bus",
+    "train",
+    "motorcycle",
+    "bicycle",
+    "unlabeled",
 ];
 
 /// Decision outputs of the face models.
@@ -35,9 +70,27 @@ pub struct Preset {
 
 /// The three published presets.
 pub const PRESETS: [Preset; 3] = [
-    Preset { name: "celeba", image_size: (128, 128), regions: &FACE_REGIONS, attributes: &FACE_ATTRIBUTES, default_attribute: 1 },
-    Preset { name: "celebamhq", image_size: (256, 256), regions: &FACE_REGIONS, attributes: &FACE_ATTRIBUTES, default_attribute: 1 },
-    Preset { name: "bdd", image_size: (256, 512), regions: &BDD_REGIONS, attributes: &BDD_ATTRIBUTES, default_attribute: 0 },
+    Preset {
+        name: "celeba",
+        image_size: (128, 128),
+        regions: &FACE_REGIONS,
+        attributes: &FACE_ATTRIBUTES,
+        default_attribute: 1,
+    },
+    Preset {
+        name: "celebamhq",
+        image_size: (256, 256),
+        regions: &FACE_REGIONS,
+        attributes: &FACE_ATTRIBUTES,
+        default_attribute: 1,
+    },
+    Preset {
+        name: "bdd",
+        image_size: (256, 512),
+        regions: &BDD_REGIONS,
+        attributes: &BDD_ATTRIBUTES,
+        default_attribute: 0,
+    },
 ];
 
 impl Preset {
@@ -61,7 +114,9 @@ pub fn region_names(labels: usize, preset: Option<&Preset>) -> Vec<String> {
 /// `output_<i>`.
 pub fn attribute_names(outputs: usize, preset: Option<&Preset>) -> Vec<String> {
     match preset {
-        Some(p) if p.attributes.len() == outputs => p.attributes.iter().map(|s| s.to_string()).collect(),
+        Some(p) if p.attributes.len() == outputs => {
+            p.attributes.iter().map(|s| s.to_string()).collect()
+        }
         _ => steex_classifier::default_output_names(outputs),
     }
 }
@@ -74,9 +129,17 @@ pub fn resolve(items: &[String], names: &[String], what: &str) -> Result<Vec<usi
         let it = it.trim();
         let id = match it.parse::<usize>() {
             Ok(i) if i < names.len() => i,
-            Ok(i) => return Err(format!("{what} id {i} is out of range: valid ids are 0..={}", names.len() - 1)),
+            Ok(i) => {
+                return Err(format!(
+                    "{what} id {i} is out of range: valid ids are 0..={}",
+                    names.len() - 1
+                ));
+            }
             Err(_) => names.iter().position(|n| n == it).ok_or_else(|| {
-                format!("unknown {what} `{it}`: valid {what}s are {}", names.join(", "))
+                format!(
+                    "unknown {what} `{it}`: valid {what}s are {}",
+                    names.join(", ")
+                )
             })?,
         };
         if !out.contains(&id) {
@@ -93,7 +156,15 @@ mod tests {
     #[test]
     fn names_resolve_and_unknown_names_list_the_valid_ones() {
         let names = region_names(19, None);
-        assert_eq!(resolve(&["mouth".into(), "hair".into(), "10".into()], &names, "region").unwrap(), vec![10, 13]);
+        assert_eq!(
+            resolve(
+                &["mouth".into(), "hair".into(), "10".into()],
+                &names,
+                "region"
+            )
+            .unwrap(),
+            vec![10, 13]
+        );
         let e = resolve(&["moustache".into()], &names, "region").unwrap_err();
         assert!(e.contains("moustache") && e.contains("upper_lip"), "{e}");
         assert!(resolve(&["19".into()], &names, "region").is_err());

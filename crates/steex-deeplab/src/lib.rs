@@ -1,0 +1,310 @@
+//! DeepLabV3 as torchvision builds it (`deeplabv3_resnet50` / `deeplabv3_resnet101`, no
+//! auxiliary head), in burn: a ResNet backbone with layer3 and layer4 dilated (output
+//! stride 8; the blocks are the classifier crate's), the ASPP head (rates 12/24/36 and image
+//! pooling), a 3x3 conv, the class projection, and bilinear upsampling to the input size
+//! (`align_corners=False`). Checkpoint names: `backbone.*`, `classifier.*`.
+
+use std::collections::BTreeMap;
+
+use burn::module::Module;
+use burn::nn::conv::Conv2d;
+use burn::tensor::activation::relu;
+use burn::tensor::module::interpolate;
+use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+use burn::tensor::{Device, Tensor};
+use steex_classifier::{ResNetBackbone, ResNetConfig};
+use steex_nn::{BatchNorm2d, Weights, WeightsError, conv2d};
+
+/// Metadata value of `kind` for a converted DeepLabV3.
+pub const KIND: &str = "deeplab";
+/// Channels of the ASPP and head, fixed by torchvision.
+pub const HEAD: usize = 256;
+/// ASPP atrous rates, fixed by torchvision's `DeepLabHead`.
+pub const RATES: [usize; 3] = [12, 24, 36];
+
+/// What can go wrong building a segmenter.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DeepLabError {
+    /// The weights do not fit.
+    #[error("segmenter weights: {0}")]
+    Weights(#[from] WeightsError),
+    /// The configuration is not a model.
+    #[error("segmenter configuration: {0}")]
+    Config(String),
+}
+
+/// Backbone sizes and class count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeepLabConfig {
+    /// The ResNet backbone (Bottleneck; layer3 and layer4 dilated).
+    pub backbone: ResNetConfig,
+    /// Output classes.
+    pub classes: usize,
+}
+
+impl DeepLabConfig {
+    /// `deeplabv3_resnet50` / `deeplabv3_resnet101` with `classes` outputs.
+    pub fn resnet(depth: usize, classes: usize) -> Option<Self> {
+        let mut backbone = ResNetConfig::depth(depth)?;
+        backbone.dilate = [false, true, true];
+        Some(DeepLabConfig { backbone, classes })
+    }
+
+    /// Every tensor of a converted checkpoint (PyTorch layout).
+    pub fn expected_tensors(&self) -> BTreeMap<String, Vec<usize>> {
+        let mut t = self.backbone.expected_tensors("backbone");
+        let cin = self.backbone.out_channels();
+        let bn = |t: &mut BTreeMap<String, Vec<usize>>, p: &str| {
+            for n in ["weight", "bias", "running_mean", "running_var"] {
+                t.insert(format!("{p}.{n}"), vec![HEAD]);
+            }
+        };
+        t.insert(
+            "classifier.0.convs.0.0.weight".into(),
+            vec![HEAD, cin, 1, 1],
+        );
+        bn(&mut t, "classifier.0.convs.0.1");
+        for i in 1..=3 {
+            t.insert(
+                format!("classifier.0.convs.{i}.0.weight"),
+                vec![HEAD, cin, 3, 3],
+            );
+            bn(&mut t, &format!("classifier.0.convs.{i}.1"));
+        }
+        t.insert(
+            "classifier.0.convs.4.1.weight".into(),
+            vec![HEAD, cin, 1, 1],
+        );
+        bn(&mut t, "classifier.0.convs.4.2");
+        t.insert(
+            "classifier.0.project.0.weight".into(),
+            vec![HEAD, 5 * HEAD, 1, 1],
+        );
+        bn(&mut t, "classifier.0.project.1");
+        t.insert("classifier.1.weight".into(), vec![HEAD, HEAD, 3, 3]);
+        bn(&mut t, "classifier.2");
+        t.insert("classifier.4.weight".into(), vec![self.classes, HEAD, 1, 1]);
+        t.insert("classifier.4.bias".into(), vec![self.classes]);
+        t
+    }
+
+    /// Sizes from a checkpoint's tensor shapes.
+    pub fn infer(shape: impl Fn(&str) -> Option<Vec<usize>>) -> Result<Self, String> {
+        let mut backbone = ResNetConfig::infer("backbone", &shape)?;
+        backbone.dilate = [false, true, true];
+        if backbone.block != steex_classifier::BlockKind::Bottleneck {
+            return Err("DeepLabV3's backbone is a Bottleneck ResNet (50/101)".into());
+        }
+        let classes = shape("classifier.4.weight")
+            .and_then(|s| s.first().copied())
+            .ok_or("missing tensor `classifier.4.weight`")?;
+        Ok(DeepLabConfig { backbone, classes })
+    }
+
+    /// Metadata entries.
+    pub fn to_metadata(&self) -> BTreeMap<String, String> {
+        let mut m = self.backbone.to_metadata();
+        m.insert("classes".into(), self.classes.to_string());
+        m
+    }
+
+    /// Reads the sizes from a converted file's metadata.
+    pub fn from_metadata(w: &Weights) -> Result<Self, WeightsError> {
+        let mut backbone = ResNetConfig::from_metadata(w)?;
+        backbone.dilate = [false, true, true];
+        Ok(DeepLabConfig {
+            backbone,
+            classes: w.meta("classes")?,
+        })
+    }
+}
+
+/// A conv + BN (+ ReLU) branch.
+#[derive(Module, Debug)]
+pub struct ConvBn {
+    pub conv: Conv2d,
+    pub bn: BatchNorm2d,
+}
+
+impl ConvBn {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        relu(self.bn.forward(self.conv.forward(x)))
+    }
+}
+
+/// The segmenter.
+#[derive(Module, Debug)]
+pub struct DeepLabV3 {
+    pub backbone: ResNetBackbone,
+    /// `classifier.0.convs.0..3`: 1x1 and three atrous 3x3 branches.
+    pub aspp: Vec<ConvBn>,
+    /// `classifier.0.convs.4`: image pooling branch.
+    pub pooling: ConvBn,
+    /// `classifier.0.project`.
+    pub project: ConvBn,
+    /// `classifier.1` + `classifier.2`.
+    pub head: ConvBn,
+    /// `classifier.4`.
+    pub cls: Conv2d,
+    #[module(skip)]
+    config: DeepLabConfig,
+}
+
+impl DeepLabV3 {
+    /// Builds the model from converted weights; every tensor must be used.
+    pub fn load(w: &Weights, config: DeepLabConfig, device: &Device) -> Result<Self, DeepLabError> {
+        let cin = config.backbone.out_channels();
+        let bn = |p: &str| BatchNorm2d::load(w, p, HEAD, true, device);
+        let mut aspp = vec![ConvBn {
+            conv: conv2d(
+                w,
+                "classifier.0.convs.0.0",
+                [cin, HEAD],
+                1,
+                1,
+                0,
+                1,
+                false,
+                device,
+            )?,
+            bn: bn("classifier.0.convs.0.1")?,
+        }];
+        for (i, r) in RATES.iter().enumerate() {
+            aspp.push(ConvBn {
+                conv: conv2d(
+                    w,
+                    &format!("classifier.0.convs.{}.0", i + 1),
+                    [cin, HEAD],
+                    3,
+                    1,
+                    *r,
+                    *r,
+                    false,
+                    device,
+                )?,
+                bn: bn(&format!("classifier.0.convs.{}.1", i + 1))?,
+            });
+        }
+        let m = DeepLabV3 {
+            backbone: ResNetBackbone::load(w, "backbone", &config.backbone, device)?,
+            aspp,
+            pooling: ConvBn {
+                conv: conv2d(
+                    w,
+                    "classifier.0.convs.4.1",
+                    [cin, HEAD],
+                    1,
+                    1,
+                    0,
+                    1,
+                    false,
+                    device,
+                )?,
+                bn: bn("classifier.0.convs.4.2")?,
+            },
+            project: ConvBn {
+                conv: conv2d(
+                    w,
+                    "classifier.0.project.0",
+                    [5 * HEAD, HEAD],
+                    1,
+                    1,
+                    0,
+                    1,
+                    false,
+                    device,
+                )?,
+                bn: bn("classifier.0.project.1")?,
+            },
+            head: ConvBn {
+                conv: conv2d(w, "classifier.1", [HEAD, HEAD], 3, 1, 1, 1, false, device)?,
+                bn: bn("classifier.2")?,
+            },
+            cls: conv2d(
+                w,
+                "classifier.4",
+                [HEAD, config.classes],
+                1,
+                1,
+                0,
+                1,
+                true,
+                device,
+            )?,
+            config,
+        };
+        w.finish()?;
+        Ok(m.no_grad())
+    }
+
+    /// The sizes.
+    pub fn config(&self) -> &DeepLabConfig {
+        &self.config
+    }
+
+    /// Logits `[B, C, H, W]` of images `[B, 3, H, W]` in [-1, 1].
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<4> {
+        let [_, _, h, w] = images.dims();
+        let f = self.backbone.forward(images);
+        let [b, c, fh, fw] = f.dims();
+        let mut branches: Vec<Tensor<4>> = self.aspp.iter().map(|m| m.forward(f.clone())).collect();
+        let pooled = f.reshape([b, c, fh * fw]).mean_dim(2).reshape([b, c, 1, 1]);
+        // Bilinear resize of a 1x1 map is a broadcast.
+        branches.push(self.pooling.forward(pooled).expand([b, HEAD, fh, fw]));
+        let x = self.project.forward(Tensor::cat(branches, 1));
+        let x = self.cls.forward(self.head.forward(x));
+        interpolate(
+            x,
+            InterpolateOptions::new(InterpolateMode::Bilinear)
+                .with_output_size([h, w])
+                .with_align_corners(false),
+        )
+    }
+}
+
+/// The label convention of a segmenter's classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabelConvention {
+    /// Classes are the generator's labels (the face segmenters, 19 classes).
+    Identity,
+    /// BDD: class 0 is "unknown", class `k` is train id `k - 1` (20 classes).
+    ShiftedByOne,
+}
+
+impl LabelConvention {
+    /// From a preset name, else from the class count (20: BDD's shifted labels).
+    pub fn detect(preset: Option<&str>, classes: usize) -> Self {
+        match preset {
+            Some("bdd") => LabelConvention::ShiftedByOne,
+            Some(_) => LabelConvention::Identity,
+            None if classes == 20 => LabelConvention::ShiftedByOne,
+            None => LabelConvention::Identity,
+        }
+    }
+
+    /// The generator label of class `k` (255 = unknown, which the generator maps to its
+    /// last label), as the published `infer_masks.py` writes it.
+    pub fn to_generator(self, k: usize) -> u8 {
+        match self {
+            LabelConvention::Identity => k as u8,
+            LabelConvention::ShiftedByOne if k == 0 => 255,
+            LabelConvention::ShiftedByOne => (k - 1) as u8,
+        }
+    }
+}
+
+/// Per-pixel argmax over classes of logits `[1, C, H, W]` (row-major `[H, W]`), on the host.
+pub fn argmax_classes(logits: &[f32], classes: usize, height: usize, width: usize) -> Vec<usize> {
+    let n = height * width;
+    (0..n)
+        .map(|p| {
+            let mut best = 0;
+            for c in 1..classes {
+                if logits[c * n + p] > logits[best * n + p] {
+                    best = c;
+                }
+            }
+            best
+        })
+        .collect()
+}
