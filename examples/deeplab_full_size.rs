@@ -1,0 +1,29 @@
+//! Full-size deeplabv3_resnet101 (random weights, 20 classes) on a 512x256 image on the CPU:
+//! prints the time and peak memory.
+//!
+//!     cargo run --release --example deeplab_full_size [50|101]
+
+use std::time::Instant;
+
+use burn::tensor::{Device, Distribution, Tensor};
+use steex::deeplab::{DeepLabConfig, DeepLabV3};
+use steex::nn::Weights;
+use steex::util::{gib, peak_rss_bytes};
+
+fn main() {
+    let depth: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(101);
+    let device = Device::flex();
+    let config = DeepLabConfig::resnet(depth, 20).expect("depth 50 or 101");
+    let w = Weights::random(&config.expected_tensors(), &Default::default(), 0);
+    let model = DeepLabV3::load(&w, config, &device).expect("valid model");
+    drop(w);
+    let x = Tensor::<4>::random([1, 3, 256, 512], Distribution::Uniform(-1.0, 1.0), &device);
+    let t = Instant::now();
+    let y = model.forward(x).into_data();
+    let secs = t.elapsed().as_secs_f64();
+    assert_eq!(y.shape().to_vec(), vec![1, 20, 256, 512]);
+    println!(
+        "deeplabv3_resnet{depth} 512x256: {secs:.2} s per image, peak RSS {:.2} GiB",
+        peak_rss_bytes().map(gib).unwrap_or(f64::NAN)
+    );
+}
