@@ -28,9 +28,7 @@ struct SmallCnn {
 impl SmallCnn {
     fn new(device: &Device) -> Self {
         let conv = |i, o| {
-            Conv2dConfig::new([i, o], [3, 3])
-                .with_stride([2, 2])
-                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            Conv2dConfig::new([i, o], [3, 3]).with_stride([2, 2]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
         };
         SmallCnn {
             conv1: conv(3, 16).init(device),
@@ -44,9 +42,7 @@ impl DecisionModel for SmallCnn {
     fn logits(&self, images: Tensor<4>) -> Tensor<2> {
         let x = relu(self.conv2.forward(relu(self.conv1.forward(images))));
         let [b, c, h, w] = x.dims();
-        self.head
-            .forward(x.reshape([b, c, h * w]).mean_dim(2).reshape([b, c]))
-            .mul_scalar(GAIN)
+        self.head.forward(x.reshape([b, c, h * w]).mean_dim(2).reshape([b, c])).mul_scalar(GAIN)
     }
     fn num_outputs(&self) -> usize {
         1
@@ -56,30 +52,16 @@ impl DecisionModel for SmallCnn {
 fn main() {
     // Gradients flow to the style codes only: the models carry no trainable parameters.
     let device = Device::flex().autodiff();
-    let config = SeanConfig {
-        labels: 4,
-        ngf: 4,
-        style_length: 32,
-        width: 64,
-        aspect_ratio: 1.0,
-    };
-    let generator = SeanGenerator::random(config, 1, &device)
-        .expect("valid config")
-        .no_grad();
+    let config = SeanConfig { labels: 4, ngf: 4, style_length: 32, width: 64, aspect_ratio: 1.0 };
+    let generator = SeanGenerator::random(config, 1, &device).expect("valid config").no_grad();
     let mut classifier = SmallCnn::new(&device);
 
     // A 64x64 scene: four horizontal bands, one per label; the query is the generator's
     // image of random style codes.
-    let labels = Tensor::<1, Int>::arange(0..64, &device)
-        .div_scalar(16)
-        .reshape([1, 64, 1])
-        .expand([1, 64, 64]);
+    let labels = Tensor::<1, Int>::arange(0..64, &device).div_scalar(16).reshape([1, 64, 1]).expand([1, 64, 64]);
     let mask = generator.mask(labels).expect("labels in range");
     let codes = Tensor::<3>::random([1, 4, 32], Distribution::Normal(0.0, 0.5), &device);
-    let image = generator
-        .generate(&mask, codes, NoiseMode::Seeded(0))
-        .expect("shapes fit")
-        .detach();
+    let image = generator.generate(&mask, codes, NoiseMode::Seeded(0)).expect("shapes fit").detach();
     // For the illustration only: shift the random classifier so the query sits just on the
     // "no" side of its decision (logit -1).
     let logit: f32 = classifier.logits(image.clone()).into_scalar();
@@ -91,20 +73,14 @@ fn main() {
     let settings = ExplainSettings {
         attribute: 0,
         steps: 60,
-        adam: AdamConfig {
-            lr: 0.05,
-            ..Default::default()
-        },
+        adam: AdamConfig { lr: 0.05, ..Default::default() },
         noise: NoiseMode::Seeded(0),
         regions: Some(vec![1, 2]),
         ..Default::default()
     };
     let e = explain(&generator, &classifier, image, &mask, &settings, &mut |r| {
         if r.step % 10 == 0 {
-            eprintln!(
-                "step {:3}: decision loss {:.4}, p = {:.3}",
-                r.step, r.loss_decision[0], r.score[0]
-            );
+            eprintln!("step {:3}: decision loss {:.4}, p = {:.3}", r.step, r.loss_decision[0], r.score[0]);
         }
     })
     .expect("explanation");

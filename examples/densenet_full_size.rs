@@ -11,10 +11,7 @@ use steex::nn::Weights;
 use steex::util::{gib, peak_rss_bytes};
 
 fn main() {
-    let calls: usize = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+    let calls: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(3);
     let device = Device::flex().autodiff();
     let config = DenseNetConfig::densenet121(3);
     let w = Weights::random(&config.expected_tensors(), &Default::default(), 0);

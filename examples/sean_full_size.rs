@@ -11,11 +11,7 @@ use steex::util::{gib, peak_rss_bytes};
 
 fn main() {
     let presets: Vec<String> = std::env::args().skip(1).collect();
-    let presets = if presets.is_empty() {
-        vec!["celebamhq".to_string(), "bdd".to_string()]
-    } else {
-        presets
-    };
+    let presets = if presets.is_empty() { vec!["celebamhq".to_string(), "bdd".to_string()] } else { presets };
     let device = Device::flex();
     for name in presets {
         let Some(config) = SeanConfig::preset(&name) else {
@@ -28,8 +24,7 @@ fn main() {
         let build = t.elapsed();
         // A mask of horizontal bands over every label, and a random image.
         let l = config.labels as i64;
-        let rows =
-            Tensor::<1, Int>::arange(0..h as i64, &device).div_scalar((h as i64 + l - 1) / l);
+        let rows = Tensor::<1, Int>::arange(0..h as i64, &device).div_scalar((h as i64 + l - 1) / l);
         let labels = rows.reshape([1, h, 1]).expand([1, h, w]);
         let mask = g.mask(labels).expect("labels in range");
         let image = Tensor::<4>::random([1, 3, h, w], Distribution::Uniform(-1.0, 1.0), &device);
@@ -38,9 +33,7 @@ fn main() {
         let _ = codes.clone().into_data();
         let encode = t.elapsed();
         let t = Instant::now();
-        let out = g
-            .generate(&mask, codes, NoiseMode::Seeded(0))
-            .expect("shapes fit");
+        let out = g.generate(&mask, codes, NoiseMode::Seeded(0)).expect("shapes fit");
         let out = out.into_data();
         let generate = t.elapsed();
         let v = out.as_slice::<f32>().expect("f32");

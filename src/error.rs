@@ -7,10 +7,7 @@ use std::path::PathBuf;
 pub enum Error {
     /// A file could not be read.
     #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     /// A `.npy` file is not what was expected.
     #[error("{}: {reason}", path.display())]
     Npy { path: PathBuf, reason: String },

@@ -26,29 +26,19 @@ pub struct Array {
 impl Array {
     /// As a burn tensor of rank `D` on `device` (the shape must have `D` dims).
     pub fn to_tensor<const D: usize>(&self, device: &Device) -> Tensor<D> {
-        Tensor::from_data(
-            TensorData::new(self.data.clone(), self.shape.clone()),
-            device,
-        )
+        Tensor::from_data(TensorData::new(self.data.clone(), self.shape.clone()), device)
     }
 
     /// From a burn tensor.
     pub fn from_tensor<const D: usize>(t: Tensor<D>) -> Self {
         let shape = t.dims().to_vec();
-        let data = t
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .expect("float32 data");
+        let data = t.into_data().convert::<f32>().try_into_vec::<f32>().expect("float32 data");
         Array { shape, data }
     }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| Error::Io { path: path.to_path_buf(), source }
 }
 
 /// Reads a float32 `.npy` file, refusing other dtypes and non-finite values.
@@ -71,8 +61,7 @@ pub fn read_npy(path: &Path) -> Result<Array> {
 
 /// Writes a float32 `.npy` file atomically.
 pub fn write_npy(path: &Path, a: &Array) -> Result<()> {
-    let arr = ArrayD::from_shape_vec(IxDyn(&a.shape), a.data.clone())
-        .map_err(|e| Error::Argument(e.to_string()))?;
+    let arr = ArrayD::from_shape_vec(IxDyn(&a.shape), a.data.clone()).map_err(|e| Error::Argument(e.to_string()))?;
     atomic_write(path, |w| arr.write_npy(w).map_err(std::io::Error::other))?;
     Ok(())
 }
@@ -82,25 +71,16 @@ pub fn write_npy(path: &Path, a: &Array) -> Result<()> {
 /// resized bicubic (if its size differs) and mapped `x / 127.5 - 1`, as the reference's
 /// `ToTensor` + `Normalize(0.5, 0.5)` do.
 pub fn read_image(path: &Path, (height, width): (usize, usize)) -> Result<Array> {
-    if path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("npy"))
-    {
+    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) {
         let a = read_npy(path)?;
         if a.shape != [1, 3, height, width] {
             return Err(Error::Image {
                 path: path.to_path_buf(),
-                reason: format!(
-                    "array has shape {:?}, expected [1, 3, {height}, {width}]",
-                    a.shape
-                ),
+                reason: format!("array has shape {:?}, expected [1, 3, {height}, {width}]", a.shape),
             });
         }
         if a.data.iter().any(|v| !(-1.0..=1.0).contains(v)) {
-            return Err(Error::Image {
-                path: path.to_path_buf(),
-                reason: "values must lie in [-1, 1]".into(),
-            });
+            return Err(Error::Image { path: path.to_path_buf(), reason: "values must lie in [-1, 1]".into() });
         }
         return Ok(a);
     }
@@ -109,10 +89,7 @@ pub fn read_image(path: &Path, (height, width): (usize, usize)) -> Result<Array>
         .with_guessed_format()
         .map_err(io_err(path))?
         .decode()
-        .map_err(|e| Error::Image {
-            path: path.to_path_buf(),
-            reason: format!("cannot decode the image: {e}"),
-        })?;
+        .map_err(|e| Error::Image { path: path.to_path_buf(), reason: format!("cannot decode the image: {e}") })?;
     let rgb = img.to_rgb8();
     let rgb = if rgb.dimensions() != (width as u32, height as u32) {
         image::imageops::resize(&rgb, width as u32, height as u32, FilterType::CatmullRom)
@@ -125,10 +102,7 @@ pub fn read_image(path: &Path, (height, width): (usize, usize)) -> Result<Array>
             data[c * height * width + y as usize * width + x as usize] = p[c] as f32 / 127.5 - 1.0;
         }
     }
-    Ok(Array {
-        shape: vec![1, 3, height, width],
-        data,
-    })
+    Ok(Array { shape: vec![1, 3, height, width], data })
 }
 
 /// A label map read from an 8-bit single-channel PNG (value = label id).
@@ -150,34 +124,20 @@ impl LabelMap {
             .with_guessed_format()
             .map_err(io_err(path))?
             .decode()
-            .map_err(|e| Error::Mask {
-                path: path.to_path_buf(),
-                reason: format!("cannot decode the mask: {e}"),
-            })?;
+            .map_err(|e| Error::Mask { path: path.to_path_buf(), reason: format!("cannot decode the mask: {e}") })?;
         let image::DynamicImage::ImageLuma8(g) = img else {
             return Err(Error::Mask {
                 path: path.to_path_buf(),
-                reason: format!(
-                    "expected an 8-bit single-channel label map (value = label id), got {:?}",
-                    img.color()
-                ),
+                reason: format!("expected an 8-bit single-channel label map (value = label id), got {:?}", img.color()),
             });
         };
         let (w, h) = g.dimensions();
-        Ok(LabelMap {
-            height: h as usize,
-            width: w as usize,
-            labels: g.into_raw(),
-        })
+        Ok(LabelMap { height: h as usize, width: w as usize, labels: g.into_raw() })
     }
 
     /// Checks every id is below `labels` or 255 (unknown); names the first bad pixel.
     pub fn check(&self, labels: usize, path: &Path) -> Result<()> {
-        if let Some(i) = self
-            .labels
-            .iter()
-            .position(|&v| v != 255 && v as usize >= labels)
-        {
+        if let Some(i) = self.labels.iter().position(|&v| v != 255 && v as usize >= labels) {
             return Err(Error::Mask {
                 path: path.to_path_buf(),
                 reason: format!(
@@ -205,11 +165,7 @@ impl LabelMap {
                 labels.push(self.labels[r as usize * self.width + c as usize]);
             }
         }
-        LabelMap {
-            height,
-            width,
-            labels,
-        }
+        LabelMap { height, width, labels }
     }
 
     /// As a `[1, H, W]` integer tensor.
@@ -229,8 +185,7 @@ pub fn png_bytes(data: &[f32], height: usize, width: usize) -> Vec<u8> {
         }
     }
     let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png)
-        .expect("PNG encoding into memory");
+    img.write_to(&mut out, image::ImageFormat::Png).expect("PNG encoding into memory");
     out.into_inner()
 }
 
@@ -243,36 +198,26 @@ pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Reads a weights file written by `weights-convert`.
 pub fn read_weights(path: &Path) -> Result<Weights> {
     let bytes = std::fs::read(path).map_err(io_err(path))?;
-    Weights::from_safetensors(bytes).map_err(|e| Error::Model {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })
+    Weights::from_safetensors(bytes).map_err(|e| Error::Model { path: path.to_path_buf(), reason: e.to_string() })
 }
 
 /// Loads a SEAN generator from a `weights-convert sean` file.
 pub fn load_generator(path: &Path, device: &Device) -> Result<SeanGenerator> {
     let w = read_weights(path)?;
-    SeanGenerator::from_weights(&w, device).map_err(|e| Error::Model {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })
+    SeanGenerator::from_weights(&w, device)
+        .map_err(|e| Error::Model { path: path.to_path_buf(), reason: e.to_string() })
 }
 
 /// Loads a decision model from a `weights-convert densenet|resnet` file.
 pub fn load_classifier(path: &Path, device: &Device) -> Result<steex_classifier::AnyClassifier> {
     let w = read_weights(path)?;
-    steex_classifier::AnyClassifier::from_weights(&w, device).map_err(|e| Error::Model {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })
+    steex_classifier::AnyClassifier::from_weights(&w, device)
+        .map_err(|e| Error::Model { path: path.to_path_buf(), reason: e.to_string() })
 }
 
 /// Reads an image at its own size as `[1, 3, H, W]` in [-1, 1] (`.npy` or PNG/JPEG).
 pub fn read_image_native(path: &Path) -> Result<Array> {
-    if path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("npy"))
-    {
+    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) {
         let a = read_npy(path)?;
         if a.shape.len() != 4 || a.shape[0] != 1 || a.shape[1] != 3 {
             return Err(Error::Image {
@@ -282,34 +227,22 @@ pub fn read_image_native(path: &Path) -> Result<Array> {
         }
         return read_image(path, (a.shape[2], a.shape[3]));
     }
-    let (w, h) = image::image_dimensions(path).map_err(|e| Error::Image {
-        path: path.to_path_buf(),
-        reason: format!("cannot read the image: {e}"),
-    })?;
+    let (w, h) = image::image_dimensions(path)
+        .map_err(|e| Error::Image { path: path.to_path_buf(), reason: format!("cannot read the image: {e}") })?;
     read_image(path, (h as usize, w as usize))
 }
 
 /// A segmenter loaded from a `weights-convert deeplab` file, with its preset (if recorded).
-pub fn load_segmenter(
-    path: &Path,
-    device: &Device,
-) -> Result<(steex_deeplab::DeepLabV3, Option<String>)> {
+pub fn load_segmenter(path: &Path, device: &Device) -> Result<(steex_deeplab::DeepLabV3, Option<String>)> {
     let w = read_weights(path)?;
-    let err = |reason: String| Error::Model {
-        path: path.to_path_buf(),
-        reason,
-    };
+    let err = |reason: String| Error::Model { path: path.to_path_buf(), reason };
     let kind: String = w.meta("kind").map_err(|e| err(e.to_string()))?;
     if kind != steex_deeplab::KIND {
-        return Err(err(format!(
-            "this is a `{kind}` file, not a segmenter (kind {})",
-            steex_deeplab::KIND
-        )));
+        return Err(err(format!("this is a `{kind}` file, not a segmenter (kind {})", steex_deeplab::KIND)));
     }
     let config = steex_deeplab::DeepLabConfig::from_metadata(&w).map_err(|e| err(e.to_string()))?;
     let preset = w.meta::<String>("preset").ok();
-    let model =
-        steex_deeplab::DeepLabV3::load(&w, config, device).map_err(|e| err(e.to_string()))?;
+    let model = steex_deeplab::DeepLabV3::load(&w, config, device).map_err(|e| err(e.to_string()))?;
     Ok((model, preset))
 }
 
@@ -327,13 +260,5 @@ pub fn segment_to_labels(
     let arg = steex_deeplab::argmax_classes(&logits.data, classes, h, w);
     let conv = steex_deeplab::LabelConvention::detect(preset, classes);
     let labels = arg.iter().map(|&k| conv.to_generator(k)).collect();
-    (
-        LabelMap {
-            height: h,
-            width: w,
-            labels,
-        },
-        logits,
-        arg,
-    )
+    (LabelMap { height: h, width: w, labels }, logits, arg)
 }

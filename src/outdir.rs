@@ -20,14 +20,9 @@ impl OutDir {
             if !target.is_dir() {
                 return Err(arg("exists and is not a folder".into()));
             }
-            let non_empty = std::fs::read_dir(target)
-                .map_err(|e| arg(e.to_string()))?
-                .next()
-                .is_some();
+            let non_empty = std::fs::read_dir(target).map_err(|e| arg(e.to_string()))?.next().is_some();
             if non_empty && !force {
-                return Err(arg(
-                    "exists and is not empty (use --force to replace it)".into()
-                ));
+                return Err(arg("exists and is not empty (use --force to replace it)".into()));
             }
         }
         let parent = match target.parent() {
@@ -35,24 +30,14 @@ impl OutDir {
             _ => PathBuf::from("."),
         };
         if !parent.is_dir() {
-            return Err(arg(format!(
-                "its parent folder {} does not exist",
-                parent.display()
-            )));
+            return Err(arg(format!("its parent folder {} does not exist", parent.display())));
         }
-        let name = target
-            .file_name()
-            .ok_or_else(|| arg("has no folder name".into()))?
-            .to_string_lossy()
-            .into_owned();
+        let name = target.file_name().ok_or_else(|| arg("has no folder name".into()))?.to_string_lossy().into_owned();
         let tmp = tempfile::Builder::new()
             .prefix(&format!(".{name}.tmp-"))
             .tempdir_in(&parent)
             .map_err(|e| arg(format!("cannot create a temporary folder: {e}")))?;
-        Ok(OutDir {
-            target: target.to_path_buf(),
-            tmp,
-        })
+        Ok(OutDir { target: target.to_path_buf(), tmp })
     }
 
     /// Path of a file inside the folder being written.
@@ -62,10 +47,7 @@ impl OutDir {
 
     /// Writes a file into the folder.
     pub fn write(&self, name: &str, bytes: &[u8]) -> Result<()> {
-        std::fs::write(self.path(name), bytes).map_err(|source| Error::Io {
-            path: self.path(name),
-            source,
-        })
+        std::fs::write(self.path(name), bytes).map_err(|source| Error::Io { path: self.path(name), source })
     }
 
     /// Puts the folder in place: an existing target is swapped out and removed.
@@ -81,10 +63,7 @@ impl OutDir {
             if let Err(e) = std::fs::rename(&tmp, &self.target) {
                 let _ = std::fs::rename(&old, &self.target);
                 let _ = std::fs::remove_dir_all(&tmp);
-                return Err(Error::Io {
-                    path: self.target.clone(),
-                    source: e,
-                });
+                return Err(Error::Io { path: self.target.clone(), source: e });
             }
             let _ = std::fs::remove_dir_all(&old);
         } else {

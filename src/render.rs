@@ -20,14 +20,7 @@ pub fn to_rgb(data: &[f32], height: usize, width: usize) -> RgbImage {
 /// that the largest change is white. Returns the map and that largest change.
 pub fn difference_map(a: &[f32], b: &[f32], height: usize, width: usize) -> (RgbImage, f32) {
     let n = height * width;
-    let d: Vec<f32> = (0..n)
-        .map(|i| {
-            (0..3)
-                .map(|c| (a[c * n + i] - b[c * n + i]).abs())
-                .sum::<f32>()
-                / 3.0
-        })
-        .collect();
+    let d: Vec<f32> = (0..n).map(|i| (0..3).map(|c| (a[c * n + i] - b[c * n + i]).abs()).sum::<f32>() / 3.0).collect();
     let max = d.iter().cloned().fold(0f32, f32::max);
     let mut img = RgbImage::new(width as u32, height as u32);
     for (i, p) in img.pixels_mut().enumerate() {
@@ -44,10 +37,7 @@ pub fn difference_map(a: &[f32], b: &[f32], height: usize, width: usize) -> (Rgb
 pub fn draw_text(img: &mut RgbImage, text: &str, x: u32, y: u32, scale: u32, color: Rgb<u8>) {
     let mut cx = x;
     for ch in text.chars() {
-        let glyph = font8x8::BASIC_FONTS
-            .get(ch)
-            .or_else(|| font8x8::BASIC_FONTS.get('?'))
-            .unwrap_or([0; 8]);
+        let glyph = font8x8::BASIC_FONTS.get(ch).or_else(|| font8x8::BASIC_FONTS.get('?')).unwrap_or([0; 8]);
         for (row, bits) in glyph.iter().enumerate() {
             for col in 0..8 {
                 if bits & (1 << col) == 0 {
@@ -70,10 +60,7 @@ pub fn draw_text(img: &mut RgbImage, text: &str, x: u32, y: u32, scale: u32, col
 /// Panels side by side with a title above each and caption lines below the row.
 pub fn panel_row(panels: &[(&str, &RgbImage)], captions: &[String]) -> RgbImage {
     let pad = 6u32;
-    let (w, h) = panels
-        .first()
-        .map(|(_, p)| p.dimensions())
-        .unwrap_or((64, 64));
+    let (w, h) = panels.first().map(|(_, p)| p.dimensions()).unwrap_or((64, 64));
     let scale = if w >= 192 { 2 } else { 1 };
     let title_h = 8 * scale + 2 * pad;
     let width = panels.len() as u32 * (w + pad) + pad;
@@ -99,14 +86,7 @@ pub fn panel_row(panels: &[(&str, &RgbImage)], captions: &[String]) -> RgbImage 
         image::imageops::overlay(&mut out, *p, x0 as i64, title_h as i64);
     }
     for (i, line) in lines.iter().enumerate() {
-        draw_text(
-            &mut out,
-            line,
-            pad,
-            title_h + h + pad + i as u32 * 10,
-            1,
-            Rgb([0, 0, 0]),
-        );
+        draw_text(&mut out, line, pad, title_h + h + pad + i as u32 * 10, 1, Rgb([0, 0, 0]));
     }
     out
 }
@@ -114,8 +94,7 @@ pub fn panel_row(panels: &[(&str, &RgbImage)], captions: &[String]) -> RgbImage 
 /// PNG bytes of an image.
 pub fn png(img: &RgbImage) -> Vec<u8> {
     let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png)
-        .expect("PNG encoding into memory");
+    img.write_to(&mut out, image::ImageFormat::Png).expect("PNG encoding into memory");
     out.into_inner()
 }
 
@@ -137,11 +116,7 @@ pub fn label_colour(i: usize) -> Rgb<u8> {
         _ => (c, 0.0, x),
     };
     let m = v - c;
-    Rgb([
-        ((r + m) * 255.0) as u8,
-        ((g + m) * 255.0) as u8,
-        ((b + m) * 255.0) as u8,
-    ])
+    Rgb([((r + m) * 255.0) as u8, ((g + m) * 255.0) as u8, ((b + m) * 255.0) as u8])
 }
 
 /// A colour-coded label map with a legend naming the labels present (`names[id]`, and
@@ -171,19 +146,9 @@ pub fn label_preview(labels: &[u8], height: usize, width: usize, names: &[String
         let name = if l == 255 {
             "unknown".to_string()
         } else {
-            names
-                .get(l as usize)
-                .cloned()
-                .unwrap_or_else(|| format!("label {l}"))
+            names.get(l as usize).cloned().unwrap_or_else(|| format!("label {l}"))
         };
-        draw_text(
-            &mut out,
-            &format!("{l} {name}"),
-            cx + 12,
-            cy,
-            1,
-            Rgb([0, 0, 0]),
-        );
+        draw_text(&mut out, &format!("{l} {name}"), cx + 12, cy, 1, Rgb([0, 0, 0]));
     }
     out
 }

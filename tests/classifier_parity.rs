@@ -22,14 +22,10 @@ fn convert(kind: &str, path: &std::path::Path) -> weights_convert::Converted {
 fn check(kind: &str, dir: &std::path::Path, legacy: bool) -> f32 {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("c.safetensors");
-    convert(kind, &dir.join("checkpoint.tar"))
-        .write(&out)
-        .unwrap();
+    convert(kind, &dir.join("checkpoint.tar")).write(&out).unwrap();
     if legacy {
         let out2 = tmp.path().join("c2.safetensors");
-        convert(kind, &dir.join("checkpoint_legacy.tar"))
-            .write(&out2)
-            .unwrap();
+        convert(kind, &dir.join("checkpoint_legacy.tar")).write(&out2).unwrap();
         assert_eq!(
             std::fs::read(&out).unwrap(),
             std::fs::read(&out2).unwrap(),
@@ -46,17 +42,10 @@ fn check(kind: &str, dir: &std::path::Path, legacy: bool) -> f32 {
         let got = Array::from_tensor(model.logits(x.to_tensor::<4>(&device)));
         let scale = want.data.iter().fold(1f32, |m, v| m.max(v.abs()));
         let err = max_abs_diff(&got, &want) / scale;
-        assert!(
-            err <= 1e-3,
-            "{kind} {}: {tag}: relative logit error {err}",
-            dir.display()
-        );
+        assert!(err <= 1e-3, "{kind} {}: {tag}: relative logit error {err}", dir.display());
         worst = worst.max(err);
     }
-    eprintln!(
-        "{kind} {}: max |logit error| / max(1, max|logit|) = {worst:.2e}",
-        dir.display()
-    );
+    eprintln!("{kind} {}: max |logit error| / max(1, max|logit|) = {worst:.2e}", dir.display());
     worst
 }
 
@@ -79,19 +68,10 @@ fn resnet_bottleneck_matches_torchvision_on_two_sizes() {
 fn output_names_follow_the_output_count_and_small_images_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("c.safetensors");
-    convert("resnet", &fixture("resnet_bottleneck/checkpoint.tar"))
-        .write(&out)
-        .unwrap();
+    convert("resnet", &fixture("resnet_bottleneck/checkpoint.tar")).write(&out).unwrap();
     let m = AnyClassifier::from_weights(&read_weights(&out).unwrap(), &cpu()).unwrap();
-    assert_eq!(
-        m.names(),
-        ["move_forward", "stop", "turn_left", "turn_right"]
-    );
-    assert!(
-        m.check_input_size(16, 64)
-            .unwrap_err()
-            .contains("too small")
-    );
+    assert_eq!(m.names(), ["move_forward", "stop", "turn_left", "turn_right"]);
+    assert!(m.check_input_size(16, 64).unwrap_err().contains("too small"));
     let ck = Checkpoint::open(fixture("densenet/checkpoint.tar")).unwrap();
     let c = convert_densenet(&ck, Some("celeba")).unwrap();
     c.write(&out).unwrap();
@@ -100,12 +80,8 @@ fn output_names_follow_the_output_count_and_small_images_are_refused() {
     assert!(m.check_input_size(8, 8).is_err());
     assert!(m.check_input_size(64, 64).is_ok());
     // A generator is not a classifier.
-    let e = convert_resnet(
-        &Checkpoint::open(fixture("sean_sq/latest_net_G.pth")).unwrap(),
-        None,
-    )
-    .unwrap_err()
-    .to_string();
+    let e =
+        convert_resnet(&Checkpoint::open(fixture("sean_sq/latest_net_G.pth")).unwrap(), None).unwrap_err().to_string();
     assert!(e.contains("not a ResNet decision model"), "{e}");
 }
 
@@ -113,11 +89,7 @@ fn output_names_follow_the_output_count_and_small_images_are_refused() {
 /// (git-ignored); runs when present.
 #[test]
 fn full_width_models_match_when_present() {
-    for (kind, name) in [
-        ("densenet", "densenet121"),
-        ("resnet", "resnet18"),
-        ("resnet", "resnet50"),
-    ] {
+    for (kind, name) in [("densenet", "densenet121"), ("resnet", "resnet18"), ("resnet", "resnet50")] {
         let dir = fixture(&format!("full/{name}"));
         if !dir.join("checkpoint.tar").exists() {
             eprintln!("skipped {name}: not present (tools/make_fixtures.py --full)");

@@ -12,11 +12,7 @@ fn bin(name: &str) -> std::path::PathBuf {
 }
 
 fn run(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(bin("steex"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .unwrap()
+    Command::new(bin("steex")).args(args).current_dir(cwd).output().unwrap()
 }
 
 fn assert_fails(out: &Output, needles: &[&str]) {
@@ -32,49 +28,21 @@ fn setup() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let conv = |args: &[&str]| {
-        let o = Command::new(bin("weights-convert"))
-            .args(args)
-            .current_dir(d)
-            .output()
-            .unwrap();
+        let o = Command::new(bin("weights-convert")).args(args).current_dir(d).output().unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     };
     let g = fixture("sean_sq/latest_net_G.pth");
     let c = fixture("explain/checkpoint.tar");
-    conv(&[
-        "sean",
-        "--input",
-        g.to_str().unwrap(),
-        "--out",
-        "g.safetensors",
-        "--width",
-        "64",
-        "--aspect-ratio",
-        "1",
-    ]);
-    conv(&[
-        "densenet",
-        "--input",
-        c.to_str().unwrap(),
-        "--out",
-        "c.safetensors",
-    ]);
+    conv(&["sean", "--input", g.to_str().unwrap(), "--out", "g.safetensors", "--width", "64", "--aspect-ratio", "1"]);
+    conv(&["densenet", "--input", c.to_str().unwrap(), "--out", "c.safetensors"]);
     for f in ["image.npy", "mask.png"] {
         std::fs::copy(fixture(&format!("sean_sq/{f}")), d.join(f)).unwrap();
     }
     dir
 }
 
-const BASE: [&str; 8] = [
-    "explain",
-    "--generator",
-    "g.safetensors",
-    "--classifier",
-    "c.safetensors",
-    "--image",
-    "image.npy",
-    "--mask",
-];
+const BASE: [&str; 8] =
+    ["explain", "--generator", "g.safetensors", "--classifier", "c.safetensors", "--image", "image.npy", "--mask"];
 
 #[test]
 fn writes_every_result_file_and_keeps_frozen_rows() {
@@ -143,10 +111,8 @@ fn writes_every_result_file_and_keeps_frozen_rows() {
     let cf = steex::io::read_npy(&res.join("counterfactual.npy")).unwrap();
     assert_eq!(cf.shape, vec![1, 3, 64, 64]);
     // Only the result folder was created: no temporary folders left beside it.
-    let names: Vec<String> = std::fs::read_dir(d)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let names: Vec<String> =
+        std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert!(!names.iter().any(|n| n.contains(".tmp")), "{names:?}");
 
     // A non-empty result folder needs --force, and is left as it was without it.
@@ -171,28 +137,10 @@ fn bad_arguments_fail_clearly_and_write_nothing() {
         a.extend(["--steps", "1", "--out", "res"]);
         run(d, &a)
     };
-    assert_fails(
-        &case(&["mask.png", "--attribute", "smile", "--regions", "moustache"]),
-        &["moustache", "upper_lip"],
-    );
-    assert_fails(
-        &case(&["mask.png", "--attribute", "7"]),
-        &["attribute id 7", "out of range"],
-    );
-    assert_fails(
-        &case(&["mask.png", "--attribute", "grumpy"]),
-        &["grumpy", "male, smile, young"],
-    );
-    assert_fails(
-        &case(&["bad.png", "--attribute", "smile"]),
-        &["bad.png", "label id 30"],
-    );
-    assert_fails(
-        &case(&["mask.png", "--attribute", "smile", "--region-ids", "25"]),
-        &["25", "out of range"],
-    );
-    assert!(
-        !d.join("res").exists(),
-        "a failing run left a result folder"
-    );
+    assert_fails(&case(&["mask.png", "--attribute", "smile", "--regions", "moustache"]), &["moustache", "upper_lip"]);
+    assert_fails(&case(&["mask.png", "--attribute", "7"]), &["attribute id 7", "out of range"]);
+    assert_fails(&case(&["mask.png", "--attribute", "grumpy"]), &["grumpy", "male, smile, young"]);
+    assert_fails(&case(&["bad.png", "--attribute", "smile"]), &["bad.png", "label id 30"]);
+    assert_fails(&case(&["mask.png", "--attribute", "smile", "--region-ids", "25"]), &["25", "out of range"]);
+    assert!(!d.join("res").exists(), "a failing run left a result folder");
 }

@@ -28,10 +28,8 @@ fn check(dir: &Path) -> (f64, usize) {
     let std = (want.data.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
     let err = max_abs_diff(&got, &want) as f64 / std;
     let (c, h, w) = (want.shape[1], want.shape[2], want.shape[3]);
-    let (ga, wa) = (
-        steex::deeplab::argmax_classes(&got.data, c, h, w),
-        steex::deeplab::argmax_classes(&want.data, c, h, w),
-    );
+    let (ga, wa) =
+        (steex::deeplab::argmax_classes(&got.data, c, h, w), steex::deeplab::argmax_classes(&want.data, c, h, w));
     let mut disagree = 0;
     for p in 0..h * w {
         let mut v: Vec<f32> = (0..c).map(|k| want.data[k * h * w + p]).collect();
@@ -78,22 +76,91 @@ fn segment_and_explain_from_an_image_alone() {
     };
     let f = |r: &str| fixture(r).to_str().unwrap().to_string();
     run("weights-convert", &["deeplab", "--input", &f("deeplab/checkpoint.tar"), "--out", "s.safetensors"]);
-    run("weights-convert", &["sean", "--input", &f("sean_wide/latest_net_G.pth"), "--out", "g.safetensors", "--width", "128", "--aspect-ratio", "2"]);
+    run(
+        "weights-convert",
+        &[
+            "sean",
+            "--input",
+            &f("sean_wide/latest_net_G.pth"),
+            "--out",
+            "g.safetensors",
+            "--width",
+            "128",
+            "--aspect-ratio",
+            "2",
+        ],
+    );
     run("weights-convert", &["resnet", "--input", &f("resnet_bottleneck/checkpoint.tar"), "--out", "c.safetensors"]);
-    run("steex", &["segment", "--segmenter", "s.safetensors", "--image", &f("deeplab/input.npy"), "--out", "m.png", "--labels", "generator", "--logits", "l.npy"]);
+    run(
+        "steex",
+        &[
+            "segment",
+            "--segmenter",
+            "s.safetensors",
+            "--image",
+            &f("deeplab/input.npy"),
+            "--out",
+            "m.png",
+            "--labels",
+            "generator",
+            "--logits",
+            "l.npy",
+        ],
+    );
     let m = image::open(d.join("m.png")).unwrap();
     assert!(matches!(m, image::DynamicImage::ImageLuma8(_)));
     assert_eq!((m.width(), m.height()), (128, 64));
     assert!(d.join("m.preview.png").is_file());
     // 20 classes, BDD convention: class k -> label k - 1, class 0 -> 255.
-    let raw = run("steex", &["segment", "--segmenter", "s.safetensors", "--image", &f("deeplab/input.npy"), "--out", "r.png"]);
+    let raw = run(
+        "steex",
+        &["segment", "--segmenter", "s.safetensors", "--image", &f("deeplab/input.npy"), "--out", "r.png"],
+    );
     drop(raw);
     let (m, r) = (image::open(d.join("m.png")).unwrap().to_luma8(), image::open(d.join("r.png")).unwrap().to_luma8());
     for (a, b) in m.pixels().zip(r.pixels()) {
         assert_eq!(a[0], if b[0] == 0 { 255 } else { b[0] - 1 });
     }
     // The mask feeds explain directly, and explain can segment by itself.
-    run("steex", &["explain", "--generator", "g.safetensors", "--classifier", "c.safetensors", "--image", &f("deeplab/input.npy"), "--mask", "m.png", "--attribute", "stop", "--steps", "2", "--out", "e1"]);
-    run("steex", &["explain", "--generator", "g.safetensors", "--classifier", "c.safetensors", "--image", &f("deeplab/input.npy"), "--segmenter", "s.safetensors", "--attribute", "stop", "--steps", "2", "--out", "e2"]);
+    run(
+        "steex",
+        &[
+            "explain",
+            "--generator",
+            "g.safetensors",
+            "--classifier",
+            "c.safetensors",
+            "--image",
+            &f("deeplab/input.npy"),
+            "--mask",
+            "m.png",
+            "--attribute",
+            "stop",
+            "--steps",
+            "2",
+            "--out",
+            "e1",
+        ],
+    );
+    run(
+        "steex",
+        &[
+            "explain",
+            "--generator",
+            "g.safetensors",
+            "--classifier",
+            "c.safetensors",
+            "--image",
+            &f("deeplab/input.npy"),
+            "--segmenter",
+            "s.safetensors",
+            "--attribute",
+            "stop",
+            "--steps",
+            "2",
+            "--out",
+            "e2",
+        ],
+    );
     assert_eq!(std::fs::read(d.join("e1/z_final.npy")).unwrap(), std::fs::read(d.join("e2/z_final.npy")).unwrap());
 }

@@ -27,41 +27,19 @@ fn setup() -> Setup {
     let tmp = tempfile::tempdir().unwrap();
     let gp = tmp.path().join("g.safetensors");
     let cp = tmp.path().join("c.safetensors");
-    convert_sean_file(
-        &fixture("sean_sq/latest_net_G.pth"),
-        &SeanSize::Explicit {
-            width: 64,
-            aspect_ratio: 1.0,
-        },
-    )
-    .unwrap()
-    .write(&gp)
-    .unwrap();
-    convert_densenet(
-        &Checkpoint::open(fixture("explain/checkpoint.tar")).unwrap(),
-        None,
-    )
-    .unwrap()
-    .write(&cp)
-    .unwrap();
+    convert_sean_file(&fixture("sean_sq/latest_net_G.pth"), &SeanSize::Explicit { width: 64, aspect_ratio: 1.0 })
+        .unwrap()
+        .write(&gp)
+        .unwrap();
+    convert_densenet(&Checkpoint::open(fixture("explain/checkpoint.tar")).unwrap(), None).unwrap().write(&cp).unwrap();
     let device = Device::flex().autodiff();
     let g = SeanGenerator::from_weights(&read_weights(&gp).unwrap(), &device).unwrap();
     let c = AnyClassifier::from_weights(&read_weights(&cp).unwrap(), &device).unwrap();
     let labels = LabelMap::read(&fixture("sean_sq/mask.png")).unwrap();
     let mask = g.mask(labels.to_tensor(&device)).unwrap();
     let image = npy("sean_sq/image.npy").to_tensor::<4>(&device);
-    let meta =
-        serde_json::from_str(&std::fs::read_to_string(fixture("explain/meta.json")).unwrap())
-            .unwrap();
-    Setup {
-        g,
-        c,
-        image,
-        mask,
-        labels,
-        meta,
-        device,
-    }
+    let meta = serde_json::from_str(&std::fs::read_to_string(fixture("explain/meta.json")).unwrap()).unwrap();
+    Setup { g, c, image, mask, labels, meta, device }
 }
 
 fn settings(s: &Setup, steps: usize, regions: Option<Vec<usize>>) -> ExplainSettings {
@@ -80,13 +58,7 @@ fn run(s: &Setup, settings: &ExplainSettings) -> Explanation {
 
 /// `||z - z_ref|| / ||z_ref - z0||`.
 fn z_error(z: &[f32], z_ref: &[f32], z0: &[f32]) -> f64 {
-    let d = |a: &[f32], b: &[f32]| {
-        a.iter()
-            .zip(b)
-            .map(|(x, y)| ((x - y) as f64).powi(2))
-            .sum::<f64>()
-            .sqrt()
-    };
+    let d = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum::<f64>().sqrt();
     d(z, z_ref) / d(z_ref, z0).max(1e-12)
 }
 
@@ -105,10 +77,8 @@ fn general_and_targeted_runs_match_the_published_loop() {
         let r = &e4.images[0];
         let want_p = m["final_probs"][a].as_f64().unwrap();
         let lerr = (logit(r.final_scores[a] as f64) - logit(want_p)).abs();
-        let ferr = (r.loss_decision as f64 - m["flip"].as_f64().unwrap()).abs()
-            / m["flip"].as_f64().unwrap();
-        let perr = (r.loss_proximity as f64 - m["prox"].as_f64().unwrap()).abs()
-            / m["prox"].as_f64().unwrap();
+        let ferr = (r.loss_decision as f64 - m["flip"].as_f64().unwrap()).abs() / m["flip"].as_f64().unwrap();
+        let perr = (r.loss_proximity as f64 - m["prox"].as_f64().unwrap()).abs() / m["prox"].as_f64().unwrap();
         assert_eq!(r.target as f64, m["target"].as_f64().unwrap());
         assert!(lerr <= 0.05, "{tag}: target logit error {lerr}");
         assert!(ferr <= 0.05, "{tag}: decision loss relative error {ferr}");
@@ -135,17 +105,11 @@ fn targeted_rows_outside_the_regions_are_bit_identical() {
     let [_, l, sl] = e.codes_shape;
     let mut moved = 0;
     for j in 0..l {
-        let (a, b) = (
-            &e.z_initial[j * sl..(j + 1) * sl],
-            &e.z_final[j * sl..(j + 1) * sl],
-        );
+        let (a, b) = (&e.z_initial[j * sl..(j + 1) * sl], &e.z_final[j * sl..(j + 1) * sl]);
         if j == 1 || j == 10 {
             moved += (a != b) as usize;
         } else {
-            assert!(
-                a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
-                "frozen row {j} moved"
-            );
+            assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()), "frozen row {j} moved");
         }
     }
     assert_eq!(moved, 2, "both chosen regions should move");
@@ -160,40 +124,21 @@ fn a_batch_gives_each_image_its_own_result() {
     for y in 0..fl.height {
         fl.labels[y * fl.width..(y + 1) * fl.width].reverse();
     }
-    let batch_labels = Tensor::cat(
-        vec![s.labels.to_tensor(&s.device), fl.to_tensor(&s.device)],
-        0,
-    );
+    let batch_labels = Tensor::cat(vec![s.labels.to_tensor(&s.device), fl.to_tensor(&s.device)], 0);
     let mask2 = s.g.mask(batch_labels).unwrap();
     let set = settings(&s, 3, None);
-    let both = explain(
-        &s.g,
-        &s.c,
-        Tensor::cat(vec![s.image.clone(), flipped_img.clone()], 0),
-        &mask2,
-        &set,
-        &mut |_| {},
-    )
-    .unwrap();
+    let both =
+        explain(&s.g, &s.c, Tensor::cat(vec![s.image.clone(), flipped_img.clone()], 0), &mask2, &set, &mut |_| {})
+            .unwrap();
     let alone0 = run(&s, &set);
     let mask1 = s.g.mask(fl.to_tensor(&s.device)).unwrap();
     let alone1 = explain(&s.g, &s.c, flipped_img, &mask1, &set, &mut |_| {}).unwrap();
     let n = both.z_final.len() / 2;
     for (i, alone) in [(0, &alone0), (1, &alone1)] {
-        let err = z_error(
-            &both.z_final[i * n..(i + 1) * n],
-            &alone.z_final,
-            &alone.z_initial,
-        );
+        let err = z_error(&both.z_final[i * n..(i + 1) * n], &alone.z_final, &alone.z_initial);
         assert!(err < 1e-3, "image {i}: batched vs alone {err}");
-        let (bl, al) = (
-            both.images[i].final_logits[1],
-            alone.images[0].final_logits[1],
-        );
-        assert!(
-            (bl - al).abs() <= 1e-3 * al.abs().max(1.0),
-            "image {i}: logits {bl} vs {al}"
-        );
+        let (bl, al) = (both.images[i].final_logits[1], alone.images[0].final_logits[1]);
+        assert!((bl - al).abs() <= 1e-3 * al.abs().max(1.0), "image {i}: logits {bl} vs {al}");
     }
 }
 
@@ -203,23 +148,12 @@ fn early_stop_target_and_observer() {
     let mut set = settings(&s, 30, None);
     set.early_stop = Some(2);
     let mut reports = Vec::new();
-    let e = explain(&s.g, &s.c, s.image.clone(), &s.mask, &set, &mut |r| {
-        reports.push(r.clone())
-    })
-    .unwrap();
+    let e = explain(&s.g, &s.c, s.image.clone(), &s.mask, &set, &mut |r| reports.push(r.clone())).unwrap();
     let r = &e.images[0];
     assert!(r.success, "should flip within 30 steps");
-    assert!(
-        r.steps_run < 30,
-        "early stop did not stop ({} steps)",
-        r.steps_run
-    );
+    assert!(r.steps_run < 30, "early stop did not stop ({} steps)", r.steps_run);
     // One report per forward: updates at each, until the forward that saw the K-th flip.
-    assert_eq!(
-        reports.len(),
-        r.steps_run + 1,
-        "one report per forward until the image stopped"
-    );
+    assert_eq!(reports.len(), r.steps_run + 1, "one report per forward until the image stopped");
     assert!(reports.windows(2).all(|w| w[1].step == w[0].step + 1));
     assert!(reports.last().unwrap().score[0] > 0.5);
     // Asking for the decision the query already has: the loop keeps it.
@@ -230,8 +164,6 @@ fn early_stop_target_and_observer() {
     // An attribute the model does not have.
     let mut set = settings(&s, 1, None);
     set.attribute = 3;
-    let err = explain(&s.g, &s.c, s.image.clone(), &s.mask, &set, &mut |_| {})
-        .unwrap_err()
-        .to_string();
+    let err = explain(&s.g, &s.c, s.image.clone(), &s.mask, &set, &mut |_| {}).unwrap_err().to_string();
     assert!(err.contains("attribute 3 is out of range"), "{err}");
 }

@@ -17,31 +17,21 @@ struct Loaded {
 
 /// Converts `dir/latest_net_G.pth` to a temporary safetensors file and loads it.
 fn load(dir: &str) -> Loaded {
-    let meta: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(fixture(&format!("{dir}/meta.json"))).unwrap(),
-    )
-    .unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture(&format!("{dir}/meta.json"))).unwrap()).unwrap();
     let size = SeanSize::Explicit {
         width: meta["width"].as_u64().unwrap() as usize,
         aspect_ratio: meta["aspect_ratio"].as_f64().unwrap(),
     };
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("g.safetensors");
-    convert_sean_file(&fixture(&format!("{dir}/latest_net_G.pth")), &size)
-        .unwrap()
-        .write(&out)
-        .unwrap();
+    convert_sean_file(&fixture(&format!("{dir}/latest_net_G.pth")), &size).unwrap().write(&out).unwrap();
     let device = cpu();
     let g = SeanGenerator::from_weights(&read_weights(&out).unwrap(), &device).unwrap();
     let labels = LabelMap::read(&fixture(&format!("{dir}/mask.png"))).unwrap();
     let mask = g.mask(labels.to_tensor(&device)).unwrap();
     let image = npy(&format!("{dir}/image.npy")).to_tensor::<4>(&device);
-    Loaded {
-        g,
-        mask,
-        image,
-        _dir: tmp,
-    }
+    Loaded { g, mask, image, _dir: tmp }
 }
 
 fn check_model(dir: &str) {
@@ -54,24 +44,15 @@ fn check_model(dir: &str) {
     assert!(e_codes <= 1e-4, "{dir}: codes max abs err {e_codes}");
 
     let z = npy(&format!("{dir}/z_custom.npy"));
-    let img = Array::from_tensor(
-        m.g.generate(&m.mask, z.to_tensor::<3>(&device), NoiseMode::Off)
-            .unwrap(),
-    );
+    let img = Array::from_tensor(m.g.generate(&m.mask, z.to_tensor::<3>(&device), NoiseMode::Off).unwrap());
     let want = npy(&format!("{dir}/gen_nonoise.npy"));
     assert_signal(&want, "reference image");
     let e_img = max_abs_diff(&img, &want);
     assert!(e_img <= 5e-4, "{dir}: image max abs err {e_img}");
 
-    let recon = Array::from_tensor(
-        m.g.generate(&m.mask, codes.to_tensor::<3>(&device), NoiseMode::Off)
-            .unwrap(),
-    );
+    let recon = Array::from_tensor(m.g.generate(&m.mask, codes.to_tensor::<3>(&device), NoiseMode::Off).unwrap());
     let e_recon = max_abs_diff(&recon, &npy(&format!("{dir}/recon_nonoise.npy")));
-    assert!(
-        e_recon <= 5e-4,
-        "{dir}: reconstruction max abs err {e_recon}"
-    );
+    assert!(e_recon <= 5e-4, "{dir}: reconstruction max abs err {e_recon}");
     eprintln!("{dir}: codes {e_codes:.2e}, generated {e_img:.2e}, reconstruction {e_recon:.2e}");
 }
 
@@ -89,21 +70,13 @@ fn wide_model_with_20_labels_matches_pytorch() {
 fn absent_labels_give_zero_codes() {
     let m = load("sean_sq");
     let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture("sean_sq/meta.json")).unwrap())
-            .unwrap();
-    let present: Vec<usize> = meta["present_labels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap() as usize)
-        .collect();
+        serde_json::from_str(&std::fs::read_to_string(fixture("sean_sq/meta.json")).unwrap()).unwrap();
+    let present: Vec<usize> =
+        meta["present_labels"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
     let codes = Array::from_tensor(m.g.encode(m.image, &m.mask).unwrap());
     let s = codes.shape[2];
     let absent: Vec<usize> = (0..19).filter(|j| !present.contains(j)).collect();
-    assert!(
-        absent.len() >= 5,
-        "the fixture should leave several labels absent"
-    );
+    assert!(absent.len() >= 5, "the fixture should leave several labels absent");
     for j in 0..19 {
         let row = &codes.data[j * s..(j + 1) * s];
         let zero = row.iter().all(|&v| v == 0.0);
@@ -120,26 +93,14 @@ fn seeded_noise_is_reproducible_and_reference_noise_matches_its_scale() {
     let a = run(NoiseMode::Seeded(3));
     assert_eq!(a, run(NoiseMode::Seeded(3)), "same seed, different images");
     let mean_abs = |x: &Array, y: &Array| {
-        x.data
-            .iter()
-            .zip(&y.data)
-            .map(|(p, q)| (p - q).abs() as f64)
-            .sum::<f64>()
-            / x.data.len() as f64
+        x.data.iter().zip(&y.data).map(|(p, q)| (p - q).abs() as f64).sum::<f64>() / x.data.len() as f64
     };
-    assert!(
-        mean_abs(&a, &run(NoiseMode::Seeded(4))) > 1e-3,
-        "different seeds give the same image"
-    );
+    assert!(mean_abs(&a, &run(NoiseMode::Seeded(4))) > 1e-3, "different seeds give the same image");
     let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture("sean_sq/meta.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(fixture("sean_sq/meta.json")).unwrap()).unwrap();
     let want = meta["noisy_pair_mean_abs_diff"].as_f64().unwrap();
     let got = mean_abs(&run(NoiseMode::Reference), &run(NoiseMode::Reference));
-    assert!(
-        got > 0.5 * want && got < 2.0 * want,
-        "reference noise: pair diff {got}, PyTorch {want}"
-    );
+    assert!(got > 0.5 * want && got < 2.0 * want, "reference noise: pair diff {got}, PyTorch {want}");
     eprintln!("noisy pair mean abs diff: ours {got:.4}, PyTorch {want:.4}");
 }
 
@@ -155,18 +116,28 @@ fn bad_masks_and_codes_are_refused() {
     // 255 is unknown: mapped to L - 1.
     labels.labels[5] = 255;
     let sm = m.g.mask(labels.to_tensor(&device)).unwrap();
-    let v = sm
-        .labels()
-        .into_data()
-        .convert::<i64>()
-        .try_to_vec::<i64>()
-        .unwrap();
+    let v = sm.labels().into_data().convert::<i64>().try_to_vec::<i64>().unwrap();
     assert_eq!(v[5], 18);
     // Codes of the wrong shape.
     let z = burn::tensor::Tensor::<3>::zeros([1, 18, 24], &device);
-    let e =
-        m.g.generate(&m.mask, z, NoiseMode::Off)
-            .unwrap_err()
-            .to_string();
+    let e = m.g.generate(&m.mask, z, NoiseMode::Off).unwrap_err().to_string();
     assert!(e.contains("[1, 19, 24]"), "{e}");
+}
+
+#[test]
+fn fast_and_plain_paths_agree() {
+    use steex::sean::ForwardPath;
+    let m = load("sean_wide");
+    let device = cpu();
+    let z = npy("sean_wide/z_custom.npy").to_tensor::<3>(&device);
+    assert_eq!(m.g.path(), ForwardPath::Fast, "the fast path is the default");
+    let fast = Array::from_tensor(m.g.generate(&m.mask, z.clone(), NoiseMode::Seeded(5)).unwrap());
+    let plain_g = m.g.clone().with_path(ForwardPath::Plain);
+    let plain = Array::from_tensor(plain_g.generate(&m.mask, z, NoiseMode::Seeded(5)).unwrap());
+    let err = max_abs_diff(&fast, &plain);
+    assert!(err <= 1e-5, "fast vs plain: {err}");
+    // A mask prepared by another generator is not trusted: the cache is recomputed.
+    let other = load("sean_wide");
+    let again = Array::from_tensor(m.g.generate(&other.mask, npy("sean_wide/z_custom.npy").to_tensor::<3>(&device), NoiseMode::Seeded(5)).unwrap());
+    assert!(max_abs_diff(&again, &fast) <= 1e-6);
 }

@@ -26,32 +26,17 @@ pub fn classify(args: ClassifyArgs, device: &Device) -> Result<(), Error> {
     let model = load_classifier(&args.classifier, device)?;
     let image = read_image_native(&args.image)?;
     let (h, w) = (image.shape[2], image.shape[3]);
-    model
-        .check_input_size(h, w)
-        .map_err(|reason| Error::Image {
-            path: args.image.clone(),
-            reason,
-        })?;
+    model.check_input_size(h, w).map_err(|reason| Error::Image { path: args.image.clone(), reason })?;
     let logits = model.logits(image.to_tensor::<4>(device));
-    let logits: Vec<f32> = logits
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("f32");
-    let probs: Vec<f64> = logits
-        .iter()
-        .map(|&l| 1.0 / (1.0 + (-(l as f64)).exp()))
-        .collect();
+    let logits: Vec<f32> = logits.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32");
+    let probs: Vec<f64> = logits.iter().map(|&l| 1.0 / (1.0 + (-(l as f64)).exp())).collect();
     let names = model.names();
     if args.json {
         let v = serde_json::json!({ "logits": logits, "probabilities": probs, "names": names });
         super::print_stdout(&format!("{v}\n"));
     } else {
         let width = names.iter().map(|n| n.len()).max().unwrap_or(0).max(6);
-        let mut s = format!(
-            "{:width$}  {:>10}  {:>11}\n",
-            "output", "logit", "probability"
-        );
+        let mut s = format!("{:width$}  {:>10}  {:>11}\n", "output", "logit", "probability");
         for ((n, l), p) in names.iter().zip(&logits).zip(&probs) {
             s += &format!("{n:width$}  {l:>10.4}  {p:>11.4}\n");
         }

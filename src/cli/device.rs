@@ -58,19 +58,14 @@ fn probe(device: &Device, arg: DeviceArg) -> Result<(), String> {
     std::panic::set_hook(previous);
     match result {
         Ok(v) if v == 3.0 => Ok(()),
-        Ok(v) => Err(format!(
-            "--device {arg:?}: the backend computed 1 + 2 = {v}"
-        )),
+        Ok(v) => Err(format!("--device {arg:?}: the backend computed 1 + 2 = {v}")),
         Err(e) => {
             let msg = e
                 .downcast_ref::<String>()
                 .cloned()
                 .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "unknown failure".into());
-            Err(format!(
-                "--device {}: the backend is not available here: {msg}",
-                format!("{arg:?}").to_lowercase()
-            ))
+            Err(format!("--device {}: the backend is not available here: {msg}", format!("{arg:?}").to_lowercase()))
         }
     }
 }

@@ -10,8 +10,8 @@ use steex::classifier::DecisionModel;
 use steex::explain::presets::{Preset, attribute_names, region_names, resolve};
 use steex::explain::{AdamConfig, ExplainSettings, explain};
 use steex::io::{
-    Array, LabelMap, load_classifier, load_generator, load_segmenter, read_image, read_weights,
-    segment_to_labels, write_npy,
+    Array, LabelMap, load_classifier, load_generator, load_segmenter, read_image, read_weights, segment_to_labels,
+    write_npy,
 };
 use steex::outdir::OutDir;
 use steex::render::{difference_map, panel_row, png, to_rgb};
@@ -31,11 +31,7 @@ pub struct ExplainArgs {
     #[arg(long)]
     pub image: PathBuf,
     /// Label map of the query: 8-bit single-channel PNG, the image's size.
-    #[arg(
-        long,
-        required_unless_present = "segmenter",
-        conflicts_with = "segmenter"
-    )]
+    #[arg(long, required_unless_present = "segmenter", conflicts_with = "segmenter")]
     pub mask: Option<PathBuf>,
     /// Segment the query with this segmenter (`weights-convert deeplab`) instead of --mask.
     #[arg(long)]
@@ -92,16 +88,12 @@ pub fn run(args: ExplainArgs, device: &Device) -> Result<(), Error> {
     // Models and names.
     let gw = read_weights(&args.generator)?;
     let cw = read_weights(&args.classifier)?;
-    let preset_name = args
-        .preset
-        .clone()
-        .or_else(|| gw.meta::<String>("preset").ok())
-        .or_else(|| cw.meta::<String>("preset").ok());
+    let preset_name =
+        args.preset.clone().or_else(|| gw.meta::<String>("preset").ok()).or_else(|| cw.meta::<String>("preset").ok());
     let preset = match &preset_name {
-        Some(p) => Some(
-            Preset::by_name(p)
-                .ok_or_else(|| bad(format!("--preset {p}: expected celeba, celebamhq or bdd")))?,
-        ),
+        Some(p) => {
+            Some(Preset::by_name(p).ok_or_else(|| bad(format!("--preset {p}: expected celeba, celebamhq or bdd")))?)
+        }
         None => None,
     };
     drop((gw, cw));
@@ -112,23 +104,18 @@ pub fn run(args: ExplainArgs, device: &Device) -> Result<(), Error> {
     let regions_all = region_names(l, preset);
     let attrs = attribute_names(k, preset);
     let attribute = match &args.attribute {
-        Some(a) => resolve(std::slice::from_ref(a), &attrs, "attribute")
-            .map_err(|e| bad(format!("--attribute: {e}")))?[0],
+        Some(a) => {
+            resolve(std::slice::from_ref(a), &attrs, "attribute").map_err(|e| bad(format!("--attribute: {e}")))?[0]
+        }
         None => match preset {
             Some(p) if p.default_attribute < k => p.default_attribute,
             _ => {
-                return Err(bad(format!(
-                    "--attribute is required (one of {})",
-                    attrs.join(", ")
-                )));
+                return Err(bad(format!("--attribute is required (one of {})", attrs.join(", "))));
             }
         },
     };
     let regions = if !args.regions.is_empty() {
-        Some(
-            resolve(&args.regions, &regions_all, "region")
-                .map_err(|e| bad(format!("--regions: {e}")))?,
-        )
+        Some(resolve(&args.regions, &regions_all, "region").map_err(|e| bad(format!("--regions: {e}")))?)
     } else if !args.region_ids.is_empty() {
         let ids: Vec<String> = args.region_ids.iter().map(|i| i.to_string()).collect();
         Some(resolve(&ids, &regions_all, "region").map_err(|e| bad(format!("--region-ids: {e}")))?)
@@ -169,18 +156,14 @@ pub fn run(args: ExplainArgs, device: &Device) -> Result<(), Error> {
         }
         (None, None) => return Err(bad("give --mask or --segmenter".into())),
     };
-    let mask = g.mask(labels.to_tensor(&device)).map_err(|e| Error::Mask {
-        path: mask_path.clone(),
-        reason: e.to_string(),
-    })?;
+    let mask = g
+        .mask(labels.to_tensor(&device))
+        .map_err(|e| Error::Mask { path: mask_path.clone(), reason: e.to_string() })?;
 
     let settings = ExplainSettings {
         attribute,
         steps: args.steps,
-        adam: AdamConfig {
-            lr: args.lr,
-            ..Default::default()
-        },
+        adam: AdamConfig { lr: args.lr, ..Default::default() },
         lambda_prox: args.lambda_prox,
         noise: args.noise,
         early_stop: args.early_stop,
@@ -189,11 +172,9 @@ pub fn run(args: ExplainArgs, device: &Device) -> Result<(), Error> {
     };
     let bar = ProgressBar::new(args.steps as u64);
     bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} explain [{bar:30}] step {pos}/{len} {msg} ({elapsed}, eta {eta})",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
+        ProgressStyle::with_template("{spinner} explain [{bar:30}] step {pos}/{len} {msg} ({elapsed}, eta {eta})")
+            .expect("valid template")
+            .progress_chars("=> "),
     );
     let mut observer = |r: &steex::explain::StepReport| {
         bar.set_position(r.step as u64);
@@ -205,15 +186,8 @@ pub fn run(args: ExplainArgs, device: &Device) -> Result<(), Error> {
             r.score[0]
         ));
     };
-    let e = explain(
-        &g,
-        &c,
-        query.to_tensor::<4>(&device),
-        &mask,
-        &settings,
-        &mut observer,
-    )
-    .map_err(|e| bad(e.to_string()))?;
+    let e = explain(&g, &c, query.to_tensor::<4>(&device), &mask, &settings, &mut observer)
+        .map_err(|e| bad(e.to_string()))?;
     bar.finish_and_clear();
     let r = &e.images[0];
 
@@ -245,12 +219,7 @@ pub fn run(args: ExplainArgs, device: &Device) -> Result<(), Error> {
         ),
     ];
     let report = panel_row(
-        &[
-            ("query", &q_img),
-            ("reconstruction", &rec_img),
-            ("counterfactual", &cf_img),
-            ("|cf - query|", &diff_img),
-        ],
+        &[("query", &q_img), ("reconstruction", &rec_img), ("counterfactual", &cf_img), ("|cf - query|", &diff_img)],
         &captions,
     );
     out.write("query.png", &png(&q_img))?;
@@ -266,20 +235,8 @@ pub fn run(args: ExplainArgs, device: &Device) -> Result<(), Error> {
     out.write("report.png", &png(&report))?;
     write_npy(&out.path("counterfactual.npy"), &cf)?;
     let shape = e.codes_shape.to_vec();
-    write_npy(
-        &out.path("z_initial.npy"),
-        &Array {
-            shape: shape.clone(),
-            data: e.z_initial.clone(),
-        },
-    )?;
-    write_npy(
-        &out.path("z_final.npy"),
-        &Array {
-            shape,
-            data: e.z_final.clone(),
-        },
-    )?;
+    write_npy(&out.path("z_initial.npy"), &Array { shape: shape.clone(), data: e.z_initial.clone() })?;
+    write_npy(&out.path("z_final.npy"), &Array { shape, data: e.z_final.clone() })?;
     let result = serde_json::json!({
         "initial_scores": r.initial_scores,
         "final_scores": r.final_scores,
@@ -302,12 +259,7 @@ pub fn run(args: ExplainArgs, device: &Device) -> Result<(), Error> {
         },
         "seconds": t0.elapsed().as_secs_f64(),
     });
-    out.write(
-        "result.json",
-        serde_json::to_string_pretty(&result)
-            .expect("serialisable")
-            .as_bytes(),
-    )?;
+    out.write("result.json", serde_json::to_string_pretty(&result).expect("serialisable").as_bytes())?;
     out.commit()?;
     eprintln!(
         "{}: p({name}) {:.3} -> {:.3} (target {}), {} in {} steps, {:.1} s",

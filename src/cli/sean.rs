@@ -4,9 +4,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use steex::Error;
-use steex::io::{
-    Array, LabelMap, load_generator, png_bytes, read_image, read_npy, write_bytes, write_npy,
-};
+use steex::io::{Array, LabelMap, load_generator, png_bytes, read_image, read_npy, write_bytes, write_npy};
 use steex::sean::{NoiseMode, SeanGenerator, SemanticMask};
 
 /// Arguments of `steex encode`.
@@ -47,28 +45,19 @@ pub struct GenerateArgs {
 }
 
 /// Reads a mask, resizes it (nearest, legacy rule) to the model's size and checks its ids.
-fn model_mask(
-    g: &SeanGenerator,
-    path: &Path,
-    device: &Device,
-) -> Result<(LabelMap, SemanticMask), Error> {
+fn model_mask(g: &SeanGenerator, path: &Path, device: &Device) -> Result<(LabelMap, SemanticMask), Error> {
     let raw = LabelMap::read(path)?;
     let (h, w) = g.config().image_size();
     raw.check(g.config().labels, path)?;
     let mask = raw.resized(h, w);
-    let sm = g.mask(mask.to_tensor(device)).map_err(|e| Error::Mask {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
+    let sm =
+        g.mask(mask.to_tensor(device)).map_err(|e| Error::Mask { path: path.to_path_buf(), reason: e.to_string() })?;
     Ok((raw, sm))
 }
 
 /// The size `(height, width)` of an image file before any resize.
 pub fn image_size(path: &Path) -> Result<(usize, usize), Error> {
-    if path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("npy"))
-    {
+    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) {
         let a = read_npy(path)?;
         if a.shape.len() != 4 || a.shape[0] != 1 || a.shape[1] != 3 {
             return Err(Error::Image {
@@ -78,25 +67,15 @@ pub fn image_size(path: &Path) -> Result<(usize, usize), Error> {
         }
         return Ok((a.shape[2], a.shape[3]));
     }
-    let (w, h) = image::image_dimensions(path).map_err(|e| Error::Image {
-        path: path.to_path_buf(),
-        reason: format!("cannot read the image: {e}"),
-    })?;
+    let (w, h) = image::image_dimensions(path)
+        .map_err(|e| Error::Image { path: path.to_path_buf(), reason: format!("cannot read the image: {e}") })?;
     Ok((h as usize, w as usize))
 }
 
 fn check_out(path: &Path, allowed: &[&str]) -> Result<String, Error> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(|e| e.to_ascii_lowercase())
-        .unwrap_or_default();
+    let ext = path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).unwrap_or_default();
     if !allowed.contains(&ext.as_str()) {
-        return Err(Error::Argument(format!(
-            "--out {}: expected a {} file",
-            path.display(),
-            allowed.join(" or .")
-        )));
+        return Err(Error::Argument(format!("--out {}: expected a {} file", path.display(), allowed.join(" or ."))));
     }
     Ok(ext)
 }

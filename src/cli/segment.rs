@@ -42,24 +42,14 @@ pub struct SegmentArgs {
 
 /// The preview's path: `MASK.png` -> `MASK.preview.png`.
 pub fn preview_path(out: &Path) -> PathBuf {
-    let stem = out
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let stem = out.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     out.with_file_name(format!("{stem}.preview.png"))
 }
 
 /// `steex segment`.
 pub fn run(args: SegmentArgs, device: &Device) -> Result<(), Error> {
-    if !args
-        .out
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("png"))
-    {
-        return Err(Error::Argument(format!(
-            "--out {}: expected a .png file",
-            args.out.display()
-        )));
+    if !args.out.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")) {
+        return Err(Error::Argument(format!("--out {}: expected a .png file", args.out.display())));
     }
     let (model, preset) = load_segmenter(&args.segmenter, device)?;
     let image = read_image_native(&args.image)?;
@@ -76,11 +66,7 @@ pub fn run(args: SegmentArgs, device: &Device) -> Result<(), Error> {
     let conv = LabelConvention::detect(preset.as_deref(), classes);
     let (labels, names): (Vec<u8>, Vec<String>) = match args.labels {
         Labels::Generator => {
-            let l = if conv == LabelConvention::ShiftedByOne {
-                classes
-            } else {
-                classes
-            };
+            let l = if conv == LabelConvention::ShiftedByOne { classes } else { classes };
             (gen_labels.labels.clone(), region_names(l, p))
         }
         Labels::Raw => {
@@ -97,20 +83,12 @@ pub fn run(args: SegmentArgs, device: &Device) -> Result<(), Error> {
     };
     let img = image::GrayImage::from_raw(w as u32, h as u32, labels.clone()).expect("size matches");
     let mut bytes = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut bytes, image::ImageFormat::Png)
-        .expect("PNG encoding into memory");
+    img.write_to(&mut bytes, image::ImageFormat::Png).expect("PNG encoding into memory");
     if let Some(lp) = &args.logits {
         write_npy(lp, &logits)?;
     }
-    write_bytes(
-        &preview_path(&args.out),
-        &png(&label_preview(&labels, h, w, &names)),
-    )?;
+    write_bytes(&preview_path(&args.out), &png(&label_preview(&labels, h, w, &names)))?;
     write_bytes(&args.out, &bytes.into_inner())?;
-    eprintln!(
-        "wrote {} and {}",
-        args.out.display(),
-        preview_path(&args.out).display()
-    );
+    eprintln!("wrote {} and {}", args.out.display(), preview_path(&args.out).display());
     Ok(())
 }

@@ -8,9 +8,7 @@ use steex::io::{Array, read_npy};
 
 /// A committed fixture under `tests/fixtures`.
 pub fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)
 }
 
 /// The CPU device the tests run on.
@@ -20,17 +18,8 @@ pub fn cpu() -> Device {
 
 /// Max absolute difference between two arrays of the same number of elements.
 pub fn max_abs_diff(a: &Array, b: &Array) -> f32 {
-    assert_eq!(
-        a.data.len(),
-        b.data.len(),
-        "shapes {:?} vs {:?}",
-        a.shape,
-        b.shape
-    );
-    a.data
-        .iter()
-        .zip(&b.data)
-        .fold(0f32, |m, (x, y)| m.max((x - y).abs()))
+    assert_eq!(a.data.len(), b.data.len(), "shapes {:?} vs {:?}", a.shape, b.shape);
+    a.data.iter().zip(&b.data).fold(0f32, |m, (x, y)| m.max((x - y).abs()))
 }
 
 /// Reads a fixture `.npy`.
@@ -42,15 +31,6 @@ pub fn npy(rel: &str) -> Array {
 pub fn assert_signal(a: &Array, what: &str) {
     let n = a.data.len() as f64;
     let mean = a.data.iter().map(|&v| v as f64).sum::<f64>() / n;
-    let var = a
-        .data
-        .iter()
-        .map(|&v| (v as f64 - mean).powi(2))
-        .sum::<f64>()
-        / n;
-    assert!(
-        var.sqrt() > 1e-3,
-        "{what} is near-constant (std {})",
-        var.sqrt()
-    );
+    let var = a.data.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+    assert!(var.sqrt() > 1e-3, "{what} is near-constant (std {})", var.sqrt());
 }

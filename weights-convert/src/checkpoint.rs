@@ -55,11 +55,7 @@ impl TensorData {
         for v in values {
             bytes.extend_from_slice(&v.to_le_bytes());
         }
-        TensorData {
-            dtype: DType::F32,
-            shape,
-            bytes,
-        }
+        TensorData { dtype: DType::F32, shape, bytes }
     }
 
     /// Number of elements.
@@ -72,22 +68,12 @@ impl TensorData {
     pub fn to_f32(&self) -> Option<Vec<f32>> {
         let b = &self.bytes;
         Some(match self.dtype {
-            DType::F32 => b
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            DType::F64 => b
-                .chunks_exact(8)
-                .map(|c| f64::from_le_bytes(c.try_into().expect("8-byte chunk")) as f32)
-                .collect(),
-            DType::F16 => b
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            DType::BF16 => b
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
+            DType::F32 => b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            DType::F64 => {
+                b.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8-byte chunk")) as f32).collect()
+            }
+            DType::F16 => b.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            DType::BF16 => b.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
             _ => return None,
         })
     }
@@ -146,26 +132,15 @@ impl Checkpoint {
     /// the file is executed or imported.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let io_err = |source| ConvertError::Io {
-            path: path.clone(),
-            source,
-        };
+        let io_err = |source| ConvertError::Io { path: path.clone(), source };
         let meta = std::fs::metadata(&path).map_err(io_err)?;
         if meta.is_dir() {
-            return Err(ConvertError::NotACheckpoint {
-                path,
-                reason: "it is a directory".into(),
-            });
+            return Err(ConvertError::NotACheckpoint { path, reason: "it is a directory".into() });
         }
         let mut head = [0u8; 4];
-        let n = File::open(&path)
-            .and_then(|mut f| read_up_to(&mut f, &mut head))
-            .map_err(io_err)?;
+        let n = File::open(&path).and_then(|mut f| read_up_to(&mut f, &mut head)).map_err(io_err)?;
         if n == 0 {
-            return Err(ConvertError::NotACheckpoint {
-                path,
-                reason: "the file is empty".into(),
-            });
+            return Err(ConvertError::NotACheckpoint { path, reason: "the file is empty".into() });
         }
         let (container, globals) = if n == 4 && &head == b"PK\x03\x04" {
             (Container::Zip, guard_zip(&path)?)
@@ -197,13 +172,7 @@ impl Checkpoint {
         };
         let reader = PytorchReader::new(&path).map_err(not_ckpt)?;
         let tensors = reader.into_tensors().into_iter().collect();
-        Ok(Checkpoint {
-            path,
-            container,
-            globals,
-            top_level_keys,
-            tensors,
-        })
+        Ok(Checkpoint { path, container, globals, top_level_keys, tensors })
     }
 
     /// The file this was opened from.
@@ -228,9 +197,7 @@ impl Checkpoint {
 
     /// Every tensor of the file by its dotted path (`model_state_dict.fc.weight`), sorted.
     pub fn tensors(&self) -> impl Iterator<Item = (&str, DType, &[usize])> {
-        self.tensors
-            .iter()
-            .map(|(k, t)| (k.as_str(), t.dtype(), t.shape()))
+        self.tensors.iter().map(|(k, t)| (k.as_str(), t.dtype(), t.shape()))
     }
 
     /// The model's state dict: the entries under `model_state_dict` when the file is a
@@ -244,9 +211,7 @@ impl Checkpoint {
             .keys()
             .filter_map(|full| {
                 if nested {
-                    full.strip_prefix(KEY)
-                        .and_then(|r| r.strip_prefix('.'))
-                        .map(|n| (n.to_string(), full.clone()))
+                    full.strip_prefix(KEY).and_then(|r| r.strip_prefix('.')).map(|n| (n.to_string(), full.clone()))
                 } else {
                     Some((full.clone(), full.clone()))
                 }
@@ -256,39 +221,26 @@ impl Checkpoint {
 
     /// Reads one tensor's bytes (by its full path in the file).
     pub fn read(&self, full_name: &str) -> Result<TensorData> {
-        let t = self
-            .tensors
-            .get(full_name)
-            .ok_or_else(|| ConvertError::Tensor {
-                path: self.path.clone(),
-                name: full_name.to_string(),
-                reason: "no such tensor in the checkpoint".into(),
-            })?;
+        let t = self.tensors.get(full_name).ok_or_else(|| ConvertError::Tensor {
+            path: self.path.clone(),
+            name: full_name.to_string(),
+            reason: "no such tensor in the checkpoint".into(),
+        })?;
         let bytes = t.read().map_err(|e| ConvertError::Tensor {
             path: self.path.clone(),
             name: full_name.to_string(),
             reason: format!("cannot read its data: {e}"),
         })?;
-        Ok(TensorData {
-            dtype: t.dtype(),
-            shape: t.shape().to_vec(),
-            bytes,
-        })
+        Ok(TensorData { dtype: t.dtype(), shape: t.shape().to_vec(), bytes })
     }
 
     /// Reads the whole state dict ([`Self::state_dict_names`]), one tensor at a time.
     pub fn read_state_dict(&self) -> Result<BTreeMap<String, TensorData>> {
         let names = self.state_dict_names();
         if names.is_empty() {
-            return Err(ConvertError::NotACheckpoint {
-                path: self.path.clone(),
-                reason: "it holds no tensors".into(),
-            });
+            return Err(ConvertError::NotACheckpoint { path: self.path.clone(), reason: "it holds no tensors".into() });
         }
-        names
-            .into_iter()
-            .map(|(name, full)| Ok((name, self.read(&full)?)))
-            .collect()
+        names.into_iter().map(|(name, full)| Ok((name, self.read(&full)?))).collect()
     }
 }
 
@@ -319,34 +271,19 @@ fn read_up_to(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
 
 /// Checks every `*.pkl` entry of a zip checkpoint.
 fn guard_zip(path: &Path) -> Result<BTreeSet<String>> {
-    let not_ckpt = |reason: String| ConvertError::NotACheckpoint {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let file = File::open(path).map_err(|source| ConvertError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let mut zip =
-        zip::ZipArchive::new(file).map_err(|e| not_ckpt(format!("bad zip archive: {e}")))?;
+    let not_ckpt = |reason: String| ConvertError::NotACheckpoint { path: path.to_path_buf(), reason };
+    let file = File::open(path).map_err(|source| ConvertError::Io { path: path.to_path_buf(), source })?;
+    let mut zip = zip::ZipArchive::new(file).map_err(|e| not_ckpt(format!("bad zip archive: {e}")))?;
     let mut globals = BTreeSet::new();
     let mut pickles = 0;
     for i in 0..zip.len() {
-        let mut entry = zip
-            .by_index(i)
-            .map_err(|e| not_ckpt(format!("bad zip entry: {e}")))?;
-        let name = entry
-            .name()
-            .map_err(|e| not_ckpt(format!("bad zip entry name: {e}")))?
-            .into_owned();
+        let mut entry = zip.by_index(i).map_err(|e| not_ckpt(format!("bad zip entry: {e}")))?;
+        let name = entry.name().map_err(|e| not_ckpt(format!("bad zip entry name: {e}")))?.into_owned();
         if !name.ends_with(".pkl") {
             continue;
         }
         if entry.size() > MAX_PICKLE_BYTES as u64 {
-            return Err(not_ckpt(format!(
-                "entry {name} claims {} bytes",
-                entry.size()
-            )));
+            return Err(not_ckpt(format!("entry {name} claims {} bytes", entry.size())));
         }
         let mut data = Vec::with_capacity(entry.size() as usize);
         entry
@@ -354,10 +291,8 @@ fn guard_zip(path: &Path) -> Result<BTreeSet<String>> {
             .take(MAX_PICKLE_BYTES as u64 + 1)
             .read_to_end(&mut data)
             .map_err(|e| not_ckpt(format!("cannot read entry {name}: {e}")))?;
-        let summary = check_pickle(&data, 0).map_err(|source| ConvertError::Unsafe {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let summary =
+            check_pickle(&data, 0).map_err(|source| ConvertError::Unsafe { path: path.to_path_buf(), source })?;
         globals.extend(summary.globals);
         pickles += 1;
     }
@@ -377,21 +312,13 @@ fn guard_pickle_stream(path: &Path, file_len: u64) -> Result<(Container, BTreeSe
         let mut data = Vec::with_capacity(limit);
         File::open(path)
             .and_then(|f| f.take(limit as u64).read_to_end(&mut data))
-            .map_err(|source| ConvertError::Io {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            .map_err(|source| ConvertError::Io { path: path.to_path_buf(), source })?;
         match guard_pickles_in(&data) {
-            Err(GuardError::Truncated { .. })
-                if limit < file_len as usize && want < MAX_PICKLE_BYTES =>
-            {
+            Err(GuardError::Truncated { .. }) if limit < file_len as usize && want < MAX_PICKLE_BYTES => {
                 want *= 4;
             }
             Err(source) => {
-                return Err(ConvertError::Unsafe {
-                    path: path.to_path_buf(),
-                    source,
-                });
+                return Err(ConvertError::Unsafe { path: path.to_path_buf(), source });
             }
             Ok(found) => return Ok(found),
         }

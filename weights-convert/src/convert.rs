@@ -66,14 +66,8 @@ pub fn convert_state_dict(ckpt: &Checkpoint, spec: Option<&ModelSpec>) -> Result
         tensors.remove(k);
     }
     let mut metadata = BTreeMap::new();
-    metadata.insert(
-        META_CONVERTER.to_string(),
-        format!("weights-convert {}", env!("CARGO_PKG_VERSION")),
-    );
-    metadata.insert(
-        META_DROPPED.to_string(),
-        serde_json::to_string(&dropped).expect("strings"),
-    );
+    metadata.insert(META_CONVERTER.to_string(), format!("weights-convert {}", env!("CARGO_PKG_VERSION")));
+    metadata.insert(META_DROPPED.to_string(), serde_json::to_string(&dropped).expect("strings"));
     match spec {
         None => {
             metadata.insert(META_KIND.to_string(), "state_dict".to_string());
@@ -98,21 +92,9 @@ pub fn convert_state_dict(ckpt: &Checkpoint, spec: Option<&ModelSpec>) -> Result
 }
 
 /// Checks that `tensors` holds exactly the names and shapes of `spec`.
-pub fn check_against(
-    path: &Path,
-    spec: &ModelSpec,
-    tensors: &BTreeMap<String, TensorData>,
-) -> Result<()> {
-    let wrong = |reason: String| ConvertError::WrongModel {
-        path: path.to_path_buf(),
-        kind: spec.kind.clone(),
-        reason,
-    };
-    let missing: Vec<&String> = spec
-        .expected
-        .keys()
-        .filter(|k| !tensors.contains_key(*k))
-        .collect();
+pub fn check_against(path: &Path, spec: &ModelSpec, tensors: &BTreeMap<String, TensorData>) -> Result<()> {
+    let wrong = |reason: String| ConvertError::WrongModel { path: path.to_path_buf(), kind: spec.kind.clone(), reason };
+    let missing: Vec<&String> = spec.expected.keys().filter(|k| !tensors.contains_key(*k)).collect();
     if let Some(first) = missing.first() {
         return Err(wrong(format!(
             "missing tensor `{first}` (expected shape {:?}){}",
@@ -120,10 +102,7 @@ pub fn check_against(
             more(missing.len())
         )));
     }
-    let extra: Vec<&String> = tensors
-        .keys()
-        .filter(|k| !spec.expected.contains_key(*k))
-        .collect();
+    let extra: Vec<&String> = tensors.keys().filter(|k| !spec.expected.contains_key(*k)).collect();
     if let Some(first) = extra.first() {
         return Err(wrong(format!(
             "unexpected tensor `{first}` (shape {:?}) that the model does not have{}",
@@ -134,18 +113,12 @@ pub fn check_against(
     for (name, shape) in &spec.expected {
         let got = &tensors[name].shape;
         if got != shape {
-            return Err(wrong(format!(
-                "tensor `{name}` has shape {got:?}, expected {shape:?}"
-            )));
+            return Err(wrong(format!("tensor `{name}` has shape {got:?}, expected {shape:?}")));
         }
     }
     Ok(())
 }
 
 fn more(n: usize) -> String {
-    if n > 1 {
-        format!(", and {} more", n - 1)
-    } else {
-        String::new()
-    }
+    if n > 1 { format!(", and {} more", n - 1) } else { String::new() }
 }

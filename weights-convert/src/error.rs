@@ -10,10 +10,7 @@ use crate::pickle_guard::GuardError;
 pub enum ConvertError {
     /// The input could not be opened or read.
     #[error("{}: cannot read the checkpoint: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 
     /// The input is not a PyTorch checkpoint in a supported container.
     #[error(
@@ -29,27 +26,15 @@ pub enum ConvertError {
 
     /// A tensor cannot be read or has an unusable type.
     #[error("{}: tensor `{name}`: {reason}", path.display())]
-    Tensor {
-        path: PathBuf,
-        name: String,
-        reason: String,
-    },
+    Tensor { path: PathBuf, name: String, reason: String },
 
     /// Spectral-norm parameters are inconsistent.
     #[error("{}: spectral norm of `{name}`: {reason}", path.display())]
-    SpectralNorm {
-        path: PathBuf,
-        name: String,
-        reason: String,
-    },
+    SpectralNorm { path: PathBuf, name: String, reason: String },
 
     /// The checkpoint does not hold the model it was converted as.
     #[error("{}: not a {kind} checkpoint: {reason}", path.display())]
-    WrongModel {
-        path: PathBuf,
-        kind: String,
-        reason: String,
-    },
+    WrongModel { path: PathBuf, kind: String, reason: String },
 
     /// A command-line or configuration argument is invalid.
     #[error("{0}")]

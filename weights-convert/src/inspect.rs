@@ -51,21 +51,13 @@ impl Inspection {
 
     /// A human-readable listing.
     pub fn to_text(&self) -> String {
-        let mut s = format!(
-            "{}: torch.save {} container, {} tensors\n",
-            self.file,
-            self.container,
-            self.tensors.len()
-        );
+        let mut s = format!("{}: torch.save {} container, {} tensors\n", self.file, self.container, self.tensors.len());
         let keys = if self.top_level_keys.len() > 8 {
             format!("{} keys (a bare state dict)", self.top_level_keys.len())
         } else {
             self.top_level_keys.join(", ")
         };
-        s += &format!(
-            "top-level keys: {keys}\nglobals: {}\n",
-            self.globals.join(", ")
-        );
+        s += &format!("top-level keys: {keys}\nglobals: {}\n", self.globals.join(", "));
         let width = self.tensors.iter().map(|t| t.name.len()).max().unwrap_or(0);
         for t in &self.tensors {
             s += &format!("{:width$}  {:4}  {:?}\n", t.name, t.dtype, t.shape);

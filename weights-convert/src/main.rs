@@ -5,9 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use weights_convert::inspect::Inspection;
-use weights_convert::models::{
-    SeanSize, convert_deeplab, convert_densenet, convert_resnet, convert_sean_file,
-};
+use weights_convert::models::{SeanSize, convert_deeplab, convert_densenet, convert_resnet, convert_sean_file};
 use weights_convert::{Checkpoint, ConvertError, convert_state_dict};
 
 /// Import PyTorch checkpoints into safetensors, safely: nothing in a checkpoint is executed.
@@ -110,77 +108,40 @@ fn run(cli: Cli) -> Result<(), ConvertError> {
             };
             print_stdout(&text);
         }
-        Command::Sean {
-            input,
-            out,
-            preset,
-            width,
-            aspect_ratio,
-        } => {
+        Command::Sean { input, out, preset, width, aspect_ratio } => {
             let size = match (preset, width, aspect_ratio) {
                 (Some(p), _, _) => SeanSize::Preset(p),
-                (None, Some(width), Some(aspect_ratio)) => SeanSize::Explicit {
-                    width,
-                    aspect_ratio,
-                },
+                (None, Some(width), Some(aspect_ratio)) => SeanSize::Explicit { width, aspect_ratio },
                 _ => {
-                    return Err(ConvertError::Argument(
-                        "give --preset, or --width and --aspect-ratio".into(),
-                    ));
+                    return Err(ConvertError::Argument("give --preset, or --width and --aspect-ratio".into()));
                 }
             };
             let converted = convert_sean_file(&input, &size)?;
             converted.write(&out)?;
-            eprintln!(
-                "wrote {} (SEAN generator, {} tensors)",
-                out.display(),
-                converted.tensors.len()
-            );
+            eprintln!("wrote {} (SEAN generator, {} tensors)", out.display(), converted.tensors.len());
         }
         Command::Densenet { input, out, preset } => {
             let converted = convert_densenet(&Checkpoint::open(&input)?, preset.as_deref())?;
             converted.write(&out)?;
-            eprintln!(
-                "wrote {} (DenseNet, {} tensors)",
-                out.display(),
-                converted.tensors.len()
-            );
+            eprintln!("wrote {} (DenseNet, {} tensors)", out.display(), converted.tensors.len());
         }
         Command::Resnet { input, out, preset } => {
             let converted = convert_resnet(&Checkpoint::open(&input)?, preset.as_deref())?;
             converted.write(&out)?;
-            let depth = converted
-                .metadata
-                .get("depth")
-                .map_or("custom".to_string(), |d| format!("ResNet-{d}"));
-            eprintln!(
-                "wrote {} ({depth}, {} tensors)",
-                out.display(),
-                converted.tensors.len()
-            );
+            let depth = converted.metadata.get("depth").map_or("custom".to_string(), |d| format!("ResNet-{d}"));
+            eprintln!("wrote {} ({depth}, {} tensors)", out.display(), converted.tensors.len());
         }
         Command::Deeplab { input, out, preset } => {
             let converted = convert_deeplab(&Checkpoint::open(&input)?, preset.as_deref())?;
             converted.write(&out)?;
-            let depth = converted
-                .metadata
-                .get("depth")
-                .map_or("custom".to_string(), |d| format!("ResNet-{d}"));
-            eprintln!(
-                "wrote {} (DeepLabV3, {depth} backbone, {} tensors)",
-                out.display(),
-                converted.tensors.len()
-            );
+            let depth = converted.metadata.get("depth").map_or("custom".to_string(), |d| format!("ResNet-{d}"));
+            eprintln!("wrote {} (DeepLabV3, {depth} backbone, {} tensors)", out.display(), converted.tensors.len());
         }
         Command::StateDict { input, out } => {
             let ckpt = Checkpoint::open(&input)?;
             let converted = convert_state_dict(&ckpt, None)?;
             converted.write(&out)?;
-            eprintln!(
-                "wrote {} ({} tensors)",
-                out.display(),
-                converted.tensors.len()
-            );
+            eprintln!("wrote {} ({} tensors)", out.display(), converted.tensors.len());
         }
     }
     Ok(())

@@ -25,29 +25,18 @@ pub enum SeanSize {
 /// Labels, ngf and style length come from the tensor shapes.
 pub fn convert_sean(ckpt: &Checkpoint, size: &SeanSize) -> Result<Converted> {
     let path = ckpt.path();
-    let wrong = |reason: String| ConvertError::WrongModel {
-        path: path.to_path_buf(),
-        kind: "SEAN generator".into(),
-        reason,
-    };
+    let wrong =
+        |reason: String| ConvertError::WrongModel { path: path.to_path_buf(), kind: "SEAN generator".into(), reason };
     let shapes: std::collections::BTreeMap<String, Vec<usize>> = ckpt
         .state_dict_names()
         .into_iter()
-        .filter_map(|(n, full)| {
-            ckpt.tensors()
-                .find(|(f, _, _)| *f == full)
-                .map(|(_, _, s)| (n, s.to_vec()))
-        })
+        .filter_map(|(n, full)| ckpt.tensors().find(|(f, _, _)| *f == full).map(|(_, _, s)| (n, s.to_vec())))
         .collect();
-    let (labels, ngf, style_length) =
-        SeanConfig::infer_from_shapes(|n| shapes.get(n).cloned()).map_err(wrong)?;
+    let (labels, ngf, style_length) = SeanConfig::infer_from_shapes(|n| shapes.get(n).cloned()).map_err(wrong)?;
     let (config, preset) = match size {
         SeanSize::Preset(name) => {
-            let p = SeanConfig::preset(name).ok_or_else(|| {
-                ConvertError::Argument(format!(
-                    "--preset {name}: expected celeba, celebamhq or bdd"
-                ))
-            })?;
+            let p = SeanConfig::preset(name)
+                .ok_or_else(|| ConvertError::Argument(format!("--preset {name}: expected celeba, celebamhq or bdd")))?;
             if (p.labels, p.ngf, p.style_length) != (labels, ngf, style_length) {
                 return Err(wrong(format!(
                     "preset {name} has {} labels, ngf {}, style length {}, but the tensors say {labels}, {ngf}, {style_length}",
@@ -56,23 +45,11 @@ pub fn convert_sean(ckpt: &Checkpoint, size: &SeanSize) -> Result<Converted> {
             }
             (p, Some(name.clone()))
         }
-        SeanSize::Explicit {
-            width,
-            aspect_ratio,
-        } => (
-            SeanConfig {
-                labels,
-                ngf,
-                style_length,
-                width: *width,
-                aspect_ratio: *aspect_ratio,
-            },
-            None,
-        ),
+        SeanSize::Explicit { width, aspect_ratio } => {
+            (SeanConfig { labels, ngf, style_length, width: *width, aspect_ratio: *aspect_ratio }, None)
+        }
     };
-    config
-        .validate()
-        .map_err(|e| ConvertError::Argument(format!("--width/--aspect-ratio: {e}")))?;
+    config.validate().map_err(|e| ConvertError::Argument(format!("--width/--aspect-ratio: {e}")))?;
     let mut meta = config.to_metadata();
     if let Some(p) = preset {
         meta.insert("preset".into(), p);
@@ -94,10 +71,7 @@ pub fn convert_sean_file(input: &Path, size: &SeanSize) -> Result<Converted> {
 /// Shapes of the state dict's tensors, by their names within it.
 fn state_dict_shapes(ckpt: &Checkpoint) -> BTreeMap<String, Vec<usize>> {
     let all: BTreeMap<&str, Vec<usize>> = ckpt.tensors().map(|(n, _, s)| (n, s.to_vec())).collect();
-    ckpt.state_dict_names()
-        .into_iter()
-        .filter_map(|(n, full)| all.get(full.as_str()).map(|s| (n, s.clone())))
-        .collect()
+    ckpt.state_dict_names().into_iter().filter_map(|(n, full)| all.get(full.as_str()).map(|s| (n, s.clone()))).collect()
 }
 
 /// Attribute-name presets a decision model may be tagged with.
@@ -125,12 +99,10 @@ fn check_preset(preset: Option<&str>, classes: usize) -> Result<()> {
 /// configuration comes from the tensor shapes.
 pub fn convert_densenet(ckpt: &Checkpoint, preset: Option<&str>) -> Result<Converted> {
     let shapes = state_dict_shapes(ckpt);
-    let config = DenseNetConfig::infer(|n| shapes.get(n).cloned()).map_err(|reason| {
-        ConvertError::WrongModel {
-            path: ckpt.path().to_path_buf(),
-            kind: "DenseNet decision model".into(),
-            reason,
-        }
+    let config = DenseNetConfig::infer(|n| shapes.get(n).cloned()).map_err(|reason| ConvertError::WrongModel {
+        path: ckpt.path().to_path_buf(),
+        kind: "DenseNet decision model".into(),
+        reason,
     })?;
     check_preset(preset, config.classes)?;
     let mut meta = config.to_metadata();
@@ -179,14 +151,9 @@ pub fn convert_resnet(ckpt: &Checkpoint, preset: Option<&str>) -> Result<Convert
 /// no auxiliary head); backbone depth and class count come from the tensors.
 pub fn convert_deeplab(ckpt: &Checkpoint, preset: Option<&str>) -> Result<Converted> {
     let shapes = state_dict_shapes(ckpt);
-    let config =
-        steex_deeplab::DeepLabConfig::infer(|n| shapes.get(n).cloned()).map_err(|reason| {
-            ConvertError::WrongModel {
-                path: ckpt.path().to_path_buf(),
-                kind: "DeepLabV3 segmenter".into(),
-                reason,
-            }
-        })?;
+    let config = steex_deeplab::DeepLabConfig::infer(|n| shapes.get(n).cloned()).map_err(|reason| {
+        ConvertError::WrongModel { path: ckpt.path().to_path_buf(), kind: "DeepLabV3 segmenter".into(), reason }
+    })?;
     if let Some(p) = preset {
         let want = if p == "bdd" { 20 } else { 19 };
         if !DECISION_PRESETS.contains(&p) || config.classes != want {

@@ -16,22 +16,12 @@ use crate::error::{ConvertError, Result};
 /// Writes `out` atomically: `write` fills a temporary file in the same folder, which is
 /// flushed, synced and then renamed over `out`. On any error nothing is left behind and an
 /// existing `out` is untouched.
-pub fn atomic_write(
-    out: &Path,
-    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
-) -> Result<()> {
-    let fail = |reason: String| ConvertError::Output {
-        path: out.to_path_buf(),
-        reason,
-    };
+pub fn atomic_write(out: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
+    let fail = |reason: String| ConvertError::Output { path: out.to_path_buf(), reason };
     if out.is_dir() {
         return Err(fail("it is a directory, expected a file path".into()));
     }
-    let name = out
-        .file_name()
-        .ok_or_else(|| fail("the path has no file name".into()))?
-        .to_string_lossy()
-        .into_owned();
+    let name = out.file_name().ok_or_else(|| fail("the path has no file name".into()))?.to_string_lossy().into_owned();
     let dir = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => std::path::PathBuf::from("."),
@@ -43,12 +33,7 @@ pub fn atomic_write(
         .prefix(&format!(".{name}."))
         .suffix(".tmp")
         .tempfile_in(&dir)
-        .map_err(|e| {
-            fail(format!(
-                "cannot create a temporary file in {}: {e}",
-                dir.display()
-            ))
-        })?;
+        .map_err(|e| fail(format!("cannot create a temporary file in {}: {e}", dir.display())))?;
     {
         let mut w = BufWriter::new(tmp.as_file());
         write(&mut w).map_err(|e| fail(e.to_string()))?;
@@ -64,10 +49,8 @@ pub fn atomic_write(
 fn header(tensors: &BTreeMap<String, TensorData>, metadata: &BTreeMap<String, String>) -> Vec<u8> {
     let mut map = serde_json::Map::new();
     if !metadata.is_empty() {
-        let meta: serde_json::Map<String, serde_json::Value> = metadata
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-            .collect();
+        let meta: serde_json::Map<String, serde_json::Value> =
+            metadata.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
         map.insert("__metadata__".into(), serde_json::Value::Object(meta));
     }
     let mut offset = 0usize;
@@ -83,8 +66,7 @@ fn header(tensors: &BTreeMap<String, TensorData>, metadata: &BTreeMap<String, St
         );
         offset = end;
     }
-    let mut bytes =
-        serde_json::to_vec(&serde_json::Value::Object(map)).expect("JSON of strings and numbers");
+    let mut bytes = serde_json::to_vec(&serde_json::Value::Object(map)).expect("JSON of strings and numbers");
     while bytes.len() % 8 != 0 {
         bytes.push(b' ');
     }
@@ -103,11 +85,7 @@ pub fn write_safetensors(
         if t.bytes.len() != want {
             return Err(ConvertError::Output {
                 path: out.to_path_buf(),
-                reason: format!(
-                    "tensor `{name}` has {} bytes, expected {want} for shape {:?}",
-                    t.bytes.len(),
-                    t.shape
-                ),
+                reason: format!("tensor `{name}` has {} bytes, expected {want} for shape {:?}", t.bytes.len(), t.shape),
             });
         }
     }
@@ -131,10 +109,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("x.safetensors");
         let mut t = BTreeMap::new();
-        t.insert(
-            "b".to_string(),
-            TensorData::from_f32(vec![2, 3], &[1., 2., 3., 4., 5., 6.]),
-        );
+        t.insert("b".to_string(), TensorData::from_f32(vec![2, 3], &[1., 2., 3., 4., 5., 6.]));
         t.insert("a".to_string(), TensorData::from_f32(vec![1], &[7.]));
         let mut m = BTreeMap::new();
         m.insert("kind".to_string(), "test".to_string());
@@ -156,13 +131,9 @@ mod tests {
     #[test]
     fn refuses_directories_and_missing_folders_and_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let e = atomic_write(dir.path(), |_| Ok(()))
-            .unwrap_err()
-            .to_string();
+        let e = atomic_write(dir.path(), |_| Ok(())).unwrap_err().to_string();
         assert!(e.contains("is a directory"), "{e}");
-        let e = atomic_write(&dir.path().join("no/such/x.bin"), |_| Ok(()))
-            .unwrap_err()
-            .to_string();
+        let e = atomic_write(&dir.path().join("no/such/x.bin"), |_| Ok(())).unwrap_err().to_string();
         assert!(e.contains("does not exist"), "{e}");
         let out = dir.path().join("y.bin");
         std::fs::write(&out, b"old").unwrap();

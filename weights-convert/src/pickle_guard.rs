@@ -51,11 +51,7 @@ pub enum GuardError {
         "pickle opcode 0x{opcode:02x} ({name}) at byte {offset} is not allowed in a tensor \
          state dict; refused without executing anything"
     )]
-    ForbiddenOpcode {
-        opcode: u8,
-        name: &'static str,
-        offset: usize,
-    },
+    ForbiddenOpcode { opcode: u8, name: &'static str, offset: usize },
     /// The data ends inside the pickle.
     #[error("the pickle is truncated: it ends at byte {offset} before its STOP opcode")]
     Truncated { offset: usize },
@@ -97,10 +93,7 @@ struct Walker<'a> {
 }
 
 fn malformed<T>(reason: impl Into<String>, offset: usize) -> Result<T, GuardError> {
-    Err(GuardError::Malformed {
-        reason: reason.into(),
-        offset,
-    })
+    Err(GuardError::Malformed { reason: reason.into(), offset })
 }
 
 impl<'a> Walker<'a> {
@@ -112,9 +105,7 @@ impl<'a> Walker<'a> {
                 self.pos = end;
                 Ok(s)
             }
-            None => Err(GuardError::Truncated {
-                offset: self.data.len(),
-            }),
+            None => Err(GuardError::Truncated { offset: self.data.len() }),
         }
     }
 
@@ -142,9 +133,7 @@ impl<'a> Walker<'a> {
                 self.pos += i + 1;
                 Ok(s)
             }
-            None => Err(GuardError::Truncated {
-                offset: self.data.len(),
-            }),
+            None => Err(GuardError::Truncated { offset: self.data.len() }),
         }
     }
 
@@ -191,9 +180,7 @@ impl<'a> Walker<'a> {
 
     fn memo_key(&mut self, bytes: &[u8], at: usize) -> Result<u64, GuardError> {
         let s = Self::text(bytes, at)?;
-        s.trim()
-            .parse::<u64>()
-            .or_else(|_| malformed("bad memo index", at))
+        s.trim().parse::<u64>().or_else(|_| malformed("bad memo index", at))
     }
 
     /// Walks one pickle from `self.pos` to its `STOP`.
@@ -237,8 +224,7 @@ impl<'a> Walker<'a> {
                 b'T' | b'U' => {
                     let n = if op == b'T' { 4 } else { 1 };
                     let s = self.len_prefixed(n)?;
-                    self.stack
-                        .push(Item::Str(String::from_utf8_lossy(s).into_owned()));
+                    self.stack.push(Item::Str(String::from_utf8_lossy(s).into_owned()));
                 }
                 // Other scalars and empty containers.
                 b'I' | b'F' => {
@@ -414,11 +400,7 @@ impl<'a> Walker<'a> {
                             return malformed(format!("unknown opcode 0x{op:02x}"), at);
                         }
                     };
-                    return Err(GuardError::ForbiddenOpcode {
-                        opcode: op,
-                        name,
-                        offset: at,
-                    });
+                    return Err(GuardError::ForbiddenOpcode { opcode: op, name, offset: at });
                 }
             }
         }
@@ -451,11 +433,7 @@ pub fn check_pickle(data: &[u8], offset: usize) -> Result<PickleSummary, GuardEr
     w.run()?;
     // The magic number pickle is `PROTO, LONG1 <magic>, STOP`: three opcodes.
     let is_legacy_magic = w.saw_magic && w.ops <= 3;
-    Ok(PickleSummary {
-        end: w.pos,
-        globals: w.globals,
-        is_legacy_magic,
-    })
+    Ok(PickleSummary { end: w.pos, globals: w.globals, is_legacy_magic })
 }
 
 #[cfg(test)]
@@ -502,18 +480,9 @@ mod tests {
     #[test]
     fn refuses_inst_and_unknown_opcodes() {
         let p = b"(ios\nsystem\nS'x'\n.";
-        assert!(matches!(
-            check_pickle(p, 0),
-            Err(GuardError::ForbiddenOpcode { name: "INST", .. })
-        ));
-        assert!(matches!(
-            check_pickle(b"\xff", 0),
-            Err(GuardError::Malformed { .. })
-        ));
-        assert!(matches!(
-            check_pickle(b"\x80\x02", 0),
-            Err(GuardError::Truncated { .. })
-        ));
+        assert!(matches!(check_pickle(p, 0), Err(GuardError::ForbiddenOpcode { name: "INST", .. })));
+        assert!(matches!(check_pickle(b"\xff", 0), Err(GuardError::Malformed { .. })));
+        assert!(matches!(check_pickle(b"\x80\x02", 0), Err(GuardError::Truncated { .. })));
     }
 
     #[test]

@@ -23,35 +23,22 @@ use crate::error::{ConvertError, Result};
 /// eval-mode `X.weight`. Returns the prefixes `X` that were resolved, sorted.
 ///
 /// `path` only names the file in error messages.
-pub fn resolve_spectral_norm(
-    tensors: &mut BTreeMap<String, TensorData>,
-    path: &Path,
-) -> Result<Vec<String>> {
-    let prefixes: Vec<String> = tensors
-        .keys()
-        .filter_map(|k| k.strip_suffix(".weight_orig").map(str::to_string))
-        .collect();
+pub fn resolve_spectral_norm(tensors: &mut BTreeMap<String, TensorData>, path: &Path) -> Result<Vec<String>> {
+    let prefixes: Vec<String> =
+        tensors.keys().filter_map(|k| k.strip_suffix(".weight_orig").map(str::to_string)).collect();
     for prefix in &prefixes {
-        let err = |reason: String| ConvertError::SpectralNorm {
-            path: path.to_path_buf(),
-            name: prefix.clone(),
-            reason,
-        };
+        let err =
+            |reason: String| ConvertError::SpectralNorm { path: path.to_path_buf(), name: prefix.clone(), reason };
         let take = |tensors: &mut BTreeMap<String, TensorData>, suffix: &str| {
             let name = format!("{prefix}.{suffix}");
-            let t = tensors
-                .remove(&name)
-                .ok_or_else(|| err(format!("`{name}` is missing")))?;
-            t.into_f32()
-                .ok_or_else(|| err(format!("`{name}` is not a float tensor")))
+            let t = tensors.remove(&name).ok_or_else(|| err(format!("`{name}` is missing")))?;
+            t.into_f32().ok_or_else(|| err(format!("`{name}` is not a float tensor")))
         };
         let w = take(tensors, "weight_orig")?;
         let u = take(tensors, "weight_u")?;
         let v = take(tensors, "weight_v")?;
         if tensors.contains_key(&format!("{prefix}.weight")) {
-            return Err(err(
-                "the checkpoint holds both `weight` and `weight_orig`".into()
-            ));
+            return Err(err("the checkpoint holds both `weight` and `weight_orig`".into()));
         }
         let weight = eval_mode_weight(&w, &u, &v).map_err(err)?;
         tensors.insert(format!("{prefix}.weight"), weight);
@@ -61,11 +48,7 @@ pub fn resolve_spectral_norm(
 
 /// `weight_orig / dot(u, W_mat v)` for one layer (`dim = 0`, as for every non-transposed
 /// convolution and linear layer). The dot products are accumulated in float64.
-pub fn eval_mode_weight(
-    w: &TensorData,
-    u: &TensorData,
-    v: &TensorData,
-) -> std::result::Result<TensorData, String> {
+pub fn eval_mode_weight(w: &TensorData, u: &TensorData, v: &TensorData) -> std::result::Result<TensorData, String> {
     let (Some(wv), Some(uv), Some(vv)) = (w.to_f32(), u.to_f32(), v.to_f32()) else {
         return Err("weight_orig, weight_u and weight_v must be float tensors".into());
     };
@@ -75,33 +58,21 @@ pub fn eval_mode_weight(
     }
     let cols = wv.len() / out;
     if uv.len() != out || u.shape.len() != 1 {
-        return Err(format!(
-            "weight_u has shape {:?}, expected [{out}]",
-            u.shape
-        ));
+        return Err(format!("weight_u has shape {:?}, expected [{out}]", u.shape));
     }
     if vv.len() != cols || v.shape.len() != 1 {
-        return Err(format!(
-            "weight_v has shape {:?}, expected [{cols}]",
-            v.shape
-        ));
+        return Err(format!("weight_v has shape {:?}, expected [{cols}]", v.shape));
     }
     let sigma: f64 = wv
         .chunks_exact(cols)
         .zip(&uv)
         .map(|(row, &ui)| {
-            let wv_i: f64 = row
-                .iter()
-                .zip(&vv)
-                .map(|(&a, &b)| a as f64 * b as f64)
-                .sum();
+            let wv_i: f64 = row.iter().zip(&vv).map(|(&a, &b)| a as f64 * b as f64).sum();
             ui as f64 * wv_i
         })
         .sum();
     if !sigma.is_finite() || sigma == 0.0 {
-        return Err(format!(
-            "sigma = dot(u, W v) is {sigma}, expected a finite non-zero value"
-        ));
+        return Err(format!("sigma = dot(u, W v) is {sigma}, expected a finite non-zero value"));
     }
     let values: Vec<f32> = wv.iter().map(|&x| (x as f64 / sigma) as f32).collect();
     Ok(TensorData::from_f32(w.shape.clone(), &values))
@@ -126,11 +97,7 @@ mod tests {
         let w = TensorData::from_f32(vec![2, 2], &[1.0, 2.0, 3.0, 4.0]);
         let u3 = TensorData::from_f32(vec![3], &[1.0, 0.0, 0.0]);
         let v = TensorData::from_f32(vec![2], &[0.0, 1.0]);
-        assert!(
-            eval_mode_weight(&w, &u3, &v)
-                .unwrap_err()
-                .contains("weight_u")
-        );
+        assert!(eval_mode_weight(&w, &u3, &v).unwrap_err().contains("weight_u"));
         let u0 = TensorData::from_f32(vec![2], &[0.0, 0.0]);
         assert!(eval_mode_weight(&w, &u0, &v).unwrap_err().contains("sigma"));
     }
@@ -138,18 +105,9 @@ mod tests {
     #[test]
     fn resolves_triples_and_reports_missing_parts() {
         let mut t = BTreeMap::new();
-        t.insert(
-            "a.weight_orig".to_string(),
-            TensorData::from_f32(vec![1, 1], &[3.0]),
-        );
-        t.insert(
-            "a.weight_u".to_string(),
-            TensorData::from_f32(vec![1], &[1.0]),
-        );
-        t.insert(
-            "a.weight_v".to_string(),
-            TensorData::from_f32(vec![1], &[0.5]),
-        );
+        t.insert("a.weight_orig".to_string(), TensorData::from_f32(vec![1, 1], &[3.0]));
+        t.insert("a.weight_u".to_string(), TensorData::from_f32(vec![1], &[1.0]));
+        t.insert("a.weight_v".to_string(), TensorData::from_f32(vec![1], &[0.5]));
         t.insert("a.bias".to_string(), TensorData::from_f32(vec![1], &[0.0]));
         let done = resolve_spectral_norm(&mut t, Path::new("x.pth")).unwrap();
         assert_eq!(done, vec!["a".to_string()]);
@@ -157,13 +115,8 @@ mod tests {
         assert_eq!(t["a.weight"].to_f32().unwrap(), vec![2.0]);
 
         let mut t = BTreeMap::new();
-        t.insert(
-            "b.weight_orig".to_string(),
-            TensorData::from_f32(vec![1, 1], &[3.0]),
-        );
-        let e = resolve_spectral_norm(&mut t, Path::new("x.pth"))
-            .unwrap_err()
-            .to_string();
+        t.insert("b.weight_orig".to_string(), TensorData::from_f32(vec![1, 1], &[3.0]));
+        let e = resolve_spectral_norm(&mut t, Path::new("x.pth")).unwrap_err().to_string();
         assert!(e.contains("x.pth") && e.contains("b.weight_u"), "{e}");
     }
 }

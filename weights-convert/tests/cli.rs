@@ -5,11 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures")
-        .join(rel)
-        .canonicalize()
-        .unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(rel).canonicalize().unwrap()
 }
 
 fn run(cwd: &Path, args: &[&str]) -> Output {
@@ -24,19 +20,9 @@ fn run(cwd: &Path, args: &[&str]) -> Output {
 /// Asserts a clean failure whose stderr contains every one of `needles`.
 fn assert_fails(out: &Output, needles: &[&str]) {
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success(),
-        "expected failure, got success; stderr: {err}"
-    );
-    assert!(
-        !err.contains("panicked") && !err.contains("backtrace"),
-        "panic: {err}"
-    );
-    assert_eq!(
-        err.trim().lines().count(),
-        1,
-        "expected one message line: {err}"
-    );
+    assert!(!out.status.success(), "expected failure, got success; stderr: {err}");
+    assert!(!err.contains("panicked") && !err.contains("backtrace"), "panic: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "expected one message line: {err}");
     for n in needles {
         assert!(err.contains(n), "stderr lacks `{n}`: {err}");
     }
@@ -57,16 +43,10 @@ fn malicious_pickles_are_refused_and_nothing_runs() {
             let input = input.to_str().unwrap();
             let out = run(dir.path(), &["inspect", "--input", input]);
             assert_fails(&out, &[input, global, "refused"]);
-            let out = run(
-                dir.path(),
-                &["state-dict", "--input", input, "--out", "x.safetensors"],
-            );
+            let out = run(dir.path(), &["state-dict", "--input", input, "--out", "x.safetensors"]);
             assert_fails(&out, &[global]);
             let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
-            assert!(
-                left.is_empty(),
-                "{file}{suffix}: files left behind or created: {left:?}"
-            );
+            assert!(left.is_empty(), "{file}{suffix}: files left behind or created: {left:?}");
         }
     }
 }
@@ -81,24 +61,13 @@ fn broken_files_fail_with_the_file_named() {
     std::fs::write(d.join("truncated.pth"), &good[..good.len() / 2]).unwrap();
     std::fs::write(d.join("truncated_legacy.pth"), &legacy[..legacy.len() / 3]).unwrap();
     std::fs::write(d.join("truncated_pickle.pth"), &legacy[..200]).unwrap();
-    let noise: Vec<u8> = (0..4096u32)
-        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-        .collect();
+    let noise: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
     std::fs::write(d.join("random.pth"), &noise).unwrap();
-    for f in [
-        "missing.pth",
-        "empty.pth",
-        "truncated.pth",
-        "truncated_legacy.pth",
-        "truncated_pickle.pth",
-        "random.pth",
-    ] {
+    for f in ["missing.pth", "empty.pth", "truncated.pth", "truncated_legacy.pth", "truncated_pickle.pth", "random.pth"]
+    {
         let out = run(d, &["state-dict", "--input", f, "--out", "out.safetensors"]);
         assert_fails(&out, &[f]);
-        assert!(
-            !d.join("out.safetensors").exists(),
-            "{f}: output left behind"
-        );
+        assert!(!d.join("out.safetensors").exists(), "{f}: output left behind");
     }
     // A directory as input.
     let out = run(d, &["inspect", "--input", "."]);
@@ -114,62 +83,30 @@ fn bad_outputs_fail_and_an_existing_output_is_replaced_whole() {
     std::fs::create_dir(d.join("adir")).unwrap();
     let out = run(d, &["state-dict", "--input", input, "--out", "adir"]);
     assert_fails(&out, &["adir", "directory"]);
-    let out = run(
-        d,
-        &[
-            "state-dict",
-            "--input",
-            input,
-            "--out",
-            "no/such/dir/x.safetensors",
-        ],
-    );
+    let out = run(d, &["state-dict", "--input", input, "--out", "no/such/dir/x.safetensors"]);
     assert_fails(&out, &["no/such/dir", "does not exist"]);
 
     std::fs::write(d.join("x.safetensors"), b"previous").unwrap();
-    let out = run(
-        d,
-        &["state-dict", "--input", input, "--out", "x.safetensors"],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run(d, &["state-dict", "--input", input, "--out", "x.safetensors"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let bytes = std::fs::read(d.join("x.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     assert!(st.names().contains(&"classifier.weight"));
-    assert_eq!(
-        std::fs::read_dir(d).unwrap().count(),
-        2,
-        "temporary files left behind"
-    );
+    assert_eq!(std::fs::read_dir(d).unwrap().count(), 2, "temporary files left behind");
 }
 
 #[test]
 fn inspect_json_lists_keys_and_tensors_only_on_stdout() {
     let dir = tempfile::tempdir().unwrap();
     let input = fixture("densenet/checkpoint_legacy.tar");
-    let out = run(
-        dir.path(),
-        &["inspect", "--input", input.to_str().unwrap(), "--json"],
-    );
+    let out = run(dir.path(), &["inspect", "--input", input.to_str().unwrap(), "--json"]);
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["container"], "legacy");
-    assert_eq!(
-        v["top_level_keys"],
-        serde_json::json!(["epoch", "loss", "model_state_dict", "optimizer_state_dict"])
-    );
+    assert_eq!(v["top_level_keys"], serde_json::json!(["epoch", "loss", "model_state_dict", "optimizer_state_dict"]));
     let t = v["tensors"].as_array().unwrap();
-    let fc = t
-        .iter()
-        .find(|t| t["name"] == "model_state_dict.classifier.weight")
-        .unwrap();
+    let fc = t.iter().find(|t| t["name"] == "model_state_dict.classifier.weight").unwrap();
     assert_eq!(fc["shape"][0], 3);
     assert_eq!(fc["dtype"], "F32");
-    assert!(
-        t.iter().any(|t| t["dtype"] == "I64"),
-        "num_batches_tracked listed with its dtype"
-    );
+    assert!(t.iter().any(|t| t["dtype"] == "I64"), "num_batches_tracked listed with its dtype");
 }

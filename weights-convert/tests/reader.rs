@@ -7,9 +7,7 @@ use weights_convert::checkpoint::TensorData;
 use weights_convert::{Checkpoint, Container, convert_state_dict};
 
 fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures")
-        .join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(rel)
 }
 
 fn read_all(path: &Path) -> BTreeMap<String, TensorData> {
@@ -19,10 +17,7 @@ fn read_all(path: &Path) -> BTreeMap<String, TensorData> {
 #[test]
 fn zip_and_legacy_copies_read_to_identical_tensors() {
     for (zip, legacy) in [
-        (
-            "sean_sq/latest_net_G.pth",
-            "sean_sq/latest_net_G_legacy.pth",
-        ),
+        ("sean_sq/latest_net_G.pth", "sean_sq/latest_net_G_legacy.pth"),
         ("densenet/checkpoint.tar", "densenet/checkpoint_legacy.tar"),
     ] {
         let a = Checkpoint::open(fixture(zip)).unwrap();
@@ -41,21 +36,12 @@ fn zip_and_legacy_copies_read_to_identical_tensors() {
 #[test]
 fn training_checkpoint_uses_model_state_dict_and_accepts_optimizer_state() {
     let ck = Checkpoint::open(fixture("densenet/checkpoint.tar")).unwrap();
-    assert_eq!(
-        ck.top_level_keys(),
-        ["epoch", "loss", "model_state_dict", "optimizer_state_dict"]
-    );
+    assert_eq!(ck.top_level_keys(), ["epoch", "loss", "model_state_dict", "optimizer_state_dict"]);
     // The optimiser took a step, so its state holds tensors: they are read but not used.
-    assert!(
-        ck.tensors()
-            .any(|(n, _, _)| n.starts_with("optimizer_state_dict."))
-    );
+    assert!(ck.tensors().any(|(n, _, _)| n.starts_with("optimizer_state_dict.")));
     let sd = ck.read_state_dict().unwrap();
     assert!(sd.contains_key("classifier.weight"));
-    assert!(
-        sd.keys()
-            .all(|k| !k.starts_with("optimizer_state_dict") && !k.starts_with("model_state_dict"))
-    );
+    assert!(sd.keys().all(|k| !k.starts_with("optimizer_state_dict") && !k.starts_with("model_state_dict")));
     let conv0 = &sd["feat_extract.feat_extract.features.conv0.weight"];
     assert_eq!(conv0.shape, vec![16, 3, 7, 7]);
     // PyTorch default init gives a spread of values, not zeros.
@@ -67,34 +53,19 @@ fn training_checkpoint_uses_model_state_dict_and_accepts_optimizer_state() {
 fn spectral_norm_resolution_matches_pytorch_eval_mode() {
     let ck = Checkpoint::open(fixture("sean_sq/latest_net_G.pth")).unwrap();
     let converted = convert_state_dict(&ck, None).unwrap();
-    assert!(
-        converted
-            .tensors
-            .keys()
-            .all(|k| !k.contains("weight_orig") && !k.ends_with("weight_u"))
-    );
+    assert!(converted.tensors.keys().all(|k| !k.contains("weight_orig") && !k.ends_with("weight_u")));
     let bytes = std::fs::read(fixture("sean_sq/sn_expected.safetensors")).unwrap();
     let expected = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let mut checked = 0;
     let mut worst = 0f64;
     for (name, view) in expected.tensors() {
-        let want: Vec<f32> = view
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-            .collect();
+        let want: Vec<f32> = view.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
         let got = converted.tensors[&name].to_f32().unwrap();
         assert_eq!(converted.tensors[&name].shape, view.shape(), "{name}");
         let scale = want.iter().fold(0f64, |m, x| m.max(x.abs() as f64));
-        let err = got
-            .iter()
-            .zip(&want)
-            .fold(0f64, |m, (a, b)| m.max((*a as f64 - *b as f64).abs()));
+        let err = got.iter().zip(&want).fold(0f64, |m, (a, b)| m.max((*a as f64 - *b as f64).abs()));
         worst = worst.max(err / scale);
-        assert!(
-            err <= 1e-6 * scale,
-            "{name}: max abs err {err:e} > 1e-6 x {scale:e}"
-        );
+        assert!(err <= 1e-6 * scale, "{name}: max abs err {err:e} > 1e-6 x {scale:e}");
         checked += 1;
     }
     // conv_0 and conv_1 of 7 blocks, conv_s of the 4 blocks that change width.
@@ -106,34 +77,18 @@ fn spectral_norm_resolution_matches_pytorch_eval_mode() {
 fn generic_conversion_is_byte_identical_across_containers_and_drops_counters() {
     let dir = tempfile::tempdir().unwrap();
     let mut outputs = Vec::new();
-    for (i, f) in [
-        "sean_sq/latest_net_G.pth",
-        "sean_sq/latest_net_G_legacy.pth",
-    ]
-    .iter()
-    .enumerate()
-    {
+    for (i, f) in ["sean_sq/latest_net_G.pth", "sean_sq/latest_net_G_legacy.pth"].iter().enumerate() {
         let ck = Checkpoint::open(fixture(f)).unwrap();
         let c = convert_state_dict(&ck, None).unwrap();
-        assert!(
-            c.tensors
-                .keys()
-                .all(|k| !k.ends_with("num_batches_tracked"))
-        );
-        assert!(
-            c.metadata["dropped_tensors"]
-                .contains("head_0.ace_0.param_free_norm.num_batches_tracked")
-        );
+        assert!(c.tensors.keys().all(|k| !k.ends_with("num_batches_tracked")));
+        assert!(c.metadata["dropped_tensors"].contains("head_0.ace_0.param_free_norm.num_batches_tracked"));
         let out = dir.path().join(format!("{i}.safetensors"));
         c.write(&out).unwrap();
         outputs.push(std::fs::read(out).unwrap());
     }
     assert_eq!(outputs[0], outputs[1]);
     let text = String::from_utf8_lossy(&outputs[0][..4096]).to_string();
-    assert!(
-        !text.contains(dir.path().to_str().unwrap()),
-        "absolute path in metadata"
-    );
+    assert!(!text.contains(dir.path().to_str().unwrap()), "absolute path in metadata");
 }
 
 #[test]
@@ -159,10 +114,7 @@ fn full_size_sean_reads_in_both_containers_when_present() {
     let zip = fixture("full/sean_celebamhq.pth");
     let legacy = fixture("full/sean_celebamhq_legacy.pth");
     if !zip.exists() || !legacy.exists() {
-        eprintln!(
-            "skipped: {} not present (tools/make_fixtures.py --full)",
-            zip.display()
-        );
+        eprintln!("skipped: {} not present (tools/make_fixtures.py --full)", zip.display());
         return;
     }
     let a = read_all(&zip);

@@ -27,17 +27,10 @@ impl AnyClassifier {
     pub fn from_weights(w: &Weights, device: &Device) -> Result<Self, ClassifierError> {
         let kind: String = w.meta("kind")?;
         let model = match kind.as_str() {
-            densenet::KIND => Model::DenseNet(DenseNet::load(
-                w,
-                DenseNetConfig::from_metadata(w)?,
-                device,
-            )?),
-            resnet::KIND => Model::ResNet(ResNet::load(
-                w,
-                ResNetConfig::from_metadata(w)?,
-                w.meta("classes")?,
-                device,
-            )?),
+            densenet::KIND => Model::DenseNet(DenseNet::load(w, DenseNetConfig::from_metadata(w)?, device)?),
+            resnet::KIND => {
+                Model::ResNet(ResNet::load(w, ResNetConfig::from_metadata(w)?, w.meta("classes")?, device)?)
+            }
             other => {
                 return Err(ClassifierError::Config(format!(
                     "this is a `{other}` file, not a decision model (kind densenet or resnet)"

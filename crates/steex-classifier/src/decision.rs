@@ -28,9 +28,7 @@ pub trait DecisionModel {
 pub fn default_output_names(k: usize) -> Vec<String> {
     match k {
         3 => ["male", "smile", "young"].map(String::from).to_vec(),
-        4 => ["move_forward", "stop", "turn_left", "turn_right"]
-            .map(String::from)
-            .to_vec(),
+        4 => ["move_forward", "stop", "turn_left", "turn_right"].map(String::from).to_vec(),
         _ => (0..k).map(|i| format!("output_{i}")).collect(),
     }
 }

@@ -68,10 +68,7 @@ impl DenseNetConfig {
                 t.insert(format!("{p}.{n}"), vec![c]);
             }
         };
-        t.insert(
-            format!("{PREFIX}.conv0.weight"),
-            vec![self.num_init_features, 3, 7, 7],
-        );
+        t.insert(format!("{PREFIX}.conv0.weight"), vec![self.num_init_features, 3, 7, 7]);
         bn(&mut t, format!("{PREFIX}.norm0"), self.num_init_features);
         let (ins, out) = self.widths();
         let mid = self.bn_size * self.growth_rate;
@@ -82,10 +79,7 @@ impl DenseNetConfig {
                 bn(&mut t, format!("{p}.norm1"), c);
                 t.insert(format!("{p}.conv1.weight"), vec![mid, c, 1, 1]);
                 bn(&mut t, format!("{p}.norm2"), mid);
-                t.insert(
-                    format!("{p}.conv2.weight"),
-                    vec![self.growth_rate, mid, 3, 3],
-                );
+                t.insert(format!("{p}.conv2.weight"), vec![self.growth_rate, mid, 3, 3]);
             }
             if b + 1 < self.block_config.len() {
                 let c = cin + n * self.growth_rate;
@@ -104,23 +98,15 @@ impl DenseNetConfig {
     pub fn infer(shape: impl Fn(&str) -> Option<Vec<usize>>) -> Result<Self, String> {
         let get = |n: &str, d: usize| -> Result<usize, String> {
             let s = shape(n).ok_or_else(|| format!("missing tensor `{n}`"))?;
-            s.get(d)
-                .copied()
-                .ok_or_else(|| format!("tensor `{n}` has shape {s:?}"))
+            s.get(d).copied().ok_or_else(|| format!("tensor `{n}` has shape {s:?}"))
         };
         let num_init_features = get(&format!("{PREFIX}.conv0.weight"), 0)?;
         let growth_rate = get(&format!("{PREFIX}.denseblock1.denselayer1.conv2.weight"), 0)?;
-        let bn_size =
-            get(&format!("{PREFIX}.denseblock1.denselayer1.conv1.weight"), 0)? / growth_rate.max(1);
+        let bn_size = get(&format!("{PREFIX}.denseblock1.denselayer1.conv1.weight"), 0)? / growth_rate.max(1);
         let mut block_config = Vec::new();
         for b in 1.. {
             let n = (1..)
-                .take_while(|j| {
-                    shape(&format!(
-                        "{PREFIX}.denseblock{b}.denselayer{j}.conv1.weight"
-                    ))
-                    .is_some()
-                })
+                .take_while(|j| shape(&format!("{PREFIX}.denseblock{b}.denselayer{j}.conv1.weight")).is_some())
                 .count();
             if n == 0 {
                 break;
@@ -128,13 +114,7 @@ impl DenseNetConfig {
             block_config.push(n);
         }
         let classes = get("classifier.weight", 0)?;
-        Ok(DenseNetConfig {
-            growth_rate,
-            block_config,
-            num_init_features,
-            bn_size,
-            classes,
-        })
+        Ok(DenseNetConfig { growth_rate, block_config, num_init_features, bn_size, classes })
     }
 
     /// The configuration as safetensors metadata entries.
@@ -155,13 +135,9 @@ impl DenseNetConfig {
     /// Reads the configuration from a converted file's metadata.
     pub fn from_metadata(w: &Weights) -> Result<Self, WeightsError> {
         let blocks: String = w.meta("block_config")?;
-        let block_config = blocks
-            .split(',')
-            .map(|s| s.trim().parse::<usize>())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|_| WeightsError::Metadata {
-                key: "block_config".into(),
-                reason: format!("cannot parse {blocks:?}"),
+        let block_config =
+            blocks.split(',').map(|s| s.trim().parse::<usize>()).collect::<Result<Vec<_>, _>>().map_err(|_| {
+                WeightsError::Metadata { key: "block_config".into(), reason: format!("cannot parse {blocks:?}") }
             })?;
         Ok(DenseNetConfig {
             growth_rate: w.meta("growth_rate")?,
@@ -220,15 +196,9 @@ pub struct DenseNet {
 impl DenseNet {
     /// Builds the model of `config` from converted weights; every tensor must be used.
     /// The model holds no trainable parameters.
-    pub fn load(
-        w: &Weights,
-        config: DenseNetConfig,
-        device: &Device,
-    ) -> Result<Self, ClassifierError> {
+    pub fn load(w: &Weights, config: DenseNetConfig, device: &Device) -> Result<Self, ClassifierError> {
         if config.block_config.is_empty() || config.growth_rate == 0 || config.classes == 0 {
-            return Err(ClassifierError::Config(format!(
-                "not a DenseNet: {config:?}"
-            )));
+            return Err(ClassifierError::Config(format!("not a DenseNet: {config:?}")));
         }
         let (ins, out) = config.widths();
         let mid = config.bn_size * config.growth_rate;
@@ -240,29 +210,9 @@ impl DenseNet {
                 let c = cin + j * config.growth_rate;
                 layers.push(DenseLayer {
                     norm1: BatchNorm2d::load(w, &format!("{p}.norm1"), c, true, device)?,
-                    conv1: conv2d(
-                        w,
-                        &format!("{p}.conv1"),
-                        [c, mid],
-                        1,
-                        1,
-                        0,
-                        1,
-                        false,
-                        device,
-                    )?,
+                    conv1: conv2d(w, &format!("{p}.conv1"), [c, mid], 1, 1, 0, 1, false, device)?,
                     norm2: BatchNorm2d::load(w, &format!("{p}.norm2"), mid, true, device)?,
-                    conv2: conv2d(
-                        w,
-                        &format!("{p}.conv2"),
-                        [mid, config.growth_rate],
-                        3,
-                        1,
-                        1,
-                        1,
-                        false,
-                        device,
-                    )?,
+                    conv2: conv2d(w, &format!("{p}.conv2"), [mid, config.growth_rate], 3, 1, 1, 1, false, device)?,
                 });
             }
             let transition = if b + 1 < config.block_config.len() {
@@ -270,17 +220,7 @@ impl DenseNet {
                 let p = format!("{PREFIX}.transition{}", b + 1);
                 Some(Transition {
                     norm: BatchNorm2d::load(w, &format!("{p}.norm"), c, true, device)?,
-                    conv: conv2d(
-                        w,
-                        &format!("{p}.conv"),
-                        [c, c / 2],
-                        1,
-                        1,
-                        0,
-                        1,
-                        false,
-                        device,
-                    )?,
+                    conv: conv2d(w, &format!("{p}.conv"), [c, c / 2], 1, 1, 0, 1, false, device)?,
                     pool: AvgPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
                 })
             } else {
@@ -289,24 +229,8 @@ impl DenseNet {
             blocks.push(DenseBlock { layers, transition });
         }
         let m = DenseNet {
-            conv0: conv2d(
-                w,
-                &format!("{PREFIX}.conv0"),
-                [3, config.num_init_features],
-                7,
-                2,
-                3,
-                1,
-                false,
-                device,
-            )?,
-            norm0: BatchNorm2d::load(
-                w,
-                &format!("{PREFIX}.norm0"),
-                config.num_init_features,
-                true,
-                device,
-            )?,
+            conv0: conv2d(w, &format!("{PREFIX}.conv0"), [3, config.num_init_features], 7, 2, 3, 1, false, device)?,
+            norm0: BatchNorm2d::load(w, &format!("{PREFIX}.norm0"), config.num_init_features, true, device)?,
             pool0: MaxPool2dConfig::new([3, 3])
                 .with_strides([2, 2])
                 .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
@@ -327,9 +251,7 @@ impl DenseNet {
 
     /// Pooled features `[B, F]` (before the classifier).
     pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
-        let x = self
-            .pool0
-            .forward(relu(self.norm0.forward(self.conv0.forward(x))));
+        let x = self.pool0.forward(relu(self.norm0.forward(self.conv0.forward(x))));
         let mut x = x;
         for block in &self.blocks {
             let mut feats = vec![x];

@@ -66,20 +66,13 @@ impl ResNetConfig {
             152 => (BlockKind::Bottleneck, [3, 8, 36, 3]),
             _ => return None,
         };
-        Some(ResNetConfig {
-            block,
-            layers,
-            width: 64,
-            dilate: [false; 3],
-        })
+        Some(ResNetConfig { block, layers, width: 64, dilate: [false; 3] })
     }
 
     /// The torchvision depth these sizes are, if any.
     pub fn depth_name(&self) -> Option<usize> {
         [18, 34, 50, 101, 152].into_iter().find(|&d| {
-            Self::depth(d).is_some_and(|c| {
-                c.block == self.block && c.layers == self.layers && self.width == 64
-            })
+            Self::depth(d).is_some_and(|c| c.block == self.block && c.layers == self.layers && self.width == 64)
         })
     }
 
@@ -103,24 +96,10 @@ impl ResNetConfig {
                 stride = 1;
             }
             let down = stride != 1 || inplanes != planes * e;
-            out.push((
-                format!("layer{}.0", i + 1),
-                inplanes,
-                planes,
-                stride,
-                previous,
-                down,
-            ));
+            out.push((format!("layer{}.0", i + 1), inplanes, planes, stride, previous, down));
             inplanes = planes * e;
             for j in 1..n {
-                out.push((
-                    format!("layer{}.{j}", i + 1),
-                    inplanes,
-                    planes,
-                    1,
-                    dilation,
-                    false,
-                ));
+                out.push((format!("layer{}.{j}", i + 1), inplanes, planes, 1, dilation, false));
             }
         }
         out
@@ -154,10 +133,7 @@ impl ResNetConfig {
             bn(&mut t, format!("{p}.bn1"), planes);
             bn(&mut t, format!("{p}.bn2"), planes);
             if down {
-                t.insert(
-                    format!("{p}.downsample.0.weight"),
-                    vec![planes * e, inp, 1, 1],
-                );
+                t.insert(format!("{p}.downsample.0.weight"), vec![planes * e, inp, 1, 1]);
                 bn(&mut t, format!("{p}.downsample.1"), planes * e);
             }
         }
@@ -167,9 +143,7 @@ impl ResNetConfig {
     /// The sizes that a checkpoint's tensor shapes determine (dilation is not in them).
     pub fn infer(prefix: &str, shape: impl Fn(&str) -> Option<Vec<usize>>) -> Result<Self, String> {
         let stem = format!("{prefix}.conv1.weight");
-        let width = shape(&stem)
-            .and_then(|s| s.first().copied())
-            .ok_or_else(|| format!("missing tensor `{stem}`"))?;
+        let width = shape(&stem).and_then(|s| s.first().copied()).ok_or_else(|| format!("missing tensor `{stem}`"))?;
         let block = if shape(&format!("{prefix}.layer1.0.conv3.weight")).is_some() {
             BlockKind::Bottleneck
         } else {
@@ -177,24 +151,12 @@ impl ResNetConfig {
         };
         let mut layers = [0; 4];
         for (i, l) in layers.iter_mut().enumerate() {
-            *l = (0..)
-                .take_while(|j| {
-                    shape(&format!("{prefix}.layer{}.{j}.conv1.weight", i + 1)).is_some()
-                })
-                .count();
+            *l = (0..).take_while(|j| shape(&format!("{prefix}.layer{}.{j}.conv1.weight", i + 1)).is_some()).count();
             if *l == 0 {
-                return Err(format!(
-                    "missing tensor `{prefix}.layer{}.0.conv1.weight`",
-                    i + 1
-                ));
+                return Err(format!("missing tensor `{prefix}.layer{}.0.conv1.weight`", i + 1));
             }
         }
-        Ok(ResNetConfig {
-            block,
-            layers,
-            width,
-            dilate: [false; 3],
-        })
+        Ok(ResNetConfig { block, layers, width, dilate: [false; 3] })
     }
 
     /// The sizes as metadata entries.
@@ -215,10 +177,7 @@ impl ResNetConfig {
 
     /// Reads the sizes from metadata (no dilation).
     pub fn from_metadata(w: &Weights) -> Result<Self, WeightsError> {
-        let bad = |k: &str, v: &str| WeightsError::Metadata {
-            key: k.into(),
-            reason: format!("cannot parse {v:?}"),
-        };
+        let bad = |k: &str, v: &str| WeightsError::Metadata { key: k.into(), reason: format!("cannot parse {v:?}") };
         let block: String = w.meta("block")?;
         let block = match block.as_str() {
             "basic" => BlockKind::Basic,
@@ -232,12 +191,7 @@ impl ResNetConfig {
             .collect::<Result<_, _>>()
             .map_err(|_| bad("layers", &layers))?;
         let layers: [usize; 4] = v.try_into().map_err(|_| bad("layers", &layers))?;
-        Ok(ResNetConfig {
-            block,
-            layers,
-            width: w.meta("width")?,
-            dilate: [false; 3],
-        })
+        Ok(ResNetConfig { block, layers, width: w.meta("width")?, dilate: [false; 3] })
     }
 }
 
@@ -282,35 +236,17 @@ pub struct ResNetBackbone {
 
 impl ResNetBackbone {
     /// Loads `{prefix}.*`.
-    pub fn load(
-        w: &Weights,
-        prefix: &str,
-        config: &ResNetConfig,
-        device: &Device,
-    ) -> Result<Self, WeightsError> {
+    pub fn load(w: &Weights, prefix: &str, config: &ResNetConfig, device: &Device) -> Result<Self, WeightsError> {
         let e = config.block.expansion();
         let mut blocks = Vec::new();
         for (name, inp, planes, stride, dil, down) in config.blocks() {
             let p = format!("{prefix}.{name}");
             let bn = |n: &str, c: usize| BatchNorm2d::load(w, &format!("{p}.{n}"), c, true, device);
             let cv = |n: &str, cin, cout, k, s, pad, d| {
-                conv2d(
-                    w,
-                    &format!("{p}.{n}"),
-                    [cin, cout],
-                    k,
-                    s,
-                    pad,
-                    d,
-                    false,
-                    device,
-                )
+                conv2d(w, &format!("{p}.{n}"), [cin, cout], k, s, pad, d, false, device)
             };
             let downsample = if down {
-                Some((
-                    cv("downsample.0", inp, planes * e, 1, stride, 0, 1)?,
-                    bn("downsample.1", planes * e)?,
-                ))
+                Some((cv("downsample.0", inp, planes * e, 1, stride, 0, 1)?, bn("downsample.1", planes * e)?))
             } else {
                 None
             };
@@ -336,17 +272,7 @@ impl ResNetBackbone {
             });
         }
         Ok(ResNetBackbone {
-            conv1: conv2d(
-                w,
-                &format!("{prefix}.conv1"),
-                [3, config.width],
-                7,
-                2,
-                3,
-                1,
-                false,
-                device,
-            )?,
+            conv1: conv2d(w, &format!("{prefix}.conv1"), [3, config.width], 7, 2, 3, 1, false, device)?,
             bn1: BatchNorm2d::load(w, &format!("{prefix}.bn1"), config.width, true, device)?,
             maxpool: MaxPool2dConfig::new([3, 3])
                 .with_strides([2, 2])
@@ -358,9 +284,7 @@ impl ResNetBackbone {
 
     /// `[B, 3, H, W] -> [B, C_out, H/32, W/32]` (H/8 with dilation in layer3 and layer4).
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let mut x = self
-            .maxpool
-            .forward(relu(self.bn1.forward(self.conv1.forward(x))));
+        let mut x = self.maxpool.forward(relu(self.bn1.forward(self.conv1.forward(x))));
         for b in &self.blocks {
             x = b.forward(x);
         }
@@ -382,16 +306,9 @@ pub struct ResNet {
 impl ResNet {
     /// Builds the model from converted weights (`resnet.*`, `resnet.fc.*`); every tensor must
     /// be used. The model holds no trainable parameters.
-    pub fn load(
-        w: &Weights,
-        config: ResNetConfig,
-        classes: usize,
-        device: &Device,
-    ) -> Result<Self, ClassifierError> {
+    pub fn load(w: &Weights, config: ResNetConfig, classes: usize, device: &Device) -> Result<Self, ClassifierError> {
         if config.layers.contains(&0) || config.width == 0 || classes == 0 {
-            return Err(ClassifierError::Config(format!(
-                "not a ResNet: {config:?} with {classes} outputs"
-            )));
+            return Err(ClassifierError::Config(format!("not a ResNet: {config:?} with {classes} outputs")));
         }
         let m = ResNet {
             resnet: ResNetBackbone::load(w, "resnet", &config, device)?,
@@ -411,10 +328,7 @@ impl ResNet {
     /// Every tensor of a converted decision ResNet.
     pub fn expected_tensors(config: &ResNetConfig, classes: usize) -> BTreeMap<String, Vec<usize>> {
         let mut t = config.expected_tensors("resnet");
-        t.insert(
-            "resnet.fc.weight".into(),
-            vec![classes, config.out_channels()],
-        );
+        t.insert("resnet.fc.weight".into(), vec![classes, config.out_channels()]);
         t.insert("resnet.fc.bias".into(), vec![classes]);
         t
     }
@@ -424,8 +338,7 @@ impl DecisionModel for ResNet {
     fn logits(&self, images: Tensor<4>) -> Tensor<2> {
         let x = self.resnet.forward(images);
         let [b, c, h, w] = x.dims();
-        self.fc
-            .forward(x.reshape([b, c, h * w]).mean_dim(2).reshape([b, c]))
+        self.fc.forward(x.reshape([b, c, h * w]).mean_dim(2).reshape([b, c]))
     }
 
     fn num_outputs(&self) -> usize {
@@ -434,9 +347,7 @@ impl DecisionModel for ResNet {
 
     fn check_input_size(&self, height: usize, width: usize) -> Result<(), String> {
         if height < 32 || width < 32 {
-            return Err(format!(
-                "a {width}x{height} image is too small for this ResNet (at least 32x32 pixels)"
-            ));
+            return Err(format!("a {width}x{height} image is too small for this ResNet (at least 32x32 pixels)"));
         }
         Ok(())
     }

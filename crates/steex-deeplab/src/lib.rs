@@ -59,27 +59,15 @@ impl DeepLabConfig {
                 t.insert(format!("{p}.{n}"), vec![HEAD]);
             }
         };
-        t.insert(
-            "classifier.0.convs.0.0.weight".into(),
-            vec![HEAD, cin, 1, 1],
-        );
+        t.insert("classifier.0.convs.0.0.weight".into(), vec![HEAD, cin, 1, 1]);
         bn(&mut t, "classifier.0.convs.0.1");
         for i in 1..=3 {
-            t.insert(
-                format!("classifier.0.convs.{i}.0.weight"),
-                vec![HEAD, cin, 3, 3],
-            );
+            t.insert(format!("classifier.0.convs.{i}.0.weight"), vec![HEAD, cin, 3, 3]);
             bn(&mut t, &format!("classifier.0.convs.{i}.1"));
         }
-        t.insert(
-            "classifier.0.convs.4.1.weight".into(),
-            vec![HEAD, cin, 1, 1],
-        );
+        t.insert("classifier.0.convs.4.1.weight".into(), vec![HEAD, cin, 1, 1]);
         bn(&mut t, "classifier.0.convs.4.2");
-        t.insert(
-            "classifier.0.project.0.weight".into(),
-            vec![HEAD, 5 * HEAD, 1, 1],
-        );
+        t.insert("classifier.0.project.0.weight".into(), vec![HEAD, 5 * HEAD, 1, 1]);
         bn(&mut t, "classifier.0.project.1");
         t.insert("classifier.1.weight".into(), vec![HEAD, HEAD, 3, 3]);
         bn(&mut t, "classifier.2");
@@ -112,10 +100,7 @@ impl DeepLabConfig {
     pub fn from_metadata(w: &Weights) -> Result<Self, WeightsError> {
         let mut backbone = ResNetConfig::from_metadata(w)?;
         backbone.dilate = [false, true, true];
-        Ok(DeepLabConfig {
-            backbone,
-            classes: w.meta("classes")?,
-        })
+        Ok(DeepLabConfig { backbone, classes: w.meta("classes")? })
     }
 }
 
@@ -156,32 +141,12 @@ impl DeepLabV3 {
         let cin = config.backbone.out_channels();
         let bn = |p: &str| BatchNorm2d::load(w, p, HEAD, true, device);
         let mut aspp = vec![ConvBn {
-            conv: conv2d(
-                w,
-                "classifier.0.convs.0.0",
-                [cin, HEAD],
-                1,
-                1,
-                0,
-                1,
-                false,
-                device,
-            )?,
+            conv: conv2d(w, "classifier.0.convs.0.0", [cin, HEAD], 1, 1, 0, 1, false, device)?,
             bn: bn("classifier.0.convs.0.1")?,
         }];
         for (i, r) in RATES.iter().enumerate() {
             aspp.push(ConvBn {
-                conv: conv2d(
-                    w,
-                    &format!("classifier.0.convs.{}.0", i + 1),
-                    [cin, HEAD],
-                    3,
-                    1,
-                    *r,
-                    *r,
-                    false,
-                    device,
-                )?,
+                conv: conv2d(w, &format!("classifier.0.convs.{}.0", i + 1), [cin, HEAD], 3, 1, *r, *r, false, device)?,
                 bn: bn(&format!("classifier.0.convs.{}.1", i + 1))?,
             });
         }
@@ -189,48 +154,18 @@ impl DeepLabV3 {
             backbone: ResNetBackbone::load(w, "backbone", &config.backbone, device)?,
             aspp,
             pooling: ConvBn {
-                conv: conv2d(
-                    w,
-                    "classifier.0.convs.4.1",
-                    [cin, HEAD],
-                    1,
-                    1,
-                    0,
-                    1,
-                    false,
-                    device,
-                )?,
+                conv: conv2d(w, "classifier.0.convs.4.1", [cin, HEAD], 1, 1, 0, 1, false, device)?,
                 bn: bn("classifier.0.convs.4.2")?,
             },
             project: ConvBn {
-                conv: conv2d(
-                    w,
-                    "classifier.0.project.0",
-                    [5 * HEAD, HEAD],
-                    1,
-                    1,
-                    0,
-                    1,
-                    false,
-                    device,
-                )?,
+                conv: conv2d(w, "classifier.0.project.0", [5 * HEAD, HEAD], 1, 1, 0, 1, false, device)?,
                 bn: bn("classifier.0.project.1")?,
             },
             head: ConvBn {
                 conv: conv2d(w, "classifier.1", [HEAD, HEAD], 3, 1, 1, 1, false, device)?,
                 bn: bn("classifier.2")?,
             },
-            cls: conv2d(
-                w,
-                "classifier.4",
-                [HEAD, config.classes],
-                1,
-                1,
-                0,
-                1,
-                true,
-                device,
-            )?,
+            cls: conv2d(w, "classifier.4", [HEAD, config.classes], 1, 1, 0, 1, true, device)?,
             config,
         };
         w.finish()?;
@@ -255,9 +190,7 @@ impl DeepLabV3 {
         let x = self.cls.forward(self.head.forward(x));
         interpolate(
             x,
-            InterpolateOptions::new(InterpolateMode::Bilinear)
-                .with_output_size([h, w])
-                .with_align_corners(false),
+            InterpolateOptions::new(InterpolateMode::Bilinear).with_output_size([h, w]).with_align_corners(false),
         )
     }
 }

@@ -16,12 +16,7 @@ pub struct AdamConfig {
 
 impl Default for AdamConfig {
     fn default() -> Self {
-        AdamConfig {
-            lr: 0.01,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-        }
+        AdamConfig { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8 }
     }
 }
 
@@ -36,11 +31,7 @@ pub struct Adam {
 impl Adam {
     /// Zero moments for `n` values.
     pub fn new(config: AdamConfig, n: usize) -> Self {
-        Adam {
-            config,
-            m: vec![0.0; n],
-            v: vec![0.0; n],
-        }
+        Adam { config, m: vec![0.0; n], v: vec![0.0; n] }
     }
 
     /// Applies update number `step` (1-based) to the values `range` of `x` with gradient

@@ -131,10 +131,7 @@ fn sigmoid(x: f32) -> f32 {
 }
 
 fn host(t: Tensor<2>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("float data")
+    t.into_data().convert::<f32>().try_into_vec::<f32>().expect("float data")
 }
 
 /// Decision loss per image in its stable form from the logit:
@@ -174,29 +171,16 @@ where
     if let Some(t) = settings.target
         && t > 1
     {
-        return Err(ExplainError::Settings(format!(
-            "target {t}: expected 0 or 1"
-        )));
+        return Err(ExplainError::Settings(format!("target {t}: expected 0 or 1")));
     }
     model.check_input_size(h, w).map_err(ExplainError::Model)?;
 
     // Decision on the query, target, initial codes.
     let initial_logits = host(model.logits(images.clone().detach()));
     let targets: Vec<u8> = (0..b)
-        .map(|i| {
-            settings
-                .target
-                .unwrap_or(if sigmoid(initial_logits[i * k + a]) < 0.5 {
-                    1
-                } else {
-                    0
-                })
-        })
+        .map(|i| settings.target.unwrap_or(if sigmoid(initial_logits[i * k + a]) < 0.5 { 1 } else { 0 }))
         .collect();
-    let z0 = generator
-        .encode(images.detach(), mask)
-        .map_err(ExplainError::Model)?
-        .detach();
+    let z0 = generator.encode(images.detach(), mask).map_err(ExplainError::Model)?.detach();
     let [_, l, s] = z0.dims();
     if let Some(r) = &settings.regions
         && let Some(bad) = r.iter().find(|&&j| j >= l)
@@ -206,26 +190,14 @@ where
             l - 1
         )));
     }
-    let z_initial: Vec<f32> = z0
-        .clone()
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("float data");
-    let reconstruction = generator
-        .generate(mask, z0.clone(), settings.noise)
-        .map_err(ExplainError::Model)?
-        .detach();
+    let z_initial: Vec<f32> = z0.clone().into_data().convert::<f32>().try_into_vec::<f32>().expect("float data");
+    let reconstruction = generator.generate(mask, z0.clone(), settings.noise).map_err(ExplainError::Model)?.detach();
 
-    let trainable: Vec<bool> = (0..l)
-        .map(|j| settings.regions.as_ref().is_none_or(|r| r.contains(&j)))
-        .collect();
+    let trainable: Vec<bool> = (0..l).map(|j| settings.regions.as_ref().is_none_or(|r| r.contains(&j))).collect();
     let row = s;
     let per_image = l * s;
-    let target_t = Tensor::<1>::from_data(
-        TensorData::new(targets.iter().map(|&t| t as f32).collect::<Vec<_>>(), [b]),
-        &device,
-    );
+    let target_t =
+        Tensor::<1>::from_data(TensorData::new(targets.iter().map(|&t| t as f32).collect::<Vec<_>>(), [b]), &device);
 
     let mut z = z_initial.clone();
     let mut adam = Adam::new(settings.adam, z.len());
@@ -240,18 +212,11 @@ where
     let forward = |z: &[f32], grad: bool| -> Result<Fwd, ExplainError> {
         let zt = Tensor::<3>::from_data(TensorData::new(z.to_vec(), [b, l, s]), &device);
         let zt = if grad { zt.require_grad() } else { zt };
-        let img = generator
-            .generate(mask, zt.clone(), settings.noise)
-            .map_err(ExplainError::Model)?;
+        let img = generator.generate(mask, zt.clone(), settings.noise).map_err(ExplainError::Model)?;
         let logits = model.logits(img.clone());
         let la = logits.clone().slice([0..b, a..a + 1]).reshape([b]);
         let dec = decision_loss(la, target_t.clone());
-        let prox = (zt.clone() - z0.clone())
-            .square()
-            .sum_dim(2)
-            .sum_dim(1)
-            .reshape([b])
-            .mul_scalar(lambda);
+        let prox = (zt.clone() - z0.clone()).square().sum_dim(2).sum_dim(1).reshape([b]).mul_scalar(lambda);
         Ok((img, logits, dec, prox, zt))
     };
 
@@ -269,14 +234,8 @@ where
             .convert::<f32>()
             .try_into_vec::<f32>()
             .expect("float data");
-        let stats = host(Tensor::cat(
-            vec![
-                logits.detach(),
-                dec.detach().reshape([b, 1]),
-                prox.detach().reshape([b, 1]),
-            ],
-            1,
-        ));
+        let stats =
+            host(Tensor::cat(vec![logits.detach(), dec.detach().reshape([b, 1]), prox.detach().reshape([b, 1])], 1));
         let mut report = StepReport {
             step,
             steps: settings.steps,
@@ -295,21 +254,15 @@ where
                 continue;
             }
             let gi = &g[i * per_image..(i + 1) * per_image];
-            if !(logit.is_finite() && d.is_finite() && p.is_finite())
-                || gi.iter().any(|v| !v.is_finite())
-            {
-                failure[i] = Some(format!(
-                    "non-finite loss or gradient at step {step}; optimisation of this image stopped"
-                ));
+            if !(logit.is_finite() && d.is_finite() && p.is_finite()) || gi.iter().any(|v| !v.is_finite()) {
+                failure[i] =
+                    Some(format!("non-finite loss or gradient at step {step}; optimisation of this image stopped"));
                 active[i] = false;
                 continue;
             }
             let flipped = (sigmoid(logit) - targets[i] as f32).abs() < 0.5;
             flipped_for[i] = if flipped { flipped_for[i] + 1 } else { 0 };
-            if settings
-                .early_stop
-                .is_some_and(|kk| kk > 0 && flipped_for[i] >= kk)
-            {
+            if settings.early_stop.is_some_and(|kk| kk > 0 && flipped_for[i] >= kk) {
                 active[i] = false;
                 continue;
             }
@@ -318,13 +271,9 @@ where
                 adam.update(&mut z, &g, start..start + row, steps_run[i] + 1);
             }
             steps_run[i] += 1;
-            if z[i * per_image..(i + 1) * per_image]
-                .iter()
-                .any(|v| !v.is_finite())
-            {
-                failure[i] = Some(format!(
-                    "non-finite style code after step {step}; optimisation of this image stopped"
-                ));
+            if z[i * per_image..(i + 1) * per_image].iter().any(|v| !v.is_finite()) {
+                failure[i] =
+                    Some(format!("non-finite style code after step {step}; optimisation of this image stopped"));
                 active[i] = false;
             }
         }
@@ -333,27 +282,16 @@ where
 
     // Images that failed go back to their last finite codes: the initial ones.
     for i in 0..b {
-        if failure[i].is_some()
-            && z[i * per_image..(i + 1) * per_image]
-                .iter()
-                .any(|v| !v.is_finite())
-        {
-            z[i * per_image..(i + 1) * per_image]
-                .copy_from_slice(&z_initial[i * per_image..(i + 1) * per_image]);
+        if failure[i].is_some() && z[i * per_image..(i + 1) * per_image].iter().any(|v| !v.is_finite()) {
+            z[i * per_image..(i + 1) * per_image].copy_from_slice(&z_initial[i * per_image..(i + 1) * per_image]);
         }
     }
 
     // The counterfactual: one more forward at the final codes.
     let (counterfactual, logits, dec, prox, _) = forward(&z, false)?;
     let counterfactual = counterfactual.detach();
-    let stats = host(Tensor::cat(
-        vec![
-            logits.detach(),
-            dec.detach().reshape([b, 1]),
-            prox.detach().reshape([b, 1]),
-        ],
-        1,
-    ));
+    let stats =
+        host(Tensor::cat(vec![logits.detach(), dec.detach().reshape([b, 1]), prox.detach().reshape([b, 1])], 1));
     let images_out = (0..b)
         .map(|i| {
             let r = &stats[i * (k + 2)..(i + 1) * (k + 2)];

@@ -12,12 +12,7 @@ pub trait StyleGenerator {
     fn encode(&self, images: Tensor<4>, mask: &Self::Mask) -> Result<Tensor<3>, String>;
 
     /// Images `[B, 3, H, W]` in [-1, 1] from codes; differentiable with respect to them.
-    fn generate(
-        &self,
-        mask: &Self::Mask,
-        codes: Tensor<3>,
-        noise: NoiseMode,
-    ) -> Result<Tensor<4>, String>;
+    fn generate(&self, mask: &Self::Mask, codes: Tensor<3>, noise: NoiseMode) -> Result<Tensor<4>, String>;
 }
 
 impl StyleGenerator for SeanGenerator {
@@ -27,12 +22,7 @@ impl StyleGenerator for SeanGenerator {
         SeanGenerator::encode(self, images, mask).map_err(|e| e.to_string())
     }
 
-    fn generate(
-        &self,
-        mask: &SemanticMask,
-        codes: Tensor<3>,
-        noise: NoiseMode,
-    ) -> Result<Tensor<4>, String> {
+    fn generate(&self, mask: &SemanticMask, codes: Tensor<3>, noise: NoiseMode) -> Result<Tensor<4>, String> {
         SeanGenerator::generate(self, mask, codes, noise).map_err(|e| e.to_string())
     }
 }

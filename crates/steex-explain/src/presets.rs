@@ -114,9 +114,7 @@ pub fn region_names(labels: usize, preset: Option<&Preset>) -> Vec<String> {
 /// `output_<i>`.
 pub fn attribute_names(outputs: usize, preset: Option<&Preset>) -> Vec<String> {
     match preset {
-        Some(p) if p.attributes.len() == outputs => {
-            p.attributes.iter().map(|s| s.to_string()).collect()
-        }
+        Some(p) if p.attributes.len() == outputs => p.attributes.iter().map(|s| s.to_string()).collect(),
         _ => steex_classifier::default_output_names(outputs),
     }
 }
@@ -130,17 +128,12 @@ pub fn resolve(items: &[String], names: &[String], what: &str) -> Result<Vec<usi
         let id = match it.parse::<usize>() {
             Ok(i) if i < names.len() => i,
             Ok(i) => {
-                return Err(format!(
-                    "{what} id {i} is out of range: valid ids are 0..={}",
-                    names.len() - 1
-                ));
+                return Err(format!("{what} id {i} is out of range: valid ids are 0..={}", names.len() - 1));
             }
-            Err(_) => names.iter().position(|n| n == it).ok_or_else(|| {
-                format!(
-                    "unknown {what} `{it}`: valid {what}s are {}",
-                    names.join(", ")
-                )
-            })?,
+            Err(_) => names
+                .iter()
+                .position(|n| n == it)
+                .ok_or_else(|| format!("unknown {what} `{it}`: valid {what}s are {}", names.join(", ")))?,
         };
         if !out.contains(&id) {
             out.push(id);
@@ -156,15 +149,7 @@ mod tests {
     #[test]
     fn names_resolve_and_unknown_names_list_the_valid_ones() {
         let names = region_names(19, None);
-        assert_eq!(
-            resolve(
-                &["mouth".into(), "hair".into(), "10".into()],
-                &names,
-                "region"
-            )
-            .unwrap(),
-            vec![10, 13]
-        );
+        assert_eq!(resolve(&["mouth".into(), "hair".into(), "10".into()], &names, "region").unwrap(), vec![10, 13]);
         let e = resolve(&["moustache".into()], &names, "region").unwrap_err();
         assert!(e.contains("moustache") && e.contains("upper_lip"), "{e}");
         assert!(resolve(&["19".into()], &names, "region").is_err());

@@ -17,11 +17,7 @@ pub enum WeightsError {
     Missing { name: String, shape: Vec<usize> },
     /// A tensor has the wrong shape.
     #[error("tensor `{name}` has shape {got:?}, expected {want:?}")]
-    Shape {
-        name: String,
-        got: Vec<usize>,
-        want: Vec<usize>,
-    },
+    Shape { name: String, got: Vec<usize>, want: Vec<usize> },
     /// A tensor is not float32.
     #[error("tensor `{name}` has dtype {dtype}, expected F32")]
     DType { name: String, dtype: String },
@@ -43,26 +39,18 @@ pub struct Weights {
 
 impl std::fmt::Debug for Weights {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Weights")
-            .field("tensors", &self.index.tensors().len())
-            .finish()
+        f.debug_struct("Weights").field("tensors", &self.index.tensors().len()).finish()
     }
 }
 
 impl Weights {
     /// Parses a safetensors file's bytes (kept, not copied).
     pub fn from_safetensors(bytes: Vec<u8>) -> Result<Self, WeightsError> {
-        let (header_len, index) = safetensors::SafeTensors::read_metadata(&bytes)
-            .map_err(|e| WeightsError::Format(e.to_string()))?;
+        let (header_len, index) =
+            safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| WeightsError::Format(e.to_string()))?;
         // Validate offsets against the buffer once, here.
-        safetensors::SafeTensors::deserialize(&bytes)
-            .map_err(|e| WeightsError::Format(e.to_string()))?;
-        Ok(Weights {
-            bytes,
-            header_len,
-            index,
-            used: RefCell::new(BTreeSet::new()),
-        })
+        safetensors::SafeTensors::deserialize(&bytes).map_err(|e| WeightsError::Format(e.to_string()))?;
+        Ok(Weights { bytes, header_len, index, used: RefCell::new(BTreeSet::new()) })
     }
 
     /// The file's metadata (empty when it has none).
@@ -81,10 +69,7 @@ impl Weights {
             key: key.into(),
             reason: "absent (was the file written by weights-convert?)".into(),
         })?;
-        v.parse().map_err(|_| WeightsError::Metadata {
-            key: key.into(),
-            reason: format!("cannot parse {v:?}"),
-        })
+        v.parse().map_err(|_| WeightsError::Metadata { key: key.into(), reason: format!("cannot parse {v:?}") })
     }
 
     /// Names of every tensor in the file, sorted.
@@ -101,22 +86,13 @@ impl Weights {
 
     /// The little-endian float32 bytes of `name`, checked against `shape`; marks it used.
     fn bytes_of(&self, name: &str, shape: &[usize]) -> Result<&[u8], WeightsError> {
-        let info = self.index.info(name).ok_or_else(|| WeightsError::Missing {
-            name: name.into(),
-            shape: shape.to_vec(),
-        })?;
+        let info =
+            self.index.info(name).ok_or_else(|| WeightsError::Missing { name: name.into(), shape: shape.to_vec() })?;
         if info.shape != shape {
-            return Err(WeightsError::Shape {
-                name: name.into(),
-                got: info.shape.clone(),
-                want: shape.to_vec(),
-            });
+            return Err(WeightsError::Shape { name: name.into(), got: info.shape.clone(), want: shape.to_vec() });
         }
         if info.dtype != safetensors::Dtype::F32 {
-            return Err(WeightsError::DType {
-                name: name.into(),
-                dtype: format!("{:?}", info.dtype),
-            });
+            return Err(WeightsError::DType { name: name.into(), dtype: format!("{:?}", info.dtype) });
         }
         let (a, b) = info.data_offsets;
         self.used.borrow_mut().insert(name.to_string());
@@ -126,10 +102,7 @@ impl Weights {
     /// The float32 values of `name`, checked against `shape`; marks it used.
     pub fn values(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, WeightsError> {
         let data = self.bytes_of(name, shape)?;
-        Ok(data
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect())
+        Ok(data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
     }
 
     /// The tensor `name` on `device`, checked against `shape`; marks it used.
@@ -140,26 +113,16 @@ impl Weights {
         device: &Device,
     ) -> Result<Tensor<D>, WeightsError> {
         let bytes = self.bytes_of(name, &shape)?.to_vec();
-        Ok(Tensor::from_data(
-            TensorData::from_bytes_vec(bytes, shape, DType::F32),
-            device,
-        ))
+        Ok(Tensor::from_data(TensorData::from_bytes_vec(bytes, shape, DType::F32), device))
     }
 
     /// Fails if the file holds tensors no one took.
     pub fn finish(&self) -> Result<(), WeightsError> {
         let used = self.used.borrow();
-        let unused: Vec<String> = self
-            .names()
-            .into_iter()
-            .filter(|n| !used.contains(n))
-            .collect();
+        let unused: Vec<String> = self.names().into_iter().filter(|n| !used.contains(n)).collect();
         match unused.first() {
             None => Ok(()),
-            Some(first) => Err(WeightsError::Unused {
-                first: first.clone(),
-                count: unused.len(),
-            }),
+            Some(first) => Err(WeightsError::Unused { first: first.clone(), count: unused.len() }),
         }
     }
 }
@@ -169,14 +132,8 @@ impl Weights {
     /// full-size model without a checkpoint. Values follow PyTorch's default-init scale
     /// (`U(-k, k)`, `k = 1 / sqrt(fan_in)`); batch-norm variances are drawn in [0.5, 1.5],
     /// means near zero, `noise_var` in [0, 0.1]. Deterministic for a seed.
-    pub fn random(
-        shapes: &BTreeMap<String, Vec<usize>>,
-        metadata: &BTreeMap<String, String>,
-        seed: u64,
-    ) -> Self {
-        let mut state = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+    pub fn random(shapes: &BTreeMap<String, Vec<usize>>, metadata: &BTreeMap<String, String>, seed: u64) -> Self {
+        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let mut uniform = move || {
             // xorshift64*: fast, and good enough for random weights.
             state ^= state >> 12;
@@ -186,10 +143,7 @@ impl Weights {
         };
         let mut header = String::from("{");
         if !metadata.is_empty() {
-            let m: Vec<String> = metadata
-                .iter()
-                .map(|(k, v)| format!("{k:?}:{v:?}"))
-                .collect();
+            let m: Vec<String> = metadata.iter().map(|(k, v)| format!("{k:?}:{v:?}")).collect();
             header += &format!("\"__metadata__\":{{{}}},", m.join(","));
         }
         let mut data: Vec<u8> = Vec::new();

@@ -9,6 +9,8 @@
 use burn::module::{Module, Param};
 use burn::nn::conv::Conv2d;
 use burn::tensor::activation::{relu, sigmoid};
+use burn::tensor::module::conv2d as conv2d_op;
+use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor};
 use steex_nn::{BatchNorm2d, Weights, WeightsError, conv2d};
 
@@ -48,6 +50,9 @@ pub struct StyleBranch {
     pub conv_gamma: Conv2d,
     /// `conv_beta`: conv3x3 S -> C.
     pub conv_beta: Conv2d,
+    /// `conv_gamma` and `conv_beta` weights stacked and laid out `[2C * 9, S]` (rows
+    /// `(c, kh, kw)`), for the fast path's per-label projections.
+    pub offsets: Param<Tensor<2>>,
 }
 
 impl StyleBranch {
@@ -55,18 +60,29 @@ impl StyleBranch {
     pub fn mu(&self, z: Tensor<3>) -> Tensor<3> {
         let l = z.dims()[1];
         let s = z.dims()[2];
-        let v = z.swap_dims(0, 1).matmul(self.fc_mu_weight.val())
-            + self.fc_mu_bias.val().reshape([l, 1, s]);
+        let v = z.swap_dims(0, 1).matmul(self.fc_mu_weight.val()) + self.fc_mu_bias.val().reshape([l, 1, s]);
         relu(v).swap_dims(0, 1)
+    }
+
+    /// `conv_gamma(M)` and `conv_beta(M)` without their biases, computed without forming the
+    /// S-channel map `M`: since `M = sum_j onehot_j v_j^T`, a 3x3 convolution of `M` equals a
+    /// 3x3 convolution of the one-hot mask (L channels) whose kernel at each offset `k` is
+    /// `W_k v_j` for label `j`. Returns `[B, 2C, H, W]` (gamma's C channels, then beta's).
+    pub fn style_convs_folded(&self, v: Tensor<3>, onehot: Tensor<4>) -> Tensor<4> {
+        let [b, l, h, w] = onehot.dims();
+        let c2 = self.offsets.dims()[0] / 9;
+        // q[b, (c, kh, kw), j] = sum_s W[c, s, kh, kw] v[b, j, s]
+        let q = self.offsets.val().unsqueeze_dim::<3>(0).matmul(v.swap_dims(1, 2));
+        let q = q.reshape([b, c2, 3, 3, l]).permute([0, 1, 4, 2, 3]).reshape([b * c2, l, 3, 3]);
+        let y = conv2d_op(onehot.reshape([1, b * l, h, w]), q, None, ConvOptions::new([1, 1], [1, 1], [1, 1], b));
+        y.reshape([b, c2, h, w])
     }
 
     /// The style map `M[:, p] = v_{label(p)}` (`[B, S, H, W]`, zero where no label).
     pub fn style_map(v: Tensor<3>, onehot: Tensor<4>) -> Tensor<4> {
         let [b, l, h, w] = onehot.dims();
         let s = v.dims()[2];
-        v.swap_dims(1, 2)
-            .matmul(onehot.reshape([b, l, h * w]))
-            .reshape([b, s, h, w])
+        v.swap_dims(1, 2).matmul(onehot.reshape([b, l, h * w])).reshape([b, s, h, w])
     }
 }
 
@@ -96,39 +112,9 @@ impl Ace {
     ) -> Result<Self, WeightsError> {
         let p = |n: &str| format!("{prefix}.{n}");
         let spade = Spade {
-            mlp_shared: conv2d(
-                w,
-                &p("Spade.mlp_shared.0"),
-                [labels, SPADE_HIDDEN],
-                3,
-                1,
-                1,
-                1,
-                true,
-                device,
-            )?,
-            mlp_gamma: conv2d(
-                w,
-                &p("Spade.mlp_gamma"),
-                [SPADE_HIDDEN, c],
-                3,
-                1,
-                1,
-                1,
-                true,
-                device,
-            )?,
-            mlp_beta: conv2d(
-                w,
-                &p("Spade.mlp_beta"),
-                [SPADE_HIDDEN, c],
-                3,
-                1,
-                1,
-                1,
-                true,
-                device,
-            )?,
+            mlp_shared: conv2d(w, &p("Spade.mlp_shared.0"), [labels, SPADE_HIDDEN], 3, 1, 1, 1, true, device)?,
+            mlp_gamma: conv2d(w, &p("Spade.mlp_gamma"), [SPADE_HIDDEN, c], 3, 1, 1, 1, true, device)?,
+            mlp_beta: conv2d(w, &p("Spade.mlp_beta"), [SPADE_HIDDEN, c], 3, 1, 1, 1, true, device)?,
         };
         let style = if with_style {
             let mut weights = Vec::with_capacity(labels);
@@ -136,18 +122,22 @@ impl Ace {
             for j in 0..labels {
                 let wj: Tensor<2> = w.tensor(&p(&format!("fc_mu{j}.weight")), [s, s], device)?;
                 weights.push(wj.transpose().unsqueeze_dim::<3>(0));
-                biases.push(
-                    w.tensor::<1>(&p(&format!("fc_mu{j}.bias")), [s], device)?
-                        .unsqueeze_dim::<2>(0),
-                );
+                biases.push(w.tensor::<1>(&p(&format!("fc_mu{j}.bias")), [s], device)?.unsqueeze_dim::<2>(0));
             }
+            let conv_gamma = conv2d(w, &p("conv_gamma"), [s, c], 3, 1, 1, 1, true, device)?;
+            let conv_beta = conv2d(w, &p("conv_beta"), [s, c], 3, 1, 1, 1, true, device)?;
+            let raw = |n: &str| w.tensor::<4>(&p(&format!("{n}.weight")), [c, s, 3, 3], device);
+            let offsets = Tensor::cat(vec![raw("conv_gamma")?, raw("conv_beta")?], 0)
+                .permute([0, 2, 3, 1])
+                .reshape([2 * c * 9, s]);
             Some(StyleBranch {
                 blending_gamma: Param::from_tensor(w.tensor(&p("blending_gamma"), [1], device)?),
                 blending_beta: Param::from_tensor(w.tensor(&p("blending_beta"), [1], device)?),
                 fc_mu_weight: Param::from_tensor(Tensor::cat(weights, 0)),
                 fc_mu_bias: Param::from_tensor(Tensor::cat(biases, 0)),
-                conv_gamma: conv2d(w, &p("conv_gamma"), [s, c], 3, 1, 1, 1, true, device)?,
-                conv_beta: conv2d(w, &p("conv_beta"), [s, c], 3, 1, 1, 1, true, device)?,
+                conv_gamma,
+                conv_beta,
+                offsets: Param::from_tensor(offsets),
             })
         } else {
             None
@@ -162,13 +152,7 @@ impl Ace {
 
     /// `x` `[B, C, H, W]`, `onehot` `[B, L, H, W]` at x's size, codes `[B, L, S]`, and an
     /// optional N(0, 1) noise map `[B, 1, H, W]`.
-    pub fn forward(
-        &self,
-        x: Tensor<4>,
-        onehot: Tensor<4>,
-        z: Tensor<3>,
-        noise: Option<Tensor<4>>,
-    ) -> Tensor<4> {
+    pub fn forward(&self, x: Tensor<4>, onehot: Tensor<4>, z: Tensor<3>, noise: Option<Tensor<4>>) -> Tensor<4> {
         let c = x.dims()[1];
         let x = match noise {
             Some(n) => x + n * self.noise_var.val().reshape([1, c, 1, 1]),
@@ -191,5 +175,70 @@ impl Ace {
             }
         };
         normalized.clone() * gamma.add_scalar(1.0) + beta
+    }
+}
+
+/// What the fast path keeps per ACE layer and mask: everything that depends on the mask
+/// but not on the style codes (the SPADE branch, blended, with the style convolutions'
+/// biases folded in).
+#[derive(Debug, Clone)]
+pub struct AceCache {
+    /// `(1 - ag) * gamma_s + ag * bias(conv_gamma)` (`gamma_s` alone without style).
+    pub gamma: Tensor<4>,
+    /// `(1 - ab) * beta_s + ab * bias(conv_beta)` (`beta_s` alone without style).
+    pub beta: Tensor<4>,
+}
+
+impl Ace {
+    /// The mask-only part of this layer for `onehot` at its activation's size (detached).
+    pub fn cache(&self, onehot: Tensor<4>) -> AceCache {
+        let (gamma_s, beta_s) = self.spade.forward(onehot);
+        let (gamma, beta) = match &self.style {
+            None => (gamma_s, beta_s),
+            Some(st) => {
+                let c = gamma_s.dims()[1];
+                let ag = sigmoid(st.blending_gamma.val()).reshape([1, 1, 1, 1]);
+                let ab = sigmoid(st.blending_beta.val()).reshape([1, 1, 1, 1]);
+                let bg = st.conv_gamma.bias.as_ref().expect("conv_gamma has a bias").val().reshape([1, c, 1, 1]);
+                let bb = st.conv_beta.bias.as_ref().expect("conv_beta has a bias").val().reshape([1, c, 1, 1]);
+                (
+                    gamma_s * ag.clone().neg().add_scalar(1.0) + bg * ag,
+                    beta_s * ab.clone().neg().add_scalar(1.0) + bb * ab,
+                )
+            }
+        };
+        AceCache { gamma: gamma.detach(), beta: beta.detach() }
+    }
+
+    /// The fast forward: the SPADE branch from `cache`, the style convolutions folded onto
+    /// the one-hot mask ([`StyleBranch::style_convs_folded`]). Equal to [`Ace::forward`]
+    /// up to float rounding.
+    pub fn forward_fast(
+        &self,
+        x: Tensor<4>,
+        onehot: Tensor<4>,
+        z: Tensor<3>,
+        noise: Option<Tensor<4>>,
+        cache: &AceCache,
+    ) -> Tensor<4> {
+        let c = x.dims()[1];
+        let x = match noise {
+            Some(n) => x + n * self.noise_var.val().reshape([1, c, 1, 1]),
+            None => x,
+        };
+        let normalized = self.param_free_norm.forward(x);
+        let (gamma, beta) = match &self.style {
+            None => (cache.gamma.clone(), cache.beta.clone()),
+            Some(st) => {
+                let y = st.style_convs_folded(st.mu(z), onehot);
+                let [b, _, h, w] = y.dims();
+                let ga = y.clone().slice([0..b, 0..c, 0..h, 0..w]);
+                let ba = y.slice([0..b, c..2 * c, 0..h, 0..w]);
+                let ag = sigmoid(st.blending_gamma.val()).reshape([1, 1, 1, 1]);
+                let ab = sigmoid(st.blending_beta.val()).reshape([1, 1, 1, 1]);
+                (ga * ag + cache.gamma.clone(), ba * ab + cache.beta.clone())
+            }
+        };
+        normalized * gamma.add_scalar(1.0) + beta
     }
 }

@@ -7,7 +7,7 @@ use burn::tensor::activation::leaky_relu;
 use burn::tensor::{Device, Tensor};
 use steex_nn::{Weights, WeightsError, conv2d};
 
-use crate::ace::Ace;
+use crate::ace::{Ace, AceCache};
 use crate::noise::NoiseSource;
 
 /// One residual block (`head_0`, `G_middle_0`, ..., `up_3`).
@@ -46,40 +46,16 @@ impl SpadeResnetBlock {
         Ok(SpadeResnetBlock {
             conv_0: conv2d(w, &p("conv_0"), [fin, fmid], 3, 1, 1, 1, true, device)?,
             conv_1: conv2d(w, &p("conv_1"), [fmid, fout], 3, 1, 1, 1, true, device)?,
-            conv_s: if learned {
-                Some(conv2d(
-                    w,
-                    &p("conv_s"),
-                    [fin, fout],
-                    1,
-                    1,
-                    0,
-                    1,
-                    false,
-                    device,
-                )?)
-            } else {
-                None
-            },
+            conv_s: if learned { Some(conv2d(w, &p("conv_s"), [fin, fout], 1, 1, 0, 1, false, device)?) } else { None },
             ace_0: Ace::load(w, &p("ace_0"), fin, labels, s, style, device)?,
             ace_1: Ace::load(w, &p("ace_1"), fmid, labels, s, style, device)?,
-            ace_s: if learned {
-                Some(Ace::load(w, &p("ace_s"), fin, labels, s, style, device)?)
-            } else {
-                None
-            },
+            ace_s: if learned { Some(Ace::load(w, &p("ace_s"), fin, labels, s, style, device)?) } else { None },
         })
     }
 
     /// `x` `[B, fin, H, W]` -> `[B, fout, H, W]`. Noise is drawn in the published order:
     /// `ace_s`, `ace_0`, `ace_1`.
-    pub(crate) fn forward(
-        &self,
-        x: Tensor<4>,
-        onehot: Tensor<4>,
-        z: Tensor<3>,
-        noise: &mut NoiseSource,
-    ) -> Tensor<4> {
+    pub(crate) fn forward(&self, x: Tensor<4>, onehot: Tensor<4>, z: Tensor<3>, noise: &mut NoiseSource) -> Tensor<4> {
         let [b, _, h, w] = x.dims();
         let device = x.device();
         let xs = match (&self.ace_s, &self.conv_s) {
@@ -90,14 +66,41 @@ impl SpadeResnetBlock {
             _ => x.clone(),
         };
         let n = noise.draw([b, h, w], &device);
-        let dx = self.conv_0.forward(leaky_relu(
-            self.ace_0.forward(x, onehot.clone(), z.clone(), n),
-            0.2,
-        ));
+        let dx = self.conv_0.forward(leaky_relu(self.ace_0.forward(x, onehot.clone(), z.clone(), n), 0.2));
         let n = noise.draw([b, h, w], &device);
-        let dx = self
-            .conv_1
-            .forward(leaky_relu(self.ace_1.forward(dx, onehot, z, n), 0.2));
+        let dx = self.conv_1.forward(leaky_relu(self.ace_1.forward(dx, onehot, z, n), 0.2));
         xs + dx
+    }
+
+    /// The block's ACE layers in noise-draw order (`ace_s`, `ace_0`, `ace_1`).
+    pub fn aces(&self) -> Vec<&Ace> {
+        self.ace_s.iter().chain([&self.ace_0, &self.ace_1]).collect()
+    }
+
+    /// [`Self::forward`] on the fast path, with one [`AceCache`] per layer of [`Self::aces`].
+    pub(crate) fn forward_fast(
+        &self,
+        x: Tensor<4>,
+        onehot: Tensor<4>,
+        z: Tensor<3>,
+        noise: &mut NoiseSource,
+        caches: &[AceCache],
+    ) -> Tensor<4> {
+        let [b, _, h, w] = x.dims();
+        let device = x.device();
+        let mut caches = caches.iter();
+        let xs = match (&self.ace_s, &self.conv_s) {
+            (Some(ace), Some(conv)) => {
+                let n = noise.draw([b, h, w], &device);
+                conv.forward(ace.forward_fast(x.clone(), onehot.clone(), z.clone(), n, caches.next().expect("cache")))
+            }
+            _ => x.clone(),
+        };
+        let n = noise.draw([b, h, w], &device);
+        let dx = self.ace_0.forward_fast(x, onehot.clone(), z.clone(), n, caches.next().expect("cache"));
+        let dx = self.conv_0.forward(leaky_relu(dx, 0.2));
+        let n = noise.draw([b, h, w], &device);
+        let dx = self.ace_1.forward_fast(dx, onehot, z, n, caches.next().expect("cache"));
+        xs + self.conv_1.forward(leaky_relu(dx, 0.2))
     }
 }

@@ -25,33 +25,15 @@ pub const ENCODER_HIDDEN: usize = 256;
 impl SeanConfig {
     /// CelebA: 128 x 128, 19 labels.
     pub fn celeba() -> Self {
-        SeanConfig {
-            labels: 19,
-            ngf: 64,
-            style_length: 512,
-            width: 128,
-            aspect_ratio: 1.0,
-        }
+        SeanConfig { labels: 19, ngf: 64, style_length: 512, width: 128, aspect_ratio: 1.0 }
     }
     /// CelebAMask-HQ: 256 x 256, 19 labels.
     pub fn celebamhq() -> Self {
-        SeanConfig {
-            labels: 19,
-            ngf: 64,
-            style_length: 512,
-            width: 256,
-            aspect_ratio: 1.0,
-        }
+        SeanConfig { labels: 19, ngf: 64, style_length: 512, width: 256, aspect_ratio: 1.0 }
     }
     /// BDD100k: 512 x 256, 20 labels.
     pub fn bdd() -> Self {
-        SeanConfig {
-            labels: 20,
-            ngf: 64,
-            style_length: 512,
-            width: 512,
-            aspect_ratio: 2.0,
-        }
+        SeanConfig { labels: 20, ngf: 64, style_length: 512, width: 512, aspect_ratio: 2.0 }
     }
     /// A preset by name (`celeba`, `celebamhq`, `bdd`).
     pub fn preset(name: &str) -> Option<Self> {
@@ -78,15 +60,10 @@ impl SeanConfig {
     /// Checks the sizes make a model.
     pub fn validate(&self) -> Result<(), String> {
         if self.labels == 0 || self.ngf == 0 || self.style_length == 0 {
-            return Err(format!(
-                "labels, ngf and style length must be positive: {self:?}"
-            ));
+            return Err(format!("labels, ngf and style length must be positive: {self:?}"));
         }
         if self.width < 32 || self.width % 32 != 0 {
-            return Err(format!(
-                "width {} is not a positive multiple of 32",
-                self.width
-            ));
+            return Err(format!("width {} is not a positive multiple of 32", self.width));
         }
         if !(self.aspect_ratio.is_finite() && self.aspect_ratio > 0.0) || self.start_size().0 == 0 {
             return Err(format!("aspect ratio {} gives no image", self.aspect_ratio));
@@ -114,32 +91,17 @@ impl SeanConfig {
     pub fn expected_tensors(&self) -> BTreeMap<String, Vec<usize>> {
         let (l, s) = (self.labels, self.style_length);
         let mut t = BTreeMap::new();
-        let conv = |t: &mut BTreeMap<String, Vec<usize>>,
-                    p: &str,
-                    cin: usize,
-                    cout: usize,
-                    k: usize,
-                    bias: bool| {
+        let conv = |t: &mut BTreeMap<String, Vec<usize>>, p: &str, cin: usize, cout: usize, k: usize, bias: bool| {
             t.insert(format!("{p}.weight"), vec![cout, cin, k, k]);
             if bias {
                 t.insert(format!("{p}.bias"), vec![cout]);
             }
         };
         for (i, (cin, cout)) in [(3, 32), (32, 64), (64, 128)].into_iter().enumerate() {
-            conv(
-                &mut t,
-                &format!("Zencoder.model.{}", 1 + 3 * i),
-                cin,
-                cout,
-                3,
-                true,
-            );
+            conv(&mut t, &format!("Zencoder.model.{}", 1 + 3 * i), cin, cout, 3, true);
         }
         // ConvTranspose2d weight is [in, out, k, k].
-        t.insert(
-            "Zencoder.model.10.weight".into(),
-            vec![128, ENCODER_HIDDEN, 3, 3],
-        );
+        t.insert("Zencoder.model.10.weight".into(), vec![128, ENCODER_HIDDEN, 3, 3]);
         t.insert("Zencoder.model.10.bias".into(), vec![ENCODER_HIDDEN]);
         conv(&mut t, "Zencoder.model.14", ENCODER_HIDDEN, s, 3, true);
         conv(&mut t, "fc", l, 16 * self.ngf, 3, true);
@@ -157,30 +119,9 @@ impl SeanConfig {
                 t.insert(format!("{p}.noise_var"), vec![c]);
                 t.insert(format!("{p}.param_free_norm.running_mean"), vec![c]);
                 t.insert(format!("{p}.param_free_norm.running_var"), vec![c]);
-                conv(
-                    &mut t,
-                    &format!("{p}.Spade.mlp_shared.0"),
-                    l,
-                    SPADE_HIDDEN,
-                    3,
-                    true,
-                );
-                conv(
-                    &mut t,
-                    &format!("{p}.Spade.mlp_gamma"),
-                    SPADE_HIDDEN,
-                    c,
-                    3,
-                    true,
-                );
-                conv(
-                    &mut t,
-                    &format!("{p}.Spade.mlp_beta"),
-                    SPADE_HIDDEN,
-                    c,
-                    3,
-                    true,
-                );
+                conv(&mut t, &format!("{p}.Spade.mlp_shared.0"), l, SPADE_HIDDEN, 3, true);
+                conv(&mut t, &format!("{p}.Spade.mlp_gamma"), SPADE_HIDDEN, c, 3, true);
+                conv(&mut t, &format!("{p}.Spade.mlp_beta"), SPADE_HIDDEN, c, 3, true);
                 if style {
                     t.insert(format!("{p}.blending_gamma"), vec![1]);
                     t.insert(format!("{p}.blending_beta"), vec![1]);
@@ -223,19 +164,11 @@ impl SeanConfig {
 
     /// Labels, ngf and style length as the tensor shapes of a checkpoint determine them
     /// (width and aspect ratio are not in the tensors). `shape` looks a tensor up by name.
-    pub fn infer_from_shapes(
-        shape: impl Fn(&str) -> Option<Vec<usize>>,
-    ) -> Result<(usize, usize, usize), String> {
+    pub fn infer_from_shapes(shape: impl Fn(&str) -> Option<Vec<usize>>) -> Result<(usize, usize, usize), String> {
         let get = |n: &str, dim: usize| -> Result<usize, String> {
             let s = shape(n).ok_or_else(|| format!("missing tensor `{n}`"))?;
-            s.get(dim)
-                .copied()
-                .ok_or_else(|| format!("tensor `{n}` has shape {s:?}"))
+            s.get(dim).copied().ok_or_else(|| format!("tensor `{n}` has shape {s:?}"))
         };
-        Ok((
-            get("fc.weight", 1)?,
-            get("conv_img.weight", 1)?,
-            get("Zencoder.model.14.weight", 0)?,
-        ))
+        Ok((get("fc.weight", 1)?, get("conv_img.weight", 1)?, get("Zencoder.model.14.weight", 0)?))
     }
 }

@@ -7,6 +7,10 @@ use burn::tensor::activation::{leaky_relu, tanh};
 use burn::tensor::{Device, Tensor};
 use steex_nn::{Weights, conv2d};
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::ace::AceCache;
 use crate::block::SpadeResnetBlock;
 use crate::config::SeanConfig;
 use crate::error::SeanError;
@@ -17,12 +21,25 @@ use crate::zencoder::Zencoder;
 /// Metadata value of `kind` in a converted generator file.
 pub const KIND: &str = "sean";
 
+/// Which forward the generator runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ForwardPath {
+    /// The published computation, layer by layer (the SPADE branch on every call, the style
+    /// convolutions over the S-channel map).
+    Plain,
+    /// The same result up to float rounding, faster: the mask-only SPADE branch computed once
+    /// per mask ([`SeanGenerator::mask`] caches it), the style convolutions folded onto the
+    /// L-channel one-hot mask.
+    #[default]
+    Fast,
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
 /// Nearest 2x upsampling (`nn.Upsample(scale_factor=2)`): each pixel repeated 2x2.
 pub fn upsample2x(x: Tensor<4>) -> Tensor<4> {
     let [b, c, h, w] = x.dims();
-    x.reshape([b, c, h, 1, w, 1])
-        .expand([b, c, h, 2, w, 2])
-        .reshape([b, c, 2 * h, 2 * w])
+    x.reshape([b, c, h, 1, w, 1]).expand([b, c, h, 2, w, 2]).reshape([b, c, 2 * h, 2 * w])
 }
 
 /// The generator and its encoder. Field names follow the checkpoint (`G_middle_0` is
@@ -46,6 +63,11 @@ pub struct SeanGenerator {
     pub conv_img: Conv2d,
     #[module(skip)]
     config: SeanConfig,
+    #[module(skip)]
+    path: ForwardPath,
+    /// Identifies the weights a mask's cache was computed with.
+    #[module(skip)]
+    id: u64,
 }
 
 impl SeanGenerator {
@@ -61,17 +83,7 @@ impl SeanGenerator {
         };
         let g = SeanGenerator {
             zencoder: Zencoder::load(weights, s, device)?,
-            fc: conv2d(
-                weights,
-                "fc",
-                [l, 16 * config.ngf],
-                3,
-                1,
-                1,
-                1,
-                true,
-                device,
-            )?,
+            fc: conv2d(weights, "fc", [l, 16 * config.ngf], 3, 1, 1, 1, true, device)?,
             head_0: block(0)?,
             g_middle_0: block(1)?,
             g_middle_1: block(2)?,
@@ -79,21 +91,13 @@ impl SeanGenerator {
             up_1: block(4)?,
             up_2: block(5)?,
             up_3: block(6)?,
-            conv_img: conv2d(
-                weights,
-                "conv_img",
-                [config.ngf, 3],
-                3,
-                1,
-                1,
-                1,
-                true,
-                device,
-            )?,
+            conv_img: conv2d(weights, "conv_img", [config.ngf, 3], 3, 1, 1, 1, true, device)?,
             config,
+            path: ForwardPath::Fast,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         };
         weights.finish()?;
-        Ok(g)
+        Ok(g.no_grad())
     }
 
     /// Builds the generator from a file written by `weights-convert sean`, its
@@ -101,9 +105,7 @@ impl SeanGenerator {
     pub fn from_weights(weights: &Weights, device: &Device) -> Result<Self, SeanError> {
         let kind: String = weights.meta("kind")?;
         if kind != KIND {
-            return Err(SeanError::Config(format!(
-                "this is a `{kind}` file, not a SEAN generator (kind `{KIND}`)"
-            )));
+            return Err(SeanError::Config(format!("this is a `{kind}` file, not a SEAN generator (kind `{KIND}`)")));
         }
         let config = SeanConfig {
             labels: weights.meta("labels")?,
@@ -120,12 +122,44 @@ impl SeanGenerator {
         &self.config
     }
 
-    /// Builds the mask of label maps `[B, H, W]` at the model's size.
-    pub fn mask(
-        &self,
-        labels: burn::tensor::Tensor<3, burn::tensor::Int>,
-    ) -> Result<SemanticMask, SeanError> {
-        SemanticMask::new(labels, self.config())
+    /// This generator running `path`.
+    pub fn with_path(mut self, path: ForwardPath) -> Self {
+        self.path = path;
+        self
+    }
+
+    /// The forward it runs.
+    pub fn path(&self) -> ForwardPath {
+        self.path
+    }
+
+    /// Builds the mask of label maps `[B, H, W]` at the model's size; on the fast path it
+    /// also computes, once, everything the generator needs of the mask alone.
+    pub fn mask(&self, labels: burn::tensor::Tensor<3, burn::tensor::Int>) -> Result<SemanticMask, SeanError> {
+        let mut m = SemanticMask::new(labels, self.config())?;
+        if self.path == ForwardPath::Fast {
+            m.cache = Some((self.id, Arc::new(self.mask_cache(&m))));
+        }
+        Ok(m)
+    }
+
+    fn blocks_with_scale(&self) -> [(&SpadeResnetBlock, usize); 7] {
+        [
+            (&self.head_0, 0),
+            (&self.g_middle_0, 1),
+            (&self.g_middle_1, 1),
+            (&self.up_0, 2),
+            (&self.up_1, 3),
+            (&self.up_2, 4),
+            (&self.up_3, 5),
+        ]
+    }
+
+    fn mask_cache(&self, mask: &SemanticMask) -> Vec<Vec<AceCache>> {
+        self.blocks_with_scale()
+            .iter()
+            .map(|(b, k)| b.aces().iter().map(|a| a.cache(mask.at_scale(*k))).collect())
+            .collect()
     }
 
     fn check_image(&self, image: &Tensor<4>, mask: &SemanticMask) -> Result<(), SeanError> {
@@ -145,10 +179,7 @@ impl SeanGenerator {
         self.check_image(&image, mask)?;
         let features = self.zencoder.features(image);
         let [_, _, h, w] = features.dims();
-        Ok(Zencoder::pool(
-            features,
-            mask.at_size([h, w], self.config().labels),
-        ))
+        Ok(Zencoder::pool(features, mask.at_size([h, w], self.config().labels)))
     }
 
     /// Checks codes `[B, L, S]` against the model and the mask.
@@ -156,55 +187,49 @@ impl SeanGenerator {
         let c = self.config();
         let want = [mask.batch(), c.labels, c.style_length];
         if codes.dims() != want {
-            return Err(SeanError::Input(format!(
-                "style codes have shape {:?}, expected {want:?}",
-                codes.dims()
-            )));
+            return Err(SeanError::Input(format!("style codes have shape {:?}, expected {want:?}", codes.dims())));
         }
         Ok(())
     }
 
     /// Images `[B, 3, H, W]` in [-1, 1] from masks and style codes `[B, L, S]`.
-    pub fn generate(
-        &self,
-        mask: &SemanticMask,
-        codes: Tensor<3>,
-        noise: NoiseMode,
-    ) -> Result<Tensor<4>, SeanError> {
+    pub fn generate(&self, mask: &SemanticMask, codes: Tensor<3>, noise: NoiseMode) -> Result<Tensor<4>, SeanError> {
         self.check_codes(&codes, mask)?;
         Ok(self.generate_unchecked(mask, codes, noise))
     }
 
     /// [`Self::generate`] without the shape check (for loops that checked once).
-    pub fn generate_unchecked(
-        &self,
-        mask: &SemanticMask,
-        z: Tensor<3>,
-        noise: NoiseMode,
-    ) -> Tensor<4> {
+    pub fn generate_unchecked(&self, mask: &SemanticMask, z: Tensor<3>, noise: NoiseMode) -> Tensor<4> {
+        match self.path {
+            ForwardPath::Plain => self.generate_plain(mask, z, noise),
+            ForwardPath::Fast => {
+                let cache = match &mask.cache {
+                    Some((id, c)) if *id == self.id => c.clone(),
+                    _ => Arc::new(self.mask_cache(mask)),
+                };
+                let mut noise = NoiseSource::new(noise);
+                let mut x = self.fc.forward(mask.at_scale(0));
+                for (i, (block, k)) in self.blocks_with_scale().into_iter().enumerate() {
+                    if i == 1 || i >= 3 {
+                        x = upsample2x(x);
+                    }
+                    x = block.forward_fast(x, mask.at_scale(k), z.clone(), &mut noise, &cache[i]);
+                }
+                tanh(self.conv_img.forward(leaky_relu(x, 0.2)))
+            }
+        }
+    }
+
+    fn generate_plain(&self, mask: &SemanticMask, z: Tensor<3>, noise: NoiseMode) -> Tensor<4> {
         let mut noise = NoiseSource::new(noise);
         let x = self.fc.forward(mask.at_scale(0));
-        let x = self
-            .head_0
-            .forward(x, mask.at_scale(0), z.clone(), &mut noise);
-        let x = self
-            .g_middle_0
-            .forward(upsample2x(x), mask.at_scale(1), z.clone(), &mut noise);
-        let x = self
-            .g_middle_1
-            .forward(x, mask.at_scale(1), z.clone(), &mut noise);
-        let x = self
-            .up_0
-            .forward(upsample2x(x), mask.at_scale(2), z.clone(), &mut noise);
-        let x = self
-            .up_1
-            .forward(upsample2x(x), mask.at_scale(3), z.clone(), &mut noise);
-        let x = self
-            .up_2
-            .forward(upsample2x(x), mask.at_scale(4), z.clone(), &mut noise);
-        let x = self
-            .up_3
-            .forward(upsample2x(x), mask.at_scale(5), z, &mut noise);
+        let x = self.head_0.forward(x, mask.at_scale(0), z.clone(), &mut noise);
+        let x = self.g_middle_0.forward(upsample2x(x), mask.at_scale(1), z.clone(), &mut noise);
+        let x = self.g_middle_1.forward(x, mask.at_scale(1), z.clone(), &mut noise);
+        let x = self.up_0.forward(upsample2x(x), mask.at_scale(2), z.clone(), &mut noise);
+        let x = self.up_1.forward(upsample2x(x), mask.at_scale(3), z.clone(), &mut noise);
+        let x = self.up_2.forward(upsample2x(x), mask.at_scale(4), z.clone(), &mut noise);
+        let x = self.up_3.forward(upsample2x(x), mask.at_scale(5), z, &mut noise);
         tanh(self.conv_img.forward(leaky_relu(x, 0.2)))
     }
 }

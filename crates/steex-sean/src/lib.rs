@@ -20,6 +20,6 @@ pub mod zencoder;
 
 pub use config::SeanConfig;
 pub use error::SeanError;
-pub use generator::SeanGenerator;
+pub use generator::{ForwardPath, SeanGenerator};
 pub use mask::SemanticMask;
 pub use noise::NoiseMode;

@@ -1,6 +1,10 @@
 //! Semantic masks: label maps, PyTorch's legacy nearest resize, one-hot maps per scale.
 
+use std::sync::Arc;
+
 use burn::tensor::{Int, Tensor};
+
+use crate::ace::AceCache;
 
 use crate::config::SeanConfig;
 use crate::error::SeanError;
@@ -16,9 +20,7 @@ pub fn nearest_indices(input: usize, output: usize) -> Vec<i64> {
         return (0..output as i64).collect();
     }
     let scale = input as f32 / output as f32;
-    (0..output)
-        .map(|d| ((d as f32 * scale).floor() as usize).min(input - 1) as i64)
-        .collect()
+    (0..output).map(|d| ((d as f32 * scale).floor() as usize).min(input - 1) as i64).collect()
 }
 
 /// Nearest resize of a label map `[B, H, W]` to `[B, h, w]` (legacy rule).
@@ -34,14 +36,8 @@ pub fn resize_labels(labels: Tensor<3, Int>, [h, w]: [usize; 2]) -> Tensor<3, In
 pub fn one_hot(labels: Tensor<3, Int>, l: usize) -> Tensor<4> {
     let [b, h, w] = labels.dims();
     let device = labels.device();
-    let ids = Tensor::<1, Int>::arange(0..l as i64, &device)
-        .reshape([1, l, 1, 1])
-        .expand([b, l, h, w]);
-    labels
-        .unsqueeze_dim::<4>(1)
-        .expand([b, l, h, w])
-        .equal(ids)
-        .float()
+    let ids = Tensor::<1, Int>::arange(0..l as i64, &device).reshape([1, l, 1, 1]).expand([b, l, h, w]);
+    labels.unsqueeze_dim::<4>(1).expand([b, l, h, w]).equal(ids).float()
 }
 
 /// A batch of label maps at the model's size, with the one-hot maps every layer uses
@@ -51,6 +47,9 @@ pub struct SemanticMask {
     labels: Tensor<3, Int>,
     /// One-hot at the trunk's sizes: `sh * 2^k x sw * 2^k` for `k = 0..=5`.
     trunk: Vec<Tensor<4>>,
+    /// The fast path's mask-only tensors, per block and ACE layer, with the id of the
+    /// generator that computed them.
+    pub(crate) cache: Option<(u64, Arc<Vec<Vec<AceCache>>>)>,
 }
 
 impl SemanticMask {
@@ -60,21 +59,15 @@ impl SemanticMask {
         let [b, h, w] = labels.dims();
         let (mh, mw) = config.image_size();
         if (h, w) != (mh, mw) {
-            return Err(SeanError::Mask(format!(
-                "label map is {w}x{h}, the model takes {mw}x{mh} (W x H)"
-            )));
+            return Err(SeanError::Mask(format!("label map is {w}x{h}, the model takes {mw}x{mh} (W x H)")));
         }
         if b == 0 {
             return Err(SeanError::Mask("empty batch".into()));
         }
         let l = config.labels;
-        let labels = labels
-            .clone()
-            .mask_fill(labels.equal_elem(UNKNOWN_LABEL), (l - 1) as i64);
+        let labels = labels.clone().mask_fill(labels.equal_elem(UNKNOWN_LABEL), (l - 1) as i64);
         let values = labels.clone().into_data().convert::<i64>();
-        let values = values
-            .as_slice::<i64>()
-            .map_err(|e| SeanError::Mask(format!("{e:?}")))?;
+        let values = values.as_slice::<i64>().map_err(|e| SeanError::Mask(format!("{e:?}")))?;
         if let Some(bad) = values.iter().find(|&&v| v < 0 || v >= l as i64) {
             return Err(SeanError::Mask(format!(
                 "label id {bad} is out of range: this model has {l} labels (0..={}, or 255 for unknown)",
@@ -82,10 +75,8 @@ impl SemanticMask {
             )));
         }
         let (sh, sw) = config.start_size();
-        let trunk = (0..=5)
-            .map(|k| one_hot(resize_labels(labels.clone(), [sh << k, sw << k]), l))
-            .collect();
-        Ok(SemanticMask { labels, trunk })
+        let trunk = (0..=5).map(|k| one_hot(resize_labels(labels.clone(), [sh << k, sw << k]), l)).collect();
+        Ok(SemanticMask { labels, trunk, cache: None })
     }
 
     /// The label map (`[B, H, W]`, unknown mapped to `L - 1`).

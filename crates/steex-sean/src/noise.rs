@@ -53,11 +53,7 @@ impl NoiseSource {
     pub(crate) fn draw(&mut self, [b, h, w]: [usize; 3], device: &Device) -> Option<Tensor<4>> {
         match self.mode {
             NoiseMode::Off => None,
-            NoiseMode::Reference => Some(Tensor::random(
-                [b, 1, h, w],
-                Distribution::Normal(0.0, 1.0),
-                device,
-            )),
+            NoiseMode::Reference => Some(Tensor::random([b, 1, h, w], Distribution::Normal(0.0, 1.0), device)),
             NoiseMode::Seeded(_) => {
                 let rng = self.rng.as_mut().expect("seeded");
                 let v: Vec<f32> = (0..b * h * w).map(|_| StandardNormal.sample(rng)).collect();

@@ -66,11 +66,7 @@ impl Zencoder {
                     [128, ENCODER_HIDDEN, 3, 3],
                     device,
                 )?),
-                bias: Param::from_tensor(w.tensor(
-                    &format!("{}.bias", p(10)),
-                    [ENCODER_HIDDEN],
-                    device,
-                )?),
+                bias: Param::from_tensor(w.tensor(&format!("{}.bias", p(10)), [ENCODER_HIDDEN], device)?),
             },
             model_14: conv2d(w, &p(14), [ENCODER_HIDDEN, s], 3, 1, 0, 1, true, device)?,
         })
