@@ -1,0 +1,72 @@
+//! Explanation speed: ms per optimisation step and peak memory, per preset, batch size and
+//! generator path (plain = the published computation, fast = the default), with random
+//! weights. Prints one JSON line per configuration on stdout.
+//!
+//!     cargo bench --bench explain_step                      # the CPU grid
+//!     cargo bench --bench explain_step -- celeba 8 fast 3   # one configuration
+//!     STEEX_BENCH_GRID=full cargo bench --bench explain_step  # every preset x batch x path
+//!
+//! Each configuration runs in its own process so that its peak memory is its own.
+
+use std::process::Command;
+use std::time::Instant;
+
+use burn::tensor::Device;
+use steex::explain::{ExplainSettings, explain};
+use steex::sean::ForwardPath;
+use steex::util::{gib, peak_rss_bytes, random_setup};
+
+fn one(preset: &str, batch: usize, path: ForwardPath, steps: usize) {
+    let device = Device::flex().autodiff();
+    let s = random_setup(preset, batch, path, &device).expect("valid configuration");
+    let settings = ExplainSettings { attribute: 0, steps, ..Default::default() };
+    let mut times = Vec::new();
+    let mut last = Instant::now();
+    explain(&s.generator, &s.classifier, s.images, &s.mask, &settings, &mut |_| {
+        times.push(last.elapsed().as_secs_f64());
+        last = Instant::now();
+    })
+    .expect("explanation");
+    // The first step also encodes and reconstructs: report the steady steps.
+    let steady = if times.len() > 1 { &times[1..] } else { &times[..] };
+    let ms = 1000.0 * steady.iter().sum::<f64>() / steady.len() as f64;
+    println!(
+        "{{\"impl\":\"steex-rs\",\"preset\":\"{preset}\",\"batch\":{batch},\"path\":\"{}\",\"steps\":{steps},\"ms_per_step\":{ms:.1},\"ms_per_step_per_image\":{:.1},\"peak_rss_gib\":{:.3},\"device\":\"cpu\",\"threads\":{}}}",
+        if path == ForwardPath::Fast { "fast" } else { "plain" },
+        ms / batch as f64,
+        peak_rss_bytes().map(gib).unwrap_or(f64::NAN),
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    if args.len() >= 3 {
+        let path = if args[2] == "plain" { ForwardPath::Plain } else { ForwardPath::Fast };
+        let steps = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(3);
+        one(&args[0], args[1].parse().expect("batch size"), path, steps);
+        return;
+    }
+    let full = std::env::var("STEEX_BENCH_GRID").is_ok_and(|v| v == "full");
+    let mut grid = vec![
+        ("celeba", 1, "fast"),
+        ("celebamhq", 1, "fast"),
+        ("bdd", 1, "fast"),
+        ("celeba", 8, "fast"),
+        ("celeba", 1, "plain"),
+        ("celebamhq", 1, "plain"),
+    ];
+    if full {
+        grid = ["celeba", "celebamhq", "bdd"]
+            .into_iter()
+            .flat_map(|p| [1, 8].into_iter().flat_map(move |b| ["fast", "plain"].into_iter().map(move |m| (p, b, m))))
+            .collect();
+    }
+    let exe = std::env::current_exe().expect("own path");
+    for (p, b, m) in grid {
+        let status = Command::new(&exe).args([p, &b.to_string(), m, "3"]).status().expect("run a configuration");
+        if !status.success() {
+            eprintln!("{p} batch {b} {m}: failed");
+        }
+    }
+}
