@@ -215,8 +215,9 @@ pub fn load_classifier(path: &Path, device: &Device) -> Result<steex_classifier:
         .map_err(|e| Error::Model { path: path.to_path_buf(), reason: e.to_string() })
 }
 
-/// Reads an image at its own size as `[1, 3, H, W]` in [-1, 1] (`.npy` or PNG/JPEG).
-pub fn read_image_native(path: &Path) -> Result<Array> {
+/// The size `(height, width)` of an image file (`.npy` `[1, 3, H, W]` or PNG/JPEG), before
+/// any resize.
+pub fn image_size(path: &Path) -> Result<(usize, usize)> {
     if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) {
         let a = read_npy(path)?;
         if a.shape.len() != 4 || a.shape[0] != 1 || a.shape[1] != 3 {
@@ -225,11 +226,16 @@ pub fn read_image_native(path: &Path) -> Result<Array> {
                 reason: format!("array has shape {:?}, expected [1, 3, H, W]", a.shape),
             });
         }
-        return read_image(path, (a.shape[2], a.shape[3]));
+        return Ok((a.shape[2], a.shape[3]));
     }
     let (w, h) = image::image_dimensions(path)
         .map_err(|e| Error::Image { path: path.to_path_buf(), reason: format!("cannot read the image: {e}") })?;
-    read_image(path, (h as usize, w as usize))
+    Ok((h as usize, w as usize))
+}
+
+/// Reads an image at its own size as `[1, 3, H, W]` in [-1, 1] (`.npy` or PNG/JPEG).
+pub fn read_image_native(path: &Path) -> Result<Array> {
+    read_image(path, image_size(path)?)
 }
 
 /// A segmenter loaded from a `weights-convert deeplab` file, with its preset (if recorded).

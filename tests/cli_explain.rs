@@ -15,15 +15,6 @@ fn run(cwd: &Path, args: &[&str]) -> Output {
     Command::new(bin("steex")).args(args).current_dir(cwd).output().unwrap()
 }
 
-fn assert_fails(out: &Output, needles: &[&str]) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected failure; stderr: {err}");
-    assert!(!err.contains("panicked"), "panic: {err}");
-    for n in needles {
-        assert!(err.contains(n), "stderr lacks `{n}`: {err}");
-    }
-}
-
 fn setup() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

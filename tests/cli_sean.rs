@@ -32,15 +32,6 @@ fn convert(dir: &Path, input: &str) -> Output {
         .unwrap()
 }
 
-fn assert_fails(out: &Output, needles: &[&str]) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "expected failure; stderr: {err}");
-    assert!(!err.contains("panicked"), "panic: {err}");
-    for n in needles {
-        assert!(err.contains(n), "stderr lacks `{n}`: {err}");
-    }
-}
-
 fn setup() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let out = convert(dir.path(), "sean_sq/latest_net_G.pth");

@@ -138,6 +138,8 @@ fn fast_and_plain_paths_agree() {
     assert!(err <= 1e-5, "fast vs plain: {err}");
     // A mask prepared by another generator is not trusted: the cache is recomputed.
     let other = load("sean_wide");
-    let again = Array::from_tensor(m.g.generate(&other.mask, npy("sean_wide/z_custom.npy").to_tensor::<3>(&device), NoiseMode::Seeded(5)).unwrap());
+    let again = Array::from_tensor(
+        m.g.generate(&other.mask, npy("sean_wide/z_custom.npy").to_tensor::<3>(&device), NoiseMode::Seeded(5)).unwrap(),
+    );
     assert!(max_abs_diff(&again, &fast) <= 1e-6);
 }

@@ -130,7 +130,7 @@ pub fn run(args: ExplainArgs, device: &Device) -> Result<(), Error> {
         (Some(mask_path), _) => {
             let raw = LabelMap::read(mask_path)?;
             raw.check(l, mask_path)?;
-            let (ih, iw) = crate::cli::sean::image_size(&args.image)?;
+            let (ih, iw) = steex::io::image_size(&args.image)?;
             if (ih, iw) != (raw.height, raw.width) {
                 return Err(bad(format!(
                     "--mask {} is {}x{} but --image {} is {iw}x{ih} (W x H): they must be the same size",

@@ -55,23 +55,6 @@ fn model_mask(g: &SeanGenerator, path: &Path, device: &Device) -> Result<(LabelM
     Ok((raw, sm))
 }
 
-/// The size `(height, width)` of an image file before any resize.
-pub fn image_size(path: &Path) -> Result<(usize, usize), Error> {
-    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) {
-        let a = read_npy(path)?;
-        if a.shape.len() != 4 || a.shape[0] != 1 || a.shape[1] != 3 {
-            return Err(Error::Image {
-                path: path.to_path_buf(),
-                reason: format!("array has shape {:?}, expected [1, 3, H, W]", a.shape),
-            });
-        }
-        return Ok((a.shape[2], a.shape[3]));
-    }
-    let (w, h) = image::image_dimensions(path)
-        .map_err(|e| Error::Image { path: path.to_path_buf(), reason: format!("cannot read the image: {e}") })?;
-    Ok((h as usize, w as usize))
-}
-
 fn check_out(path: &Path, allowed: &[&str]) -> Result<String, Error> {
     let ext = path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).unwrap_or_default();
     if !allowed.contains(&ext.as_str()) {
@@ -85,7 +68,7 @@ pub fn encode(args: EncodeArgs, device: &Device) -> Result<(), Error> {
     check_out(&args.out, &["npy"])?;
     let g = load_generator(&args.generator, device)?;
     let (raw, mask) = model_mask(&g, &args.mask, device)?;
-    let (ih, iw) = image_size(&args.image)?;
+    let (ih, iw) = steex::io::image_size(&args.image)?;
     if (ih, iw) != (raw.height, raw.width) {
         return Err(Error::Argument(format!(
             "--mask {} is {}x{} but --image {} is {iw}x{ih} (W x H): they must be the same size",

@@ -34,3 +34,13 @@ pub fn assert_signal(a: &Array, what: &str) {
     let var = a.data.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
     assert!(var.sqrt() > 1e-3, "{what} is near-constant (std {})", var.sqrt());
 }
+
+/// Asserts a command failed cleanly (no panic) with every one of `needles` in its stderr.
+pub fn assert_fails(out: &std::process::Output, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "expected failure; stderr: {err}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    for n in needles {
+        assert!(err.contains(n), "stderr lacks `{n}`: {err}");
+    }
+}

@@ -10,7 +10,7 @@ use burn::nn::pool::{AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Linear, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
-use steex_nn::{BatchNorm2d, Weights, WeightsError, conv2d, linear};
+use steex_nn::{BatchNorm2d, Weights, WeightsError, batch_norm_shapes, conv2d, linear};
 
 use crate::decision::DecisionModel;
 use crate::error::ClassifierError;
@@ -63,11 +63,7 @@ impl DenseNetConfig {
     /// Every tensor of a converted checkpoint, with its shape (PyTorch layout).
     pub fn expected_tensors(&self) -> BTreeMap<String, Vec<usize>> {
         let mut t = BTreeMap::new();
-        let bn = |t: &mut BTreeMap<String, Vec<usize>>, p: String, c: usize| {
-            for n in ["weight", "bias", "running_mean", "running_var"] {
-                t.insert(format!("{p}.{n}"), vec![c]);
-            }
-        };
+        let bn = |t: &mut BTreeMap<String, Vec<usize>>, p: String, c: usize| batch_norm_shapes(t, &p, c);
         t.insert(format!("{PREFIX}.conv0.weight"), vec![self.num_init_features, 3, 7, 7]);
         bn(&mut t, format!("{PREFIX}.norm0"), self.num_init_features);
         let (ins, out) = self.widths();

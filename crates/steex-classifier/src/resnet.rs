@@ -10,7 +10,7 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Linear, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
-use steex_nn::{BatchNorm2d, Weights, WeightsError, conv2d, linear};
+use steex_nn::{BatchNorm2d, Weights, WeightsError, batch_norm_shapes, conv2d, linear};
 
 use crate::decision::DecisionModel;
 use crate::error::ClassifierError;
@@ -108,11 +108,7 @@ impl ResNetConfig {
     /// Every backbone tensor under `prefix` (`resnet`, `backbone`), PyTorch layout.
     pub fn expected_tensors(&self, prefix: &str) -> BTreeMap<String, Vec<usize>> {
         let mut t = BTreeMap::new();
-        let bn = |t: &mut BTreeMap<String, Vec<usize>>, p: String, c: usize| {
-            for n in ["weight", "bias", "running_mean", "running_var"] {
-                t.insert(format!("{p}.{n}"), vec![c]);
-            }
-        };
+        let bn = |t: &mut BTreeMap<String, Vec<usize>>, p: String, c: usize| batch_norm_shapes(t, &p, c);
         t.insert(format!("{prefix}.conv1.weight"), vec![self.width, 3, 7, 7]);
         bn(&mut t, format!("{prefix}.bn1"), self.width);
         let e = self.block.expansion();

@@ -13,7 +13,7 @@ use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Tensor};
 use steex_classifier::{ResNetBackbone, ResNetConfig};
-use steex_nn::{BatchNorm2d, Weights, WeightsError, conv2d};
+use steex_nn::{BatchNorm2d, Weights, WeightsError, batch_norm_shapes, conv2d};
 
 /// Metadata value of `kind` for a converted DeepLabV3.
 pub const KIND: &str = "deeplab";
@@ -54,11 +54,7 @@ impl DeepLabConfig {
     pub fn expected_tensors(&self) -> BTreeMap<String, Vec<usize>> {
         let mut t = self.backbone.expected_tensors("backbone");
         let cin = self.backbone.out_channels();
-        let bn = |t: &mut BTreeMap<String, Vec<usize>>, p: &str| {
-            for n in ["weight", "bias", "running_mean", "running_var"] {
-                t.insert(format!("{p}.{n}"), vec![HEAD]);
-            }
-        };
+        let bn = |t: &mut BTreeMap<String, Vec<usize>>, p: &str| batch_norm_shapes(t, p, HEAD);
         t.insert("classifier.0.convs.0.0.weight".into(), vec![HEAD, cin, 1, 1]);
         bn(&mut t, "classifier.0.convs.0.1");
         for i in 1..=3 {

@@ -95,3 +95,11 @@ impl BatchNorm2d {
         x * scale.reshape([1, c, 1, 1]) + shift.reshape([1, c, 1, 1])
     }
 }
+
+/// Inserts the four tensors of a `BatchNorm2d(c)` with affine parameters (`weight`, `bias`,
+/// `running_mean`, `running_var`) under `prefix` into a name-to-shape map.
+pub fn batch_norm_shapes(t: &mut std::collections::BTreeMap<String, Vec<usize>>, prefix: &str, c: usize) {
+    for n in ["weight", "bias", "running_mean", "running_var"] {
+        t.insert(format!("{prefix}.{n}"), vec![c]);
+    }
+}

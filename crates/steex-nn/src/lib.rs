@@ -9,5 +9,5 @@
 pub mod layers;
 pub mod weights;
 
-pub use layers::{BatchNorm2d, conv2d, linear};
+pub use layers::{BatchNorm2d, batch_norm_shapes, conv2d, linear};
 pub use weights::{Weights, WeightsError};
