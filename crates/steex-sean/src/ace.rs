@@ -78,35 +78,6 @@ impl StyleBranch {
         y.reshape([b, c2, h, w])
     }
 
-    /// [`Self::style_convs_folded`] as a gather: since the mask is one-hot, the folded
-    /// convolution at a pixel is the sum over the 9 offsets of the kernel column of the
-    /// neighbour's label, so each offset is one `select` of `[2C, L+1]` columns (the extra
-    /// zero column stands for "outside the image"). `neighbours` are the mask's indices at
-    /// this scale; returns `[B, 2C, H, W]`.
-    pub fn style_convs_gathered(
-        &self,
-        v: Tensor<3>,
-        neighbours: &[Tensor<1, burn::tensor::Int>],
-        [b, h, w]: [usize; 3],
-    ) -> Tensor<4> {
-        let l = v.dims()[1];
-        let c2 = self.offsets.dims()[0] / 9;
-        let device = v.device();
-        let q = self.offsets.val().unsqueeze_dim::<3>(0).matmul(v.swap_dims(1, 2)).reshape([b, c2, 9, l]);
-        let q = Tensor::cat(vec![q, Tensor::zeros([b, c2, 9, 1], &device)], 3);
-        let q = q.permute([2, 1, 0, 3]).reshape([9, c2, b * (l + 1)]);
-        let mut out: Option<Tensor<2>> = None;
-        for (k, idx) in neighbours.iter().enumerate() {
-            let qk = q.clone().slice([k..k + 1, 0..c2, 0..b * (l + 1)]).reshape([c2, b * (l + 1)]);
-            let g = qk.select(1, idx.clone());
-            out = Some(match out {
-                None => g,
-                Some(o) => o + g,
-            });
-        }
-        out.expect("nine offsets").reshape([c2, b, h, w]).swap_dims(0, 1)
-    }
-
     /// The style map `M[:, p] = v_{label(p)}` (`[B, S, H, W]`, zero where no label).
     pub fn style_map(v: Tensor<3>, onehot: Tensor<4>) -> Tensor<4> {
         let [b, l, h, w] = onehot.dims();
@@ -240,12 +211,12 @@ impl Ace {
     }
 
     /// The fast forward: the SPADE branch from `cache`, the style convolutions folded onto
-    /// the one-hot mask and computed as a gather ([`StyleBranch::style_convs_gathered`]). Equal to [`Ace::forward`]
+    /// the one-hot mask ([`StyleBranch::style_convs_folded`]). Equal to [`Ace::forward`]
     /// up to float rounding.
     pub fn forward_fast(
         &self,
         x: Tensor<4>,
-        neighbours: &[Tensor<1, burn::tensor::Int>],
+        onehot: Tensor<4>,
         z: Tensor<3>,
         noise: Option<Tensor<4>>,
         cache: &AceCache,
@@ -259,8 +230,8 @@ impl Ace {
         let (gamma, beta) = match &self.style {
             None => (cache.gamma.clone(), cache.beta.clone()),
             Some(st) => {
-                let [b, _, h, w] = normalized.dims();
-                let y = st.style_convs_gathered(st.mu(z), neighbours, [b, h, w]);
+                let y = st.style_convs_folded(st.mu(z), onehot);
+                let [b, _, h, w] = y.dims();
                 let ga = y.clone().slice([0..b, 0..c, 0..h, 0..w]);
                 let ba = y.slice([0..b, c..2 * c, 0..h, 0..w]);
                 let ag = sigmoid(st.blending_gamma.val()).reshape([1, 1, 1, 1]);

@@ -81,7 +81,7 @@ impl SpadeResnetBlock {
     pub(crate) fn forward_fast(
         &self,
         x: Tensor<4>,
-        neighbours: &[Tensor<1, burn::tensor::Int>],
+        onehot: Tensor<4>,
         z: Tensor<3>,
         noise: &mut NoiseSource,
         caches: &[AceCache],
@@ -92,15 +92,15 @@ impl SpadeResnetBlock {
         let xs = match (&self.ace_s, &self.conv_s) {
             (Some(ace), Some(conv)) => {
                 let n = noise.draw([b, h, w], &device);
-                conv.forward(ace.forward_fast(x.clone(), neighbours, z.clone(), n, caches.next().expect("cache")))
+                conv.forward(ace.forward_fast(x.clone(), onehot.clone(), z.clone(), n, caches.next().expect("cache")))
             }
             _ => x.clone(),
         };
         let n = noise.draw([b, h, w], &device);
-        let dx = self.ace_0.forward_fast(x, neighbours, z.clone(), n, caches.next().expect("cache"));
+        let dx = self.ace_0.forward_fast(x, onehot.clone(), z.clone(), n, caches.next().expect("cache"));
         let dx = self.conv_0.forward(leaky_relu(dx, 0.2));
         let n = noise.draw([b, h, w], &device);
-        let dx = self.ace_1.forward_fast(dx, neighbours, z, n, caches.next().expect("cache"));
+        let dx = self.ace_1.forward_fast(dx, onehot, z, n, caches.next().expect("cache"));
         xs + self.conv_1.forward(leaky_relu(dx, 0.2))
     }
 }

@@ -213,7 +213,7 @@ impl SeanGenerator {
                     if i == 1 || i >= 3 {
                         x = upsample2x(x);
                     }
-                    x = block.forward_fast(x, mask.neighbours(k), z.clone(), &mut noise, &cache[i]);
+                    x = block.forward_fast(x, mask.at_scale(k), z.clone(), &mut noise, &cache[i]);
                 }
                 tanh(self.conv_img.forward(leaky_relu(x, 0.2)))
             }

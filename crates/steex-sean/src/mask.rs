@@ -50,10 +50,6 @@ pub struct SemanticMask {
     /// The fast path's mask-only tensors, per block and ACE layer, with the id of the
     /// generator that computed them.
     pub(crate) cache: Option<(u64, Arc<Vec<Vec<AceCache>>>)>,
-    /// Per trunk scale and 3x3 offset `(kh, kw)` (row-major), the flat index
-    /// `b * (L + 1) + label(b, y + kh - 1, x + kw - 1)` of every pixel (`L` outside the
-    /// image): what the fast path gathers its folded style convolutions with.
-    neighbours: Vec<Vec<Tensor<1, Int>>>,
 }
 
 impl SemanticMask {
@@ -80,34 +76,7 @@ impl SemanticMask {
         }
         let (sh, sw) = config.start_size();
         let trunk = (0..=5).map(|k| one_hot(resize_labels(labels.clone(), [sh << k, sw << k]), l)).collect();
-        let device = labels.device();
-        let neighbours = (0..=5)
-            .map(|k| {
-                let (th, tw) = (sh << k, sw << k);
-                let (rows, cols) = (nearest_indices(h, th), nearest_indices(w, tw));
-                let at = |bi: usize, y: i64, x: i64| -> i64 {
-                    if y < 0 || x < 0 || y >= th as i64 || x >= tw as i64 {
-                        return l as i64;
-                    }
-                    values[bi * h * w + rows[y as usize] as usize * w + cols[x as usize] as usize]
-                };
-                (0..9)
-                    .map(|o| {
-                        let (dy, dx) = (o as i64 / 3 - 1, o as i64 % 3 - 1);
-                        let mut idx = Vec::with_capacity(b * th * tw);
-                        for bi in 0..b {
-                            for y in 0..th as i64 {
-                                for x in 0..tw as i64 {
-                                    idx.push(bi as i64 * (l as i64 + 1) + at(bi, y + dy, x + dx));
-                                }
-                            }
-                        }
-                        Tensor::<1, Int>::from_ints(idx.as_slice(), &device)
-                    })
-                    .collect()
-            })
-            .collect();
-        Ok(SemanticMask { labels, trunk, cache: None, neighbours })
+        Ok(SemanticMask { labels, trunk, cache: None })
     }
 
     /// The label map (`[B, H, W]`, unknown mapped to `L - 1`).
@@ -123,11 +92,6 @@ impl SemanticMask {
     /// One-hot map at trunk scale `k` (`sh * 2^k x sw * 2^k`).
     pub fn at_scale(&self, k: usize) -> Tensor<4> {
         self.trunk[k].clone()
-    }
-
-    /// The gather indices of trunk scale `k` (see the field's documentation).
-    pub fn neighbours(&self, k: usize) -> &[Tensor<1, Int>] {
-        &self.neighbours[k]
     }
 
     /// One-hot map at an arbitrary size (legacy nearest resize of the label map).
