@@ -122,45 +122,11 @@ fn segment_and_explain_from_an_image_alone() {
         assert_eq!(a[0], if b[0] == 0 { 255 } else { b[0] - 1 });
     }
     // The mask feeds explain directly, and explain can segment by itself.
-    run(
-        "steex",
-        &[
-            "explain",
-            "--generator",
-            "g.safetensors",
-            "--classifier",
-            "c.safetensors",
-            "--image",
-            &f("deeplab/input.npy"),
-            "--mask",
-            "m.png",
-            "--attribute",
-            "stop",
-            "--steps",
-            "2",
-            "--out",
-            "e1",
-        ],
-    );
-    run(
-        "steex",
-        &[
-            "explain",
-            "--generator",
-            "g.safetensors",
-            "--classifier",
-            "c.safetensors",
-            "--image",
-            &f("deeplab/input.npy"),
-            "--segmenter",
-            "s.safetensors",
-            "--attribute",
-            "stop",
-            "--steps",
-            "2",
-            "--out",
-            "e2",
-        ],
-    );
+    let image = f("deeplab/input.npy");
+    for (out, source) in [("e1", ["--mask", "m.png"]), ("e2", ["--segmenter", "s.safetensors"])] {
+        let mut args = vec!["explain", "--generator", "g.safetensors", "--classifier", "c.safetensors"];
+        args.extend(["--image", &image, source[0], source[1], "--attribute", "stop", "--steps", "2", "--out", out]);
+        run("steex", &args);
+    }
     assert_eq!(std::fs::read(d.join("e1/z_final.npy")).unwrap(), std::fs::read(d.join("e2/z_final.npy")).unwrap());
 }
