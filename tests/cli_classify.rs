@@ -39,22 +39,7 @@ fn classify_prints_json_only_and_refuses_bad_inputs() {
         &run(&["classify", "--classifier", "c.safetensors", "--image", "tiny.png"]),
         &["tiny.png", "too small"],
     );
-    let g = fixture("sean_sq/latest_net_G.pth");
-    let o = Command::new(bin("weights-convert"))
-        .args([
-            "sean",
-            "--input",
-            g.to_str().unwrap(),
-            "--out",
-            "g.safetensors",
-            "--width",
-            "64",
-            "--aspect-ratio",
-            "1",
-        ])
-        .current_dir(d)
-        .output()
-        .unwrap();
+    let o = convert_sean_64(d, "sean_sq/latest_net_G.pth");
     assert!(o.status.success());
     assert_fails(
         &run(&["classify", "--classifier", "g.safetensors", "--image", "tiny.png"]),

@@ -13,23 +13,7 @@ fn steex(cwd: &Path, args: &[&str]) -> Output {
 
 /// `weights-convert sean` on the square fixture, into `dir/g.safetensors`.
 fn convert(dir: &Path, input: &str) -> Output {
-    let bin = Path::new(env!("CARGO_BIN_EXE_steex")).with_file_name("weights-convert");
-    let input = fixture(input);
-    Command::new(bin)
-        .args([
-            "sean",
-            "--input",
-            input.to_str().unwrap(),
-            "--out",
-            "g.safetensors",
-            "--width",
-            "64",
-            "--aspect-ratio",
-            "1",
-        ])
-        .current_dir(dir)
-        .output()
-        .unwrap()
+    convert_sean_64(dir, input)
 }
 
 fn setup() -> tempfile::TempDir {

@@ -44,3 +44,19 @@ pub fn assert_fails(out: &std::process::Output, needles: &[&str]) {
         assert!(err.contains(n), "stderr lacks `{n}`: {err}");
     }
 }
+
+/// Runs one of the workspace's binaries (`steex`, `weights-convert`) in `cwd`.
+pub fn run_bin(cwd: &Path, name: &str, args: &[&str]) -> std::process::Output {
+    let bin = Path::new(env!("CARGO_BIN_EXE_steex")).with_file_name(name);
+    std::process::Command::new(bin).args(args).current_dir(cwd).output().unwrap()
+}
+
+/// `weights-convert sean` of a committed 64x64 generator fixture into `cwd/g.safetensors`.
+pub fn convert_sean_64(cwd: &Path, input: &str) -> std::process::Output {
+    let input = fixture(input);
+    run_bin(
+        cwd,
+        "weights-convert",
+        &["sean", "--input", input.to_str().unwrap(), "--out", "g.safetensors", "--width", "64", "--aspect-ratio", "1"],
+    )
+}
