@@ -237,7 +237,7 @@ impl DenseNet {
             config,
         };
         w.finish()?;
-        Ok(m.no_grad())
+        Ok(if w.is_trainable() { m } else { m.no_grad() })
     }
 
     /// The configuration.

@@ -313,7 +313,7 @@ impl ResNet {
             classes,
         };
         w.finish()?;
-        Ok(m.no_grad())
+        Ok(if w.is_trainable() { m } else { m.no_grad() })
     }
 
     /// The backbone sizes.

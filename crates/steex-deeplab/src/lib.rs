@@ -165,7 +165,7 @@ impl DeepLabV3 {
             config,
         };
         w.finish()?;
-        Ok(m.no_grad())
+        Ok(if w.is_trainable() { m } else { m.no_grad() })
     }
 
     /// The sizes.

@@ -29,11 +29,14 @@ pub enum WeightsError {
     Metadata { key: String, reason: String },
 }
 
-/// A safetensors file held in memory, from which a model takes its tensors by name.
+/// A safetensors file held in memory, from which a model takes its tensors by name, or a
+/// set of live (for example trainable) tensors ([`Weights::from_tensors`]).
 pub struct Weights {
     bytes: Vec<u8>,
     header_len: usize,
     index: Metadata,
+    /// Live tensors (flattened) by name, when built by [`Weights::from_tensors`].
+    live: Option<BTreeMap<String, (Vec<usize>, Tensor<1>)>>,
     used: RefCell<BTreeSet<String>>,
 }
 
@@ -50,7 +53,48 @@ impl Weights {
             safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| WeightsError::Format(e.to_string()))?;
         // Validate offsets against the buffer once, here.
         safetensors::SafeTensors::deserialize(&bytes).map_err(|e| WeightsError::Format(e.to_string()))?;
-        Ok(Weights { bytes, header_len, index, used: RefCell::new(BTreeSet::new()) })
+        Ok(Weights { bytes, header_len, index, live: None, used: RefCell::new(BTreeSet::new()) })
+    }
+
+    /// Weights made of live tensors (each flattened, with its shape) and metadata, for
+    /// training: a model built from them uses these very tensors, so gradients of its
+    /// output reach them, and the model is left trainable ([`Weights::is_trainable`]).
+    pub fn from_tensors(
+        tensors: BTreeMap<String, (Vec<usize>, Tensor<1>)>,
+        metadata: &BTreeMap<String, String>,
+    ) -> Result<Self, WeightsError> {
+        // An index of the same names and shapes (no data), so lookups and checks are shared.
+        let mut header = String::from("{");
+        let m: Vec<String> = metadata.iter().map(|(k, v)| format!("{k:?}:{v:?}")).collect();
+        header += &format!("\"__metadata__\":{{{}}}", m.join(","));
+        let mut offset = 0;
+        for (name, (shape, t)) in &tensors {
+            let n: usize = shape.iter().product();
+            if t.dims()[0] != n {
+                return Err(WeightsError::Shape { name: name.clone(), got: t.dims().to_vec(), want: vec![n] });
+            }
+            let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+            header += &format!(
+                ",{name:?}:{{\"dtype\":\"F32\",\"shape\":[{}],\"data_offsets\":[{offset},{}]}}",
+                dims.join(","),
+                offset + 4 * n
+            );
+            offset += 4 * n;
+        }
+        header += "}";
+        let index: Metadata = serde_json::from_str(&header).map_err(|e| WeightsError::Format(e.to_string()))?;
+        Ok(Weights {
+            bytes: Vec::new(),
+            header_len: 0,
+            index,
+            live: Some(tensors),
+            used: RefCell::new(BTreeSet::new()),
+        })
+    }
+
+    /// Whether these are live tensors a model should keep trainable (not detach).
+    pub fn is_trainable(&self) -> bool {
+        self.live.is_some()
     }
 
     /// The file's metadata (empty when it has none).
@@ -96,11 +140,24 @@ impl Weights {
         }
         let (a, b) = info.data_offsets;
         self.used.borrow_mut().insert(name.to_string());
+        if self.live.is_some() {
+            return Ok(&[]);
+        }
         Ok(&self.bytes[8 + self.header_len + a..8 + self.header_len + b])
     }
 
     /// The float32 values of `name`, checked against `shape`; marks it used.
     pub fn values(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, WeightsError> {
+        if let Some(live) = &self.live {
+            self.bytes_of(name, shape)?;
+            return live[name]
+                .1
+                .clone()
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .map_err(|e| WeightsError::Format(format!("{e:?}")));
+        }
         let data = self.bytes_of(name, shape)?;
         Ok(data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
     }
@@ -112,6 +169,10 @@ impl Weights {
         shape: [usize; D],
         device: &Device,
     ) -> Result<Tensor<D>, WeightsError> {
+        if let Some(live) = &self.live {
+            self.bytes_of(name, &shape)?;
+            return Ok(live[name].1.clone().reshape(shape));
+        }
         let bytes = self.bytes_of(name, &shape)?.to_vec();
         Ok(Tensor::from_data(TensorData::from_bytes_vec(bytes, shape, DType::F32), device))
     }

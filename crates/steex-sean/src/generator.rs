@@ -97,7 +97,7 @@ impl SeanGenerator {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         };
         weights.finish()?;
-        Ok(g.no_grad())
+        Ok(if weights.is_trainable() { g } else { g.no_grad() })
     }
 
     /// Builds the generator from a file written by `weights-convert sean`, its
