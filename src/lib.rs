@@ -10,7 +10,9 @@
 //! - [`nn`]: named-weight loading and layers shared by the model crates.
 //! - [`weights_convert`]: import the published PyTorch checkpoints into safetensors, safely.
 //! - [`io`]: images, masks, `.npy` arrays and weights files to tensors and back.
+//! - [`dataset`]: folders of images: stable walk, sharding, `results.jsonl`, summaries.
 
+pub mod dataset;
 pub mod error;
 pub mod io;
 pub mod outdir;

@@ -35,6 +35,10 @@ enum Command {
     Segment(cli::segment::SegmentArgs),
     /// A counterfactual explanation of one image (general or region-targeted).
     Explain(Box<cli::explain::ExplainArgs>),
+    /// Counterfactual explanations of a folder of images: batched, resumable, sharded.
+    ExplainDir(Box<cli::explain_dir::ExplainDirArgs>),
+    /// Merge the output folders of `explain-dir --shard K/N` runs.
+    Merge(cli::merge::MergeArgs),
 }
 
 fn run(cli: Cli) -> Result<(), String> {
@@ -52,6 +56,8 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Generate(a) => s(cli::sean::generate(a, &device)),
         Command::Classify(a) => s(cli::classify::classify(a, &device)),
         Command::Explain(a) => s(cli::explain::run(*a, &device)),
+        Command::ExplainDir(a) => s(cli::explain_dir::run(*a, &device)),
+        Command::Merge(a) => s(cli::merge::run(a)),
         Command::Segment(a) => s(cli::segment::run(a, &device)),
         Command::Device => {
             cli::print_stdout(&format!("{device:?}\n"));

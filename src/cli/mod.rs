@@ -3,6 +3,8 @@
 pub mod classify;
 pub mod device;
 pub mod explain;
+pub mod explain_dir;
+pub mod merge;
 pub mod sean;
 pub mod segment;
 

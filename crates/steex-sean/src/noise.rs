@@ -14,7 +14,9 @@ pub enum NoiseMode {
     /// Fresh draws on every forward from the backend's generator, as the published code does.
     Reference,
     /// Draws from a generator seeded anew on every forward: the same seed gives the same
-    /// image, call after call. The default for explanations.
+    /// image, call after call. Every image of a batch gets the maps a batch of one would
+    /// get, so an image's result does not depend on the other images of its batch. The
+    /// default for explanations.
     Seeded(u64),
 }
 
@@ -56,8 +58,8 @@ impl NoiseSource {
             NoiseMode::Reference => Some(Tensor::random([b, 1, h, w], Distribution::Normal(0.0, 1.0), device)),
             NoiseMode::Seeded(_) => {
                 let rng = self.rng.as_mut().expect("seeded");
-                let v: Vec<f32> = (0..b * h * w).map(|_| StandardNormal.sample(rng)).collect();
-                Some(Tensor::from_data(TensorData::new(v, [b, 1, h, w]), device))
+                let v: Vec<f32> = (0..h * w).map(|_| StandardNormal.sample(rng)).collect();
+                Some(Tensor::<4>::from_data(TensorData::new(v, [1, 1, h, w]), device).expand([b, 1, h, w]))
             }
         }
     }

@@ -1,0 +1,359 @@
+//! `steex explain-dir`: a folder of images, batched, resumable and sharded.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use burn::tensor::{Device, Tensor};
+use indicatif::{ProgressBar, ProgressStyle};
+use steex::Error;
+use steex::dataset::{
+    ImageEntry, PLAN_FILE, Plan, RESULT_FILE, RESULTS_FILE, ResultLine, ResultsWriter, SUMMARY_FILE, Shard, Status,
+    Summary, is_complete, latest_by_stem, list_images, mask_for, read_json, read_results, summarize, write_json,
+};
+use steex::explain::explain;
+use steex::io::{Array, LabelMap, load_segmenter, read_image};
+use steex::outdir::OutDir;
+
+use super::explain::{ExplainOptions, Models, bad, query_labels, split_explanation, write_result};
+
+/// Arguments of `steex explain-dir`.
+#[derive(clap::Args, Debug)]
+pub struct ExplainDirArgs {
+    /// Folder of query images (PNG/JPEG/`.npy`, as `steex explain --image`), taken in file
+    /// name order; subfolders and hidden files are skipped.
+    #[arg(long)]
+    pub images: PathBuf,
+    /// Folder of label maps, paired by file stem: the mask of `face1.jpg` is `face1.png`.
+    #[arg(long, required_unless_present = "segmenter", conflicts_with = "segmenter")]
+    pub masks: Option<PathBuf>,
+    /// Segment every image with this segmenter (`weights-convert deeplab`) instead of --masks.
+    #[arg(long)]
+    pub segmenter: Option<PathBuf>,
+    #[command(flatten)]
+    pub options: ExplainOptions,
+    /// Output folder: one result folder per image (named by its stem), `results.jsonl`,
+    /// `summary.json` and `plan.json`.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Images optimised together (each as if alone).
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Take only every N-th image from offset K (`K/N`, K from 0 to N-1), to split a folder
+    /// over N processes or machines with no coordination; merge with `steex merge`.
+    #[arg(long, default_value = "0/1")]
+    pub shard: Shard,
+    /// Continue a run in --out: images whose result is complete are skipped, the others
+    /// (failed, unfinished) are done again.
+    #[arg(long, conflicts_with = "force")]
+    pub resume: bool,
+    /// Delete a non-empty --out and start over.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Checks or prepares the output folder before any work.
+fn prepare_out(out: &Path, resume: bool, force: bool) -> Result<(), Error> {
+    let arg = |m: String| bad(format!("--out {}: {m}", out.display()));
+    if out.exists() {
+        if !out.is_dir() {
+            return Err(arg("exists and is not a folder".into()));
+        }
+        let non_empty = std::fs::read_dir(out).map_err(|e| arg(e.to_string()))?.next().is_some();
+        if non_empty && !resume {
+            if !force {
+                return Err(arg(
+                    "exists and is not empty (use --resume to continue the run in it, or --force to start over)".into(),
+                ));
+            }
+            std::fs::remove_dir_all(out).map_err(|e| arg(format!("cannot remove it: {e}")))?;
+        }
+    }
+    std::fs::create_dir_all(out).map_err(|e| arg(format!("cannot create it: {e}")))
+}
+
+/// Removes the temporary folders a killed run left (`.<stem>.tmp-*`).
+fn remove_stale_temporaries(out: &Path) {
+    let Ok(rd) = std::fs::read_dir(out) else { return };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') && name.contains(".tmp-") && e.path().is_dir() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// The summary of this run's images from `results.jsonl`, written to `summary.json`.
+fn write_summary(out: &Path, stems: &BTreeSet<String>, shard: Shard, interrupted: bool) -> Result<Summary, Error> {
+    let lines = read_results(&out.join(RESULTS_FILE))?;
+    let latest = latest_by_stem(&lines);
+    let mut s = summarize(stems.len(), latest.iter().filter(|(k, _)| stems.contains(*k)).map(|(_, v)| v));
+    s.interrupted = interrupted;
+    s.shard = Some(shard.to_string());
+    write_json(&out.join(SUMMARY_FILE), &s)?;
+    Ok(s)
+}
+
+fn summary_text(s: &Summary) -> String {
+    format!(
+        "{} images: {} explained ({} flipped, success rate {:.1}%), {} failed, {} not done; {}",
+        s.n_images,
+        s.n_ok,
+        s.n_success,
+        100.0 * s.success_rate,
+        s.n_failed,
+        s.n_pending,
+        s.seconds_per_image.map_or("-".to_string(), |t| format!("{t:.1} s per image"))
+    )
+}
+
+/// Running counts for the progress bar.
+#[derive(Default)]
+struct Tally {
+    ok: usize,
+    failed: usize,
+    success: usize,
+}
+
+impl Tally {
+    fn add(&mut self, l: &ResultLine) {
+        match l.status {
+            Status::Ok => {
+                self.ok += 1;
+                self.success += l.success.unwrap_or(false) as usize;
+            }
+            Status::Failed => self.failed += 1,
+        }
+    }
+
+    fn text(&self) -> String {
+        let rate =
+            if self.ok > 0 { format!("{:.0}%", 100.0 * self.success as f64 / self.ok as f64) } else { "-".into() };
+        format!("ok {} failed {} flipped {rate}", self.ok, self.failed)
+    }
+}
+
+/// `steex explain-dir`.
+pub fn run(args: ExplainDirArgs, device: &Device) -> Result<(), Error> {
+    if args.batch == 0 {
+        return Err(bad("--batch 0: expected at least 1".into()));
+    }
+    if !args.images.is_dir() {
+        return Err(bad(format!("--images {}: not a folder", args.images.display())));
+    }
+    if let Some(m) = &args.masks
+        && !m.is_dir()
+    {
+        return Err(bad(format!("--masks {}: not a folder", m.display())));
+    }
+    let all = list_images(&args.images)?;
+    prepare_out(&args.out, args.resume, args.force)?;
+    let out = args.out.clone();
+    let device = device.clone().autodiff();
+    let models = Models::load(&args.options, &device)?;
+    let seg = match &args.segmenter {
+        Some(p) => Some((load_segmenter(p, &device)?, p.clone())),
+        None => None,
+    };
+    let seg_ref = seg.as_ref().map(|((m, pr), p)| (m, pr.as_deref(), p.as_path()));
+    let (h, w) = models.g.config().image_size();
+
+    // This shard's images; stems shared by several files cannot name their results.
+    let mine: Vec<ImageEntry> = args.shard.select(&all);
+    let mut by_stem: BTreeMap<&str, Vec<&Path>> = BTreeMap::new();
+    for e in &all {
+        by_stem.entry(&e.stem).or_default().push(&e.path);
+    }
+    let stems: BTreeSet<String> = mine.iter().map(|e| e.stem.clone()).collect();
+
+    // The plan: a resumed run must have the same settings and shard.
+    let settings = serde_json::json!({ "explain": models.settings, "attribute": models.attribute_name() });
+    let plan = Plan { shard: args.shard, n_total: all.len(), images: stems.iter().cloned().collect(), settings };
+    let plan_path = out.join(PLAN_FILE);
+    if args.resume && plan_path.is_file() {
+        let old: Plan = read_json(&plan_path)?;
+        if old.shard != plan.shard {
+            return Err(bad(format!(
+                "--resume: {} ran shard {}, not {}; give --shard {}",
+                out.display(),
+                old.shard,
+                plan.shard,
+                old.shard
+            )));
+        }
+        if old.settings != plan.settings {
+            return Err(bad(format!(
+                "--resume: {} ran with other settings ({}), not these ({}); use another --out or --force",
+                out.display(),
+                old.settings,
+                plan.settings
+            )));
+        }
+    }
+    write_json(&plan_path, &plan)?;
+    remove_stale_temporaries(&out);
+
+    // Results whose line a kill lost get it back from their result.json.
+    let results_path = out.join(RESULTS_FILE);
+    let mut writer = ResultsWriter::open(&results_path)?;
+    let latest = latest_by_stem(&read_results(&results_path)?);
+    let mut tally = Tally::default();
+    let mut done = 0usize;
+    for stem in &stems {
+        if !is_complete(&out, stem) {
+            continue;
+        }
+        let rpath = out.join(stem).join(RESULT_FILE);
+        let v: serde_json::Value = read_json(&rpath)?;
+        let line = ResultLine::from_result_json(stem, &v);
+        let recorded = latest.get(stem).is_some_and(|l| l.status == line.status && l.reason == line.reason);
+        if !recorded {
+            writer.append(&line)?;
+        }
+        tally.add(&line);
+        done += 1;
+    }
+
+    // Ctrl-C: wait for the results being written, then summarise what is done and stop.
+    let write_lock = Arc::new(Mutex::new(()));
+    let bar = ProgressBar::new(stems.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} explain-dir [{bar:30}] {pos}/{len} images, {msg} ({elapsed}, eta {eta})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    {
+        let (lock, out, stems, shard, bar) = (write_lock.clone(), out.clone(), stems.clone(), args.shard, bar.clone());
+        let handler = move || {
+            let _g = lock.lock().unwrap_or_else(|e| e.into_inner());
+            bar.abandon();
+            match write_summary(&out, &stems, shard, true) {
+                Ok(s) => eprintln!(
+                    "\ninterrupted: {}\nsummary in {}; continue with --resume",
+                    summary_text(&s),
+                    out.join(SUMMARY_FILE).display()
+                ),
+                Err(e) => eprintln!("\ninterrupted; the summary could not be written: {e}"),
+            }
+            std::process::exit(130);
+        };
+        if let Err(e) = ctrlc::set_handler(handler) {
+            eprintln!("warning: no Ctrl-C handler ({e}); an interrupted run still resumes with --resume");
+        }
+    }
+    bar.set_position(done as u64);
+    bar.reset_eta();
+    bar.set_message(tally.text());
+
+    // Batches are fixed runs of `batch` images of this shard, so a resumed run optimises an
+    // unfinished batch with the same company as an uninterrupted one.
+    let chunks: Vec<&[ImageEntry]> = mine.chunks(args.batch).collect();
+    let nb = chunks.len();
+    for (ci, chunk) in chunks.iter().enumerate() {
+        let pending: Vec<&ImageEntry> = chunk.iter().filter(|e| !is_complete(&out, &e.stem)).collect();
+        if pending.is_empty() {
+            continue;
+        }
+        let t0 = Instant::now();
+        let mut ready: Vec<(&ImageEntry, Array, LabelMap, Option<PathBuf>)> = Vec::new();
+        let mut failures = Vec::new();
+        for e in pending {
+            let shared = &by_stem[e.stem.as_str()];
+            if shared.len() > 1 {
+                let files: Vec<String> = shared.iter().map(|p| p.display().to_string()).collect();
+                let reason = format!(
+                    "{} files share the stem `{}` ({}): results are named by stem, rename all but one",
+                    shared.len(),
+                    e.stem,
+                    files.join(", ")
+                );
+                failures.push(ResultLine::failed(&e.stem, Some(&e.path), reason));
+                continue;
+            }
+            let mask_path = args.masks.as_ref().map(|m| mask_for(m, &e.stem));
+            let loaded = (|| {
+                if let Some(mp) = &mask_path
+                    && !mp.is_file()
+                {
+                    return Err(bad(format!("no mask {} for image {}", mp.display(), e.path.display())));
+                }
+                let query = read_image(&e.path, (h, w))?;
+                let labels = query_labels(&models, &e.path, &query, mask_path.as_deref(), seg_ref, &device)?;
+                Ok::<_, Error>((query, labels))
+            })();
+            match loaded {
+                Ok((q, l)) => ready.push((e, q, l, mask_path)),
+                Err(err) => failures.push(ResultLine::failed(&e.stem, Some(&e.path), err.to_string())),
+            }
+        }
+        if !failures.is_empty() {
+            let _g = write_lock.lock().unwrap_or_else(|e| e.into_inner());
+            for l in &failures {
+                writer.append(l)?;
+                tally.add(l);
+                bar.inc(1);
+            }
+            bar.set_message(tally.text());
+        }
+        if ready.is_empty() {
+            continue;
+        }
+
+        let n = ready.len();
+        let images = Tensor::cat(ready.iter().map(|(_, q, _, _)| q.to_tensor::<4>(&device)).collect(), 0);
+        let labels = Tensor::cat(ready.iter().map(|(_, _, l, _)| l.to_tensor(&device)).collect(), 0);
+        let base = tally.text();
+        let steps = models.settings.steps;
+        let mut observer = |r: &steex::explain::StepReport| {
+            bar.set_message(format!("{base}; batch {}/{nb} step {}/{steps}", ci + 1, r.step));
+        };
+        let explained = models.g.mask(labels).map_err(|e| e.to_string()).and_then(|mask| {
+            explain(&models.g, &models.c, images, &mask, &models.settings, &mut observer).map_err(|e| e.to_string())
+        });
+        let secs = t0.elapsed().as_secs_f64() / n as f64;
+        let _g = write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        match explained {
+            Err(reason) => {
+                for (e, ..) in &ready {
+                    let l = ResultLine::failed(&e.stem, Some(&e.path), format!("explanation failed: {reason}"));
+                    writer.append(&l)?;
+                    tally.add(&l);
+                    bar.inc(1);
+                }
+            }
+            Ok(ex) => {
+                let arrays = split_explanation(&ex);
+                let company: Vec<&str> = ready.iter().map(|(e, ..)| e.stem.as_str()).collect();
+                for (i, (e, query, labels, mask_path)) in ready.iter().enumerate() {
+                    let dir = OutDir::create(&out.join(&e.stem), true)?;
+                    let mut extra = serde_json::Map::new();
+                    extra.insert("image".into(), serde_json::json!(e.stem));
+                    extra.insert("batch".into(), serde_json::json!({ "index": ci, "images": company }));
+                    extra.insert("seconds".into(), serde_json::json!(secs));
+                    extra.insert(
+                        "inputs".into(),
+                        serde_json::json!({
+                            "generator": args.options.generator, "classifier": args.options.classifier,
+                            "image": e.path, "mask": mask_path, "segmenter": args.segmenter,
+                        }),
+                    );
+                    let v = write_result(dir, &models, query, labels, &arrays[i], &ex.images[i], extra)?;
+                    let l = ResultLine::from_result_json(&e.stem, &v);
+                    writer.append(&l)?;
+                    tally.add(&l);
+                    bar.inc(1);
+                }
+            }
+        }
+        bar.set_message(tally.text());
+    }
+
+    let _g = write_lock.lock().unwrap_or_else(|e| e.into_inner());
+    bar.finish_and_clear();
+    let s = write_summary(&out, &stems, args.shard, false)?;
+    eprintln!("{}: {}", out.display(), summary_text(&s));
+    Ok(())
+}
