@@ -148,14 +148,15 @@ pub fn run(args: ExplainDirArgs, device: &Device) -> Result<(), Error> {
         return Err(bad(format!("--masks {}: not a folder", m.display())));
     }
     let all = list_images(&args.images)?;
-    prepare_out(&args.out, args.resume, args.force)?;
-    let out = args.out.clone();
     let device = device.clone().autodiff();
     let models = Models::load(&args.options, &device)?;
     let seg = match &args.segmenter {
         Some(p) => Some((load_segmenter(p, &device)?, p.clone())),
         None => None,
     };
+    // Only once the inputs are known good is --out touched (--force deletes it).
+    prepare_out(&args.out, args.resume, args.force)?;
+    let out = args.out.clone();
     let seg_ref = seg.as_ref().map(|((m, pr), p)| (m, pr.as_deref(), p.as_path()));
     let (h, w) = models.g.config().image_size();
 
