@@ -347,6 +347,26 @@ fn resume_after_a_kill_equals_a_clean_run() {
     ok(&run(d, &args(&src, "killed", steps, &["--batch", "2", "--resume"])));
     assert_eq!(latest(&killed).len(), 8);
     assert_eq!(compare_codes(&result_dirs(&killed), &result_dirs(&clean)), (same, close));
+
+    // A kill after a result folder was put in place but before its line was written, and one
+    // in the middle of a line: the lines come back from the results, nothing is redone.
+    let p = killed.join("results.jsonl");
+    let jl = std::fs::read_to_string(&p).unwrap();
+    let mut kept: String = jl.lines().filter(|l| !l.contains("\"image\":\"a\"")).map(|l| format!("{l}\n")).collect();
+    kept.push_str("{\"image\":\"b\",\"stat");
+    std::fs::write(&p, kept).unwrap();
+    let z_before = std::fs::read(killed.join("a/z_final.npy")).unwrap();
+    let a_json = std::fs::read(killed.join("a/result.json")).unwrap();
+    ok(&run(d, &args(&src, "killed", steps, &["--batch", "2", "--resume"])));
+    let lines = read_results(&p).unwrap();
+    assert!(std::fs::read_to_string(&p).unwrap().ends_with('\n'));
+    for s in GOOD {
+        assert_eq!(lines.iter().filter(|l| l.image == s).count(), 1, "{s}");
+    }
+    let (x, y) = (latest(&killed)["a"].clone(), latest(&clean)["a"].clone());
+    assert_eq!(ResultLine { seconds: 0.0, ..x }, ResultLine { seconds: 0.0, ..y }, "a's line, rebuilt");
+    assert_eq!(std::fs::read(killed.join("a/result.json")).unwrap(), a_json, "a was explained again");
+    assert_eq!(std::fs::read(killed.join("a/z_final.npy")).unwrap(), z_before);
 }
 
 #[test]
