@@ -43,10 +43,11 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 
 /// Reads a float32 `.npy` file, refusing other dtypes and non-finite values.
 pub fn read_npy(path: &Path) -> Result<Array> {
-    let file = std::fs::File::open(path).map_err(io_err(path))?;
-    let arr = ArrayD::<f32>::read_npy(std::io::BufReader::new(file)).map_err(|e| Error::Npy {
+    let bytes = std::fs::read(path).map_err(io_err(path))?;
+    check_npy_sizes(&bytes).map_err(|reason| Error::Npy { path: path.to_path_buf(), reason })?;
+    let arr = ArrayD::<f32>::read_npy(&bytes[..]).map_err(|e| Error::Npy {
         path: path.to_path_buf(),
-        reason: format!("not a float32 .npy array in C order: {e}"),
+        reason: format!("not a float32 .npy array in C order: {}", one_line(&e.to_string())),
     })?;
     let shape = arr.shape().to_vec();
     let data: Vec<f32> = arr.into_iter().collect();
@@ -57,6 +58,59 @@ pub fn read_npy(path: &Path) -> Result<Array> {
         });
     }
     Ok(Array { shape, data })
+}
+
+/// A parser's message on one line: the source excerpt lines of a multi-line syntax error
+/// (`1 | ...`, `  | ^---`) are dropped, the rest joined, control characters replaced.
+fn one_line(message: &str) -> String {
+    let kept: Vec<&str> = message
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty()
+                && !l.starts_with('|')
+                && !l.trim_start_matches(|c: char| c.is_ascii_digit()).trim_start().starts_with('|')
+        })
+        .collect();
+    kept.join(" ").chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+}
+
+/// Checks the sizes a `.npy` header claims against the file before anything is allocated
+/// from them: the header length, and the data the shape needs (4 bytes an element, as only
+/// float32 is read). Other defects are left to the `.npy` parser's own messages.
+fn check_npy_sizes(bytes: &[u8]) -> std::result::Result<(), String> {
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err("not a .npy file (no \\x93NUMPY magic string)".into());
+    }
+    let (prefix, header_len) = match bytes[6] {
+        1 => (10, u16::from_le_bytes([bytes[8], bytes[9]]) as usize),
+        2 | 3 if bytes.len() >= 12 => (12, u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize),
+        v => return Err(format!("unsupported .npy format version {v} (expected 1, 2 or 3)")),
+    };
+    let data_start = prefix + header_len;
+    if data_start > bytes.len() {
+        return Err(format!("the header claims {header_len} bytes but the file holds {}", bytes.len()));
+    }
+    let header = String::from_utf8_lossy(&bytes[prefix..data_start]);
+    let shape = header
+        .find("shape")
+        .and_then(|i| header[i..].find('(').map(|j| i + j + 1))
+        .and_then(|s| header[s..].find(')').map(|e| &header[s..s + e]));
+    if let Some(shape) = shape {
+        let dims: Option<Vec<usize>> =
+            shape.split(',').map(str::trim).filter(|d| !d.is_empty()).map(|d| d.parse().ok()).collect();
+        if let Some(dims) = dims {
+            let need = dims.iter().try_fold(4usize, |n, &d| n.checked_mul(d));
+            let have = bytes.len() - data_start;
+            if need.is_none_or(|n| n > have) {
+                return Err(format!(
+                    "the header's shape {dims:?} needs {} bytes of float32 data but the file holds {have}",
+                    need.map_or("more than 2^64".to_string(), |n| n.to_string())
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Writes a float32 `.npy` file atomically.
