@@ -67,7 +67,12 @@ fn run(cli: Cli) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    // SIGINT/SIGTERM remove the outputs being written: nothing half-written is left.
+    if let Err(e) = steex::outdir::install_interrupt_handler() {
+        eprintln!("warning: no interrupt handler ({e}); an interrupted run may leave `.tmp` siblings");
+    }
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

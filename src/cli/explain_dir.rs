@@ -241,7 +241,7 @@ pub fn run(args: ExplainDirArgs, device: &Device) -> Result<(), Error> {
             }
             std::process::exit(130);
         };
-        if let Err(e) = ctrlc::set_handler(handler) {
+        if let Err(e) = steex::outdir::on_interrupt(handler) {
             eprintln!("warning: no Ctrl-C handler ({e}); an interrupted run still resumes with --resume");
         }
     }

@@ -8,10 +8,55 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufWriter, Write};
-use std::path::Path;
+#[cfg(unix)]
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use crate::checkpoint::{TensorData, dtype_name};
 use crate::error::{ConvertError, Result};
+
+/// Temporary files and folders being written, removed by [`remove_tracked_temporaries`]
+/// when the process is interrupted (the `steex` binary's SIGINT/SIGTERM handler).
+static PENDING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+fn pending() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    PENDING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Records a temporary path to remove if the process is interrupted before it is renamed
+/// into place or dropped ([`untrack_temporary`]).
+pub fn track_temporary(path: &Path) {
+    pending().push(path.to_path_buf());
+}
+
+/// Forgets a temporary path (it was renamed into place or removed).
+pub fn untrack_temporary(path: &Path) {
+    pending().retain(|p| p != path);
+}
+
+/// Runs `f` (a rename of temporaries into place) with the interrupt handler held off, so an
+/// interruption never lands between the steps of a replacement.
+pub fn with_temporaries_locked<T>(f: impl FnOnce() -> T) -> T {
+    let _g = pending();
+    f()
+}
+
+/// Removes every tracked temporary (files and folders) and keeps the lock, so no new
+/// replacement starts: for an interrupt handler that then exits the process.
+pub fn remove_tracked_temporaries() -> usize {
+    let mut g = pending();
+    let n = g.len();
+    for p in g.drain(..) {
+        if p.is_dir() {
+            let _ = std::fs::remove_dir_all(&p);
+        } else {
+            let _ = std::fs::remove_file(&p);
+        }
+    }
+    std::mem::forget(g);
+    n
+}
 
 /// Writes `out` atomically: `write` fills a temporary file in the same folder, which is
 /// flushed, synced and then renamed over `out`. On any error nothing is left behind and an
@@ -29,19 +74,28 @@ pub fn atomic_write(out: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::R
     if !dir.is_dir() {
         return Err(fail(format!("its folder {} does not exist", dir.display())));
     }
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
+    let prefix = format!(".{name}.");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".tmp");
+    // Readable as any written file is (tempfile's default is owner-only).
+    #[cfg(unix)]
+    builder.permissions(std::fs::Permissions::from_mode(0o644));
+    let tmp = builder
         .tempfile_in(&dir)
         .map_err(|e| fail(format!("cannot create a temporary file in {}: {e}", dir.display())))?;
-    {
-        let mut w = BufWriter::new(tmp.as_file());
-        write(&mut w).map_err(|e| fail(e.to_string()))?;
-        w.flush().map_err(|e| fail(e.to_string()))?;
-    }
-    tmp.as_file().sync_all().map_err(|e| fail(e.to_string()))?;
-    tmp.persist(out).map_err(|e| fail(e.error.to_string()))?;
-    Ok(())
+    let tmp_path = tmp.path().to_path_buf();
+    track_temporary(&tmp_path);
+    let result = (|| {
+        {
+            let mut w = BufWriter::new(tmp.as_file());
+            write(&mut w).map_err(|e| fail(e.to_string()))?;
+            w.flush().map_err(|e| fail(e.to_string()))?;
+        }
+        tmp.as_file().sync_all().map_err(|e| fail(e.to_string()))?;
+        with_temporaries_locked(|| tmp.persist(out).map(|_| ())).map_err(|e| fail(e.error.to_string()))
+    })();
+    untrack_temporary(&tmp_path);
+    result
 }
 
 /// The safetensors header for `tensors` (in name order) and `metadata`, padded with spaces
