@@ -6,19 +6,19 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file could not be read.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {}", path.display(), weights_convert::error::clean(&source.to_string()))]
     Io { path: PathBuf, source: std::io::Error },
     /// A `.npy` file is not what was expected.
-    #[error("{}: {reason}", path.display())]
+    #[error("{}: {}", path.display(), weights_convert::error::clean(reason))]
     Npy { path: PathBuf, reason: String },
     /// An image file is not usable.
-    #[error("{}: {reason}", path.display())]
+    #[error("{}: {}", path.display(), weights_convert::error::clean(reason))]
     Image { path: PathBuf, reason: String },
     /// A mask file is not usable.
-    #[error("{}: {reason}", path.display())]
+    #[error("{}: {}", path.display(), weights_convert::error::clean(reason))]
     Mask { path: PathBuf, reason: String },
     /// A weights file does not hold the expected model.
-    #[error("{}: {reason}", path.display())]
+    #[error("{}: {}", path.display(), weights_convert::error::clean(reason))]
     Model { path: PathBuf, reason: String },
     /// A result could not be written.
     #[error(transparent)]

@@ -9,31 +9,32 @@ use crate::pickle_guard::GuardError;
 #[derive(Debug, thiserror::Error)]
 pub enum ConvertError {
     /// The input could not be opened or read.
-    #[error("{}: cannot read the checkpoint: {source}", path.display())]
+    #[error("{}: cannot read the checkpoint: {}", path.display(), clean(&source.to_string()))]
     Io { path: PathBuf, source: std::io::Error },
 
     /// The input is not a PyTorch checkpoint in a supported container.
     #[error(
         "{}: not a PyTorch checkpoint (expected a torch.save file: zip, or legacy pickle \
-         stream): {reason}",
-        path.display()
+         stream): {}",
+        path.display(),
+        clean(reason)
     )]
     NotACheckpoint { path: PathBuf, reason: String },
 
     /// The checkpoint's pickle failed the allow-list check.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {}", path.display(), clean(&source.to_string()))]
     Unsafe { path: PathBuf, source: GuardError },
 
     /// A tensor cannot be read or has an unusable type.
-    #[error("{}: tensor `{name}`: {reason}", path.display())]
+    #[error("{}: tensor `{}`: {}", path.display(), clean(name), clean(reason))]
     Tensor { path: PathBuf, name: String, reason: String },
 
     /// Spectral-norm parameters are inconsistent.
-    #[error("{}: spectral norm of `{name}`: {reason}", path.display())]
+    #[error("{}: spectral norm of `{}`: {}", path.display(), clean(name), clean(reason))]
     SpectralNorm { path: PathBuf, name: String, reason: String },
 
     /// The checkpoint does not hold the model it was converted as.
-    #[error("{}: not a {kind} checkpoint: {reason}", path.display())]
+    #[error("{}: not a {kind} checkpoint: {}", path.display(), clean(reason))]
     WrongModel { path: PathBuf, kind: String, reason: String },
 
     /// A command-line or configuration argument is invalid.
@@ -41,8 +42,14 @@ pub enum ConvertError {
     Argument(String),
 
     /// The output could not be written.
-    #[error("{}: cannot write the output: {reason}", path.display())]
+    #[error("{}: cannot write the output: {}", path.display(), clean(reason))]
     Output { path: PathBuf, reason: String },
+}
+
+/// Text from a file (a tensor name, a storage key, a parser's message) made safe for a
+/// one-line message: control characters such as newlines are shown escaped (`\n`).
+pub fn clean(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 
 /// Result alias for the converter.
