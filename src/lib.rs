@@ -7,6 +7,7 @@
 //! - [`classifier`]: decision models (DenseNet, ResNet) and the `DecisionModel` trait.
 //! - [`deeplab`]: the DeepLabV3 segmenter that makes masks from images.
 //! - [`explain`]: the STEEX explainer, presets, region and attribute names.
+//! - [`metrics`]: success, proximity, FID, FVA, MNAC; [`inception`]: pytorch-fid's Inception-v3.
 //! - [`nn`]: named-weight loading and layers shared by the model crates.
 //! - [`weights_convert`]: import the published PyTorch checkpoints into safetensors, safely.
 //! - [`io`]: images, masks, `.npy` arrays and weights files to tensors and back.
@@ -23,6 +24,8 @@ pub use error::{Error, Result};
 pub use steex_classifier as classifier;
 pub use steex_deeplab as deeplab;
 pub use steex_explain as explain;
+pub use steex_inception as inception;
+pub use steex_metrics as metrics;
 pub use steex_nn as nn;
 pub use steex_sean as sean;
 pub use weights_convert;

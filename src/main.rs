@@ -39,6 +39,8 @@ enum Command {
     ExplainDir(Box<cli::explain_dir::ExplainDirArgs>),
     /// Merge the output folders of `explain-dir --shard K/N` runs.
     Merge(cli::merge::MergeArgs),
+    /// Success rate, proximity, FID, FVA and MNAC of a set of counterfactuals.
+    Metrics(Box<cli::metrics::MetricsArgs>),
 }
 
 fn run(cli: Cli) -> Result<(), String> {
@@ -58,6 +60,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Explain(a) => s(cli::explain::run(*a, &device)),
         Command::ExplainDir(a) => s(cli::explain_dir::run(*a, &device)),
         Command::Merge(a) => s(cli::merge::run(a)),
+        Command::Metrics(a) => s(cli::metrics::run(*a, &device)),
         Command::Segment(a) => s(cli::segment::run(a, &device)),
         Command::Device => {
             cli::print_stdout(&format!("{device:?}\n"));

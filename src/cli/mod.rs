@@ -5,6 +5,7 @@ pub mod device;
 pub mod explain;
 pub mod explain_dir;
 pub mod merge;
+pub mod metrics;
 pub mod sean;
 pub mod segment;
 

@@ -18,6 +18,7 @@ pub mod checkpoint;
 pub mod convert;
 pub mod error;
 pub mod inspect;
+pub mod metrics_models;
 pub mod models;
 pub mod output;
 pub mod pickle_guard;

@@ -84,6 +84,33 @@ enum Command {
         #[arg(long)]
         preset: Option<String>,
     },
+    /// Convert pytorch-fid's FID Inception-v3 (`pt_inception-2015-12-05-*.pth`) for `steex metrics --inception`.
+    Inception {
+        /// The checkpoint (zip or legacy).
+        #[arg(long)]
+        input: PathBuf,
+        /// The safetensors file to write (replaced atomically).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Convert a VGGFace2 face ResNet-50 in torchvision's layout for `steex metrics --face-model`.
+    Face {
+        /// The checkpoint (zip or legacy).
+        #[arg(long)]
+        input: PathBuf,
+        /// The safetensors file to write (replaced atomically).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Convert the reference's attribute oracle (`OracleResnet` `checkpoint.tar`) for `steex metrics --oracle`.
+    Oracle {
+        /// The checkpoint (zip or legacy).
+        #[arg(long)]
+        input: PathBuf,
+        /// The safetensors file to write (replaced atomically).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Convert any state dict without a model check (for your own models): takes
     /// `model_state_dict` when present, resolves spectral norm, drops `num_batches_tracked`.
     StateDict {
@@ -136,6 +163,21 @@ fn run(cli: Cli) -> Result<(), ConvertError> {
             converted.write(&out)?;
             let depth = converted.metadata.get("depth").map_or("custom".to_string(), |d| format!("ResNet-{d}"));
             eprintln!("wrote {} (DeepLabV3, {depth} backbone, {} tensors)", out.display(), converted.tensors.len());
+        }
+        Command::Inception { input, out } => {
+            let c = weights_convert::metrics_models::convert_inception(&Checkpoint::open(&input)?)?;
+            c.write(&out)?;
+            eprintln!("wrote {} (FID Inception-v3, {} tensors)", out.display(), c.tensors.len());
+        }
+        Command::Face { input, out } => {
+            let c = weights_convert::metrics_models::convert_face(&Checkpoint::open(&input)?)?;
+            c.write(&out)?;
+            eprintln!("wrote {} (face ResNet, {} tensors)", out.display(), c.tensors.len());
+        }
+        Command::Oracle { input, out } => {
+            let c = weights_convert::metrics_models::convert_oracle(&Checkpoint::open(&input)?)?;
+            c.write(&out)?;
+            eprintln!("wrote {} (attribute oracle, {} tensors)", out.display(), c.tensors.len());
         }
         Command::StateDict { input, out } => {
             let ckpt = Checkpoint::open(&input)?;

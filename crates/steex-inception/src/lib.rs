@@ -532,7 +532,7 @@ impl FidInception {
         self.forward(x)
             .into_data()
             .convert::<f32>()
-            .to_vec::<f32>()
+            .try_into_vec::<f32>()
             .map_err(|e| InceptionError::Config(format!("reading features back: {e:?}")))
     }
 }

@@ -287,6 +287,11 @@ pub const FVA_THRESHOLD: f64 = 0.5;
 /// (`n` rows of `dim` values each, row `i` of both forming pair `i`) have cosine similarity
 /// strictly above [`FVA_THRESHOLD`].
 pub fn fva(query: &[f32], counterfactual: &[f32], dim: usize) -> Result<f64> {
+    fva_at(query, counterfactual, dim, FVA_THRESHOLD)
+}
+
+/// [`fva`] with another similarity threshold (pairs strictly above it count).
+pub fn fva_at(query: &[f32], counterfactual: &[f32], dim: usize, threshold: f64) -> Result<f64> {
     same("FVA: query and counterfactual embeddings", query.len(), counterfactual.len())?;
     if dim == 0 || query.len() % dim != 0 || query.is_empty() {
         return Err(MetricsError::TooFew { what: "FVA: embedding pairs".into(), need: 1, got: 0 });
@@ -296,7 +301,7 @@ pub fn fva(query: &[f32], counterfactual: &[f32], dim: usize) -> Result<f64> {
     let mut same_face = 0;
     let n = query.len() / dim;
     for (a, b) in query.chunks_exact(dim).zip(counterfactual.chunks_exact(dim)) {
-        same_face += usize::from(cosine_similarity(a, b)? > FVA_THRESHOLD);
+        same_face += usize::from(cosine_similarity(a, b)? > threshold);
     }
     Ok(same_face as f64 / n as f64)
 }
