@@ -28,4 +28,5 @@ pub use steex_inception as inception;
 pub use steex_metrics as metrics;
 pub use steex_nn as nn;
 pub use steex_sean as sean;
+pub use steex_synth as synth;
 pub use weights_convert;

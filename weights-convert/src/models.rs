@@ -33,11 +33,12 @@ pub fn convert_sean(ckpt: &Checkpoint, size: &SeanSize) -> Result<Converted> {
         .filter_map(|(n, full)| ckpt.tensors().find(|(f, _, _)| *f == full).map(|(_, _, s)| (n, s.to_vec())))
         .collect();
     let (labels, ngf, style_length) = SeanConfig::infer_from_shapes(|n| shapes.get(n).cloned()).map_err(wrong)?;
+    let spade_hidden = SeanConfig::infer_spade_hidden(|n| shapes.get(n).cloned()).map_err(wrong)?;
     let (config, preset) = match size {
         SeanSize::Preset(name) => {
             let p = SeanConfig::preset(name)
                 .ok_or_else(|| ConvertError::Argument(format!("--preset {name}: expected celeba, celebamhq or bdd")))?;
-            if (p.labels, p.ngf, p.style_length) != (labels, ngf, style_length) {
+            if (p.labels, p.ngf, p.style_length, p.spade_hidden) != (labels, ngf, style_length, spade_hidden) {
                 return Err(wrong(format!(
                     "preset {name} has {} labels, ngf {}, style length {}, but the tensors say {labels}, {ngf}, {style_length}",
                     p.labels, p.ngf, p.style_length
@@ -46,7 +47,7 @@ pub fn convert_sean(ckpt: &Checkpoint, size: &SeanSize) -> Result<Converted> {
             (p, Some(name.clone()))
         }
         SeanSize::Explicit { width, aspect_ratio } => {
-            (SeanConfig { labels, ngf, style_length, width: *width, aspect_ratio: *aspect_ratio }, None)
+            (SeanConfig { labels, ngf, style_length, width: *width, aspect_ratio: *aspect_ratio, spade_hidden }, None)
         }
     };
     config.validate().map_err(|e| ConvertError::Argument(format!("--width/--aspect-ratio: {e}")))?;

@@ -1,6 +1,6 @@
 //! Eval-mode layers built from [`Weights`], named as in PyTorch.
 
-use burn::module::{Module, Param};
+use burn::module::{Module, Param, ParamId};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::tensor::{Device, Tensor};
@@ -21,9 +21,13 @@ pub fn conv2d(
     device: &Device,
 ) -> Result<Conv2d, WeightsError> {
     let weight = w.tensor(&format!("{prefix}.weight"), [cout, cin, k, k], device)?;
-    let bias = if bias { Some(Param::from_tensor(w.tensor(&format!("{prefix}.bias"), [cout], device)?)) } else { None };
+    let bias = if bias {
+        Some(Param::initialized(ParamId::new(), w.tensor(&format!("{prefix}.bias"), [cout], device)?))
+    } else {
+        None
+    };
     Ok(Conv2d {
-        weight: Param::from_tensor(weight),
+        weight: Param::initialized(ParamId::new(), weight),
         bias,
         stride: [stride, stride],
         kernel_size: [k, k],
@@ -42,7 +46,10 @@ pub fn linear(
 ) -> Result<burn::nn::Linear, WeightsError> {
     let weight: Tensor<2> = w.tensor(&format!("{prefix}.weight"), [dout, din], device)?;
     let bias = w.tensor(&format!("{prefix}.bias"), [dout], device)?;
-    Ok(burn::nn::Linear { weight: Param::from_tensor(weight.transpose()), bias: Some(Param::from_tensor(bias)) })
+    Ok(burn::nn::Linear {
+        weight: Param::initialized(ParamId::new(), weight.transpose()),
+        bias: Some(Param::initialized(ParamId::new(), bias)),
+    })
 }
 
 /// `torch.nn.BatchNorm2d` in eval mode: running statistics, optional affine parameters
@@ -63,7 +70,7 @@ impl BatchNorm2d {
     /// Loads `{prefix}.running_mean/var` (and `.weight/.bias` when `affine`).
     pub fn load(w: &Weights, prefix: &str, c: usize, affine: bool, device: &Device) -> Result<Self, WeightsError> {
         let p = |n: &str| -> Result<Param<Tensor<1>>, WeightsError> {
-            Ok(Param::from_tensor(w.tensor(&format!("{prefix}.{n}"), [c], device)?))
+            Ok(Param::initialized(ParamId::new(), w.tensor(&format!("{prefix}.{n}"), [c], device)?))
         };
         Ok(BatchNorm2d {
             weight: if affine { Some(p("weight")?) } else { None },

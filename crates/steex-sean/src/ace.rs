@@ -6,15 +6,13 @@
 //! stacked: `fc_mu_weight[j] = fc_mu{j}.weight^T` (`[L, S, S]`) and
 //! `fc_mu_bias[j] = fc_mu{j}.bias`, so all labels go through one batched matmul.
 
-use burn::module::{Module, Param};
+use burn::module::{Module, Param, ParamId};
 use burn::nn::conv::Conv2d;
 use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::module::conv2d as conv2d_op;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor};
 use steex_nn::{BatchNorm2d, Weights, WeightsError, conv2d};
-
-use crate::config::SPADE_HIDDEN;
 
 /// The mask branch (`Spade.*`): `relu(mlp_shared(mask))` then `mlp_gamma`, `mlp_beta`.
 #[derive(Module, Debug)]
@@ -100,21 +98,21 @@ pub struct Ace {
 }
 
 impl Ace {
-    /// Loads `{prefix}.*` for `c` channels.
+    /// Loads `{prefix}.*` for `c` channels, `labels` labels, style length `s` and a SPADE
+    /// branch `hidden` wide.
     pub fn load(
         w: &Weights,
         prefix: &str,
         c: usize,
-        labels: usize,
-        s: usize,
+        [labels, s, hidden]: [usize; 3],
         with_style: bool,
         device: &Device,
     ) -> Result<Self, WeightsError> {
         let p = |n: &str| format!("{prefix}.{n}");
         let spade = Spade {
-            mlp_shared: conv2d(w, &p("Spade.mlp_shared.0"), [labels, SPADE_HIDDEN], 3, 1, 1, 1, true, device)?,
-            mlp_gamma: conv2d(w, &p("Spade.mlp_gamma"), [SPADE_HIDDEN, c], 3, 1, 1, 1, true, device)?,
-            mlp_beta: conv2d(w, &p("Spade.mlp_beta"), [SPADE_HIDDEN, c], 3, 1, 1, 1, true, device)?,
+            mlp_shared: conv2d(w, &p("Spade.mlp_shared.0"), [labels, hidden], 3, 1, 1, 1, true, device)?,
+            mlp_gamma: conv2d(w, &p("Spade.mlp_gamma"), [hidden, c], 3, 1, 1, 1, true, device)?,
+            mlp_beta: conv2d(w, &p("Spade.mlp_beta"), [hidden, c], 3, 1, 1, 1, true, device)?,
         };
         let style = if with_style {
             let mut weights = Vec::with_capacity(labels);
@@ -131,13 +129,13 @@ impl Ace {
                 .permute([0, 2, 3, 1])
                 .reshape([2 * c * 9, s]);
             Some(StyleBranch {
-                blending_gamma: Param::from_tensor(w.tensor(&p("blending_gamma"), [1], device)?),
-                blending_beta: Param::from_tensor(w.tensor(&p("blending_beta"), [1], device)?),
-                fc_mu_weight: Param::from_tensor(Tensor::cat(weights, 0)),
-                fc_mu_bias: Param::from_tensor(Tensor::cat(biases, 0)),
+                blending_gamma: Param::initialized(ParamId::new(), w.tensor(&p("blending_gamma"), [1], device)?),
+                blending_beta: Param::initialized(ParamId::new(), w.tensor(&p("blending_beta"), [1], device)?),
+                fc_mu_weight: Param::initialized(ParamId::new(), Tensor::cat(weights, 0)),
+                fc_mu_bias: Param::initialized(ParamId::new(), Tensor::cat(biases, 0)),
                 conv_gamma,
                 conv_beta,
-                offsets: Param::from_tensor(offsets),
+                offsets: Param::initialized(ParamId::new(), offsets),
             })
         } else {
             None
@@ -145,7 +143,7 @@ impl Ace {
         Ok(Ace {
             spade,
             param_free_norm: BatchNorm2d::load(w, &p("param_free_norm"), c, false, device)?,
-            noise_var: Param::from_tensor(w.tensor(&p("noise_var"), [c], device)?),
+            noise_var: Param::initialized(ParamId::new(), w.tensor(&p("noise_var"), [c], device)?),
             style,
         })
     }

@@ -28,15 +28,14 @@ pub struct SpadeResnetBlock {
 }
 
 impl SpadeResnetBlock {
-    /// Loads `{name}.*`.
+    /// Loads `{name}.*`; `sizes` are labels, style length and SPADE width.
     #[allow(clippy::too_many_arguments)]
     pub fn load(
         w: &Weights,
         name: &str,
         fin: usize,
         fout: usize,
-        labels: usize,
-        s: usize,
+        sizes: [usize; 3],
         style: bool,
         device: &Device,
     ) -> Result<Self, WeightsError> {
@@ -47,9 +46,9 @@ impl SpadeResnetBlock {
             conv_0: conv2d(w, &p("conv_0"), [fin, fmid], 3, 1, 1, 1, true, device)?,
             conv_1: conv2d(w, &p("conv_1"), [fmid, fout], 3, 1, 1, 1, true, device)?,
             conv_s: if learned { Some(conv2d(w, &p("conv_s"), [fin, fout], 1, 1, 0, 1, false, device)?) } else { None },
-            ace_0: Ace::load(w, &p("ace_0"), fin, labels, s, style, device)?,
-            ace_1: Ace::load(w, &p("ace_1"), fmid, labels, s, style, device)?,
-            ace_s: if learned { Some(Ace::load(w, &p("ace_s"), fin, labels, s, style, device)?) } else { None },
+            ace_0: Ace::load(w, &p("ace_0"), fin, sizes, style, device)?,
+            ace_1: Ace::load(w, &p("ace_1"), fmid, sizes, style, device)?,
+            ace_s: if learned { Some(Ace::load(w, &p("ace_s"), fin, sizes, style, device)?) } else { None },
         })
     }
 

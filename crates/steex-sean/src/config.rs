@@ -15,9 +15,12 @@ pub struct SeanConfig {
     pub width: usize,
     /// Width / height.
     pub aspect_ratio: f64,
+    /// Hidden width of the SPADE branch ([`SPADE_HIDDEN`], 128, in the published code; the
+    /// synthetic world's tiny generator uses less).
+    pub spade_hidden: usize,
 }
 
-/// Hidden width of the SPADE branch, fixed in the published code.
+/// Hidden width of the SPADE branch in the published code.
 pub const SPADE_HIDDEN: usize = 128;
 /// Width of the style encoder's last hidden layer, fixed in the published code.
 pub const ENCODER_HIDDEN: usize = 256;
@@ -25,15 +28,15 @@ pub const ENCODER_HIDDEN: usize = 256;
 impl SeanConfig {
     /// CelebA: 128 x 128, 19 labels.
     pub fn celeba() -> Self {
-        SeanConfig { labels: 19, ngf: 64, style_length: 512, width: 128, aspect_ratio: 1.0 }
+        SeanConfig { labels: 19, ngf: 64, style_length: 512, width: 128, aspect_ratio: 1.0, spade_hidden: SPADE_HIDDEN }
     }
     /// CelebAMask-HQ: 256 x 256, 19 labels.
     pub fn celebamhq() -> Self {
-        SeanConfig { labels: 19, ngf: 64, style_length: 512, width: 256, aspect_ratio: 1.0 }
+        SeanConfig { labels: 19, ngf: 64, style_length: 512, width: 256, aspect_ratio: 1.0, spade_hidden: SPADE_HIDDEN }
     }
     /// BDD100k: 512 x 256, 20 labels.
     pub fn bdd() -> Self {
-        SeanConfig { labels: 20, ngf: 64, style_length: 512, width: 512, aspect_ratio: 2.0 }
+        SeanConfig { labels: 20, ngf: 64, style_length: 512, width: 512, aspect_ratio: 2.0, spade_hidden: SPADE_HIDDEN }
     }
     /// A preset by name (`celeba`, `celebamhq`, `bdd`).
     pub fn preset(name: &str) -> Option<Self> {
@@ -59,8 +62,8 @@ impl SeanConfig {
 
     /// Checks the sizes make a model.
     pub fn validate(&self) -> Result<(), String> {
-        if self.labels == 0 || self.ngf == 0 || self.style_length == 0 {
-            return Err(format!("labels, ngf and style length must be positive: {self:?}"));
+        if self.labels == 0 || self.ngf == 0 || self.style_length == 0 || self.spade_hidden == 0 {
+            return Err(format!("labels, ngf, style length and SPADE width must be positive: {self:?}"));
         }
         if self.width < 32 || self.width % 32 != 0 {
             return Err(format!("width {} is not a positive multiple of 32", self.width));
@@ -119,9 +122,9 @@ impl SeanConfig {
                 t.insert(format!("{p}.noise_var"), vec![c]);
                 t.insert(format!("{p}.param_free_norm.running_mean"), vec![c]);
                 t.insert(format!("{p}.param_free_norm.running_var"), vec![c]);
-                conv(&mut t, &format!("{p}.Spade.mlp_shared.0"), l, SPADE_HIDDEN, 3, true);
-                conv(&mut t, &format!("{p}.Spade.mlp_gamma"), SPADE_HIDDEN, c, 3, true);
-                conv(&mut t, &format!("{p}.Spade.mlp_beta"), SPADE_HIDDEN, c, 3, true);
+                conv(&mut t, &format!("{p}.Spade.mlp_shared.0"), l, self.spade_hidden, 3, true);
+                conv(&mut t, &format!("{p}.Spade.mlp_gamma"), self.spade_hidden, c, 3, true);
+                conv(&mut t, &format!("{p}.Spade.mlp_beta"), self.spade_hidden, c, 3, true);
                 if style {
                     t.insert(format!("{p}.blending_gamma"), vec![1]);
                     t.insert(format!("{p}.blending_beta"), vec![1]);
@@ -156,10 +159,17 @@ impl SeanConfig {
             ("width", w.to_string()),
             ("height", h.to_string()),
             ("aspect_ratio", self.aspect_ratio.to_string()),
+            ("spade_hidden", self.spade_hidden.to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect()
+    }
+
+    /// The SPADE branch's width as the tensor shapes of a checkpoint determine it.
+    pub fn infer_spade_hidden(shape: impl Fn(&str) -> Option<Vec<usize>>) -> Result<usize, String> {
+        let n = "head_0.ace_0.Spade.mlp_shared.0.weight";
+        shape(n).and_then(|s| s.first().copied()).ok_or_else(|| format!("missing tensor `{n}`"))
     }
 
     /// Labels, ngf and style length as the tensor shapes of a checkpoint determine them

@@ -79,7 +79,7 @@ impl SeanGenerator {
         let blocks = config.blocks();
         let block = |i: usize| {
             let (name, fin, fout, style) = blocks[i];
-            SpadeResnetBlock::load(weights, name, fin, fout, l, s, style, device)
+            SpadeResnetBlock::load(weights, name, fin, fout, [l, s, config.spade_hidden], style, device)
         };
         let g = SeanGenerator {
             zencoder: Zencoder::load(weights, s, device)?,
@@ -113,6 +113,12 @@ impl SeanGenerator {
             style_length: weights.meta("style_length")?,
             width: weights.meta("width")?,
             aspect_ratio: weights.meta("aspect_ratio")?,
+            // Files written before the width was recorded hold the published width.
+            spade_hidden: if weights.metadata().contains_key("spade_hidden") {
+                weights.meta("spade_hidden")?
+            } else {
+                crate::config::SPADE_HIDDEN
+            },
         };
         Self::load(weights, config, device)
     }

@@ -4,7 +4,7 @@
 //! The checkpoint's `Zencoder.model` is an `nn.Sequential`; its layers with weights are at
 //! indices 1, 4, 7, 10 and 14, held here as the fields `model_1` ... `model_14`.
 
-use burn::module::{Module, Param};
+use burn::module::{Module, Param, ParamId};
 use burn::nn::conv::Conv2d;
 use burn::tensor::activation::{leaky_relu, tanh};
 use burn::tensor::module::conv_transpose2d;
@@ -61,12 +61,14 @@ impl Zencoder {
             model_4: conv2d(w, &p(4), [32, 64], 3, 2, 1, 1, true, device)?,
             model_7: conv2d(w, &p(7), [64, 128], 3, 2, 1, 1, true, device)?,
             model_10: ConvTranspose {
-                weight: Param::from_tensor(w.tensor(
-                    &format!("{}.weight", p(10)),
-                    [128, ENCODER_HIDDEN, 3, 3],
-                    device,
-                )?),
-                bias: Param::from_tensor(w.tensor(&format!("{}.bias", p(10)), [ENCODER_HIDDEN], device)?),
+                weight: Param::initialized(
+                    ParamId::new(),
+                    w.tensor(&format!("{}.weight", p(10)), [128, ENCODER_HIDDEN, 3, 3], device)?,
+                ),
+                bias: Param::initialized(
+                    ParamId::new(),
+                    w.tensor(&format!("{}.bias", p(10)), [ENCODER_HIDDEN], device)?,
+                ),
             },
             model_14: conv2d(w, &p(14), [ENCODER_HIDDEN, s], 3, 1, 0, 1, true, device)?,
         })

@@ -1,0 +1,282 @@
+//! Street scenes with a traffic light, drawn from a seed, and the hidden rule that decides
+//! `stop`: the lamp is red. Everything else in the scene (sky, ground, building, pole: their
+//! colours, shading, texture and placement) varies freely and has no bearing on the decision.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// Image height in pixels.
+pub const HEIGHT: usize = 64;
+/// Image width in pixels.
+pub const WIDTH: usize = 64;
+/// Region names, by label id.
+pub const REGIONS: [&str; 5] = ["sky", "ground", "building", "pole", "lamp"];
+/// Label ids of the regions the rule reads (only the lamp).
+pub const CAUSAL: [usize; 1] = [LAMP];
+/// Label id of the lamp.
+pub const LAMP: usize = 4;
+/// The decision's name.
+pub const ATTRIBUTE: &str = "stop";
+
+/// How one region looks: a base colour, a linear shading and a banded texture.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Appearance {
+    /// Base colour, RGB in [0, 1].
+    pub colour: [f32; 3],
+    /// Brightness change across the region (-0.25..0.25), vertical for the sky and ground,
+    /// horizontal for the building and pole, radial for the lamp.
+    pub shading: f32,
+    /// Contrast of the horizontal bands (floors of the building, furrows of the ground).
+    pub texture: f32,
+}
+
+/// Where things are.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Layout {
+    /// First row of the ground.
+    pub horizon: usize,
+    /// Building: left column, width, top row (it stands on the horizon).
+    pub building: (usize, usize, usize),
+    /// Pole: left column (4 pixels wide).
+    pub pole_x: usize,
+    /// Lamp: centre row, radius (centred on the pole).
+    pub lamp: (usize, usize),
+}
+
+/// Everything that defines a scene, from which it is rendered.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SceneSpec {
+    /// Placement.
+    pub layout: Layout,
+    /// Per region (by label id).
+    pub appearance: [Appearance; 5],
+}
+
+/// A rendered scene.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scene {
+    /// What it was rendered from.
+    pub spec: SceneSpec,
+    /// RGB, channel-major `[3, H, W]`, in [-1, 1] (the generator's range).
+    pub image: Vec<f32>,
+    /// Label map `[H, W]` (ids into [`REGIONS`]).
+    pub labels: Vec<u8>,
+    /// The decision: `stop` (1) or not (0).
+    pub stop: bool,
+}
+
+/// Hue in degrees [0, 360) of an RGB colour (0 for greys).
+pub fn hue(c: [f32; 3]) -> f32 {
+    let [r, g, b] = c;
+    let (max, min) = (r.max(g).max(b), r.min(g).min(b));
+    let d = max - min;
+    if d <= 1e-6 {
+        return 0.0;
+    }
+    let h = if max == r {
+        60.0 * (((g - b) / d) % 6.0)
+    } else if max == g {
+        60.0 * ((b - r) / d + 2.0)
+    } else {
+        60.0 * ((r - g) / d + 4.0)
+    };
+    (h + 360.0) % 360.0
+}
+
+/// The hidden rule, on a colour: red (hue within 40 degrees of 0) means stop.
+pub fn is_red(c: [f32; 3]) -> bool {
+    let h = hue(c);
+    h < 40.0 || h > 320.0
+}
+
+fn hsv(h: f32, s: f32, v: f32) -> [f32; 3] {
+    let h = (h % 360.0 + 360.0) % 360.0 / 60.0;
+    let c = v * s;
+    let x = c * (1.0 - (h % 2.0 - 1.0).abs());
+    let (r, g, b) = match h as usize {
+        0 => (c, x, 0.0),
+        1 => (x, c, 0.0),
+        2 => (0.0, c, x),
+        3 => (0.0, x, c),
+        4 => (x, 0.0, c),
+        _ => (c, 0.0, x),
+    };
+    let m = v - c;
+    [r + m, g + m, b + m]
+}
+
+impl SceneSpec {
+    /// The scene of `seed`: layout and non-causal appearances uniform, the lamp red or green
+    /// with equal chance.
+    pub fn sample(seed: u64) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_5eed_5eed_5eed);
+        let horizon = rng.random_range(36..=46);
+        let bw = rng.random_range(14..=26);
+        let building = (rng.random_range(0..=WIDTH - bw), bw, rng.random_range(8..=horizon - 12));
+        let pole_x = rng.random_range(8..=WIDTH - 12);
+        let radius = rng.random_range(6..=8);
+        let lamp = (rng.random_range(radius + 2..=horizon - radius - 12), radius);
+        let any = |rng: &mut StdRng| Appearance {
+            colour: [rng.random_range(0.05..0.95), rng.random_range(0.05..0.95), rng.random_range(0.05..0.95)],
+            shading: rng.random_range(-0.25..0.25),
+            texture: rng.random_range(0.0..0.12),
+        };
+        let mut appearance = [any(&mut rng), any(&mut rng), any(&mut rng), any(&mut rng), any(&mut rng)];
+        let red = rng.random_bool(0.5);
+        appearance[LAMP] = Self::lamp_appearance(&mut rng, red);
+        SceneSpec { layout: Layout { horizon, building, pole_x, lamp }, appearance }
+    }
+
+    /// A lamp appearance: red (hue within 25 degrees of 0) or green (hue 95..150).
+    pub fn lamp_appearance(rng: &mut impl Rng, red: bool) -> Appearance {
+        let h = if red { rng.random_range(-25.0..25.0) } else { rng.random_range(95.0..150.0) };
+        Appearance {
+            colour: hsv(h, rng.random_range(0.65..1.0), rng.random_range(0.65..1.0)),
+            shading: rng.random_range(0.0..0.25),
+            texture: 0.0,
+        }
+    }
+
+    /// The decision the hidden rule gives: it reads the lamp's appearance and nothing else.
+    pub fn stop(&self) -> bool {
+        is_red(self.appearance[LAMP].colour)
+    }
+
+    /// Label map `[H, W]`.
+    pub fn labels(&self) -> Vec<u8> {
+        let l = &self.layout;
+        let mut m = vec![0u8; HEIGHT * WIDTH];
+        let (bx, bw, by) = l.building;
+        let (ly, r) = l.lamp;
+        let lx = l.pole_x as f32 + 1.5;
+        for y in 0..HEIGHT {
+            for x in 0..WIDTH {
+                let mut k = if y >= l.horizon { 1 } else { 0 };
+                if (bx..bx + bw).contains(&x) && (by..l.horizon).contains(&y) {
+                    k = 2;
+                }
+                if (l.pole_x..l.pole_x + 4).contains(&x) && y > ly && y < l.horizon + 4 {
+                    k = 3;
+                }
+                let (dx, dy) = (x as f32 - lx, y as f32 - ly as f32);
+                if dx * dx + dy * dy <= (r as f32 + 0.5).powi(2) {
+                    k = LAMP as u8;
+                }
+                m[y * WIDTH + x] = k;
+            }
+        }
+        m
+    }
+
+    /// Renders the scene.
+    pub fn render(&self) -> Scene {
+        let labels = self.labels();
+        let l = &self.layout;
+        let (bx, bw, by) = l.building;
+        let (ly, r) = l.lamp;
+        let lx = l.pole_x as f32 + 1.5;
+        let mut image = vec![0f32; 3 * HEIGHT * WIDTH];
+        for y in 0..HEIGHT {
+            for x in 0..WIDTH {
+                let k = labels[y * WIDTH + x] as usize;
+                let a = &self.appearance[k];
+                // Position in [0, 1] across the region for shading, and the band phase.
+                let (t, band) = match k {
+                    0 => (y as f32 / l.horizon as f32, 0.0),
+                    1 => {
+                        let d = (y - l.horizon) as f32;
+                        (d / (HEIGHT - l.horizon) as f32, if (d as usize / 3) % 2 == 0 { 1.0 } else { -1.0 })
+                    }
+                    2 => {
+                        let d = y.saturating_sub(by);
+                        ((x - bx.min(x)) as f32 / bw as f32, if (d / 4) % 2 == 0 { 1.0 } else { -1.0 })
+                    }
+                    3 => ((x - l.pole_x.min(x)) as f32 / 4.0, 0.0),
+                    _ => {
+                        let (dx, dy) = (x as f32 - lx, y as f32 - ly as f32);
+                        ((dx * dx + dy * dy).sqrt() / (r as f32 + 0.5), 0.0)
+                    }
+                };
+                let gain = if k == LAMP { 1.0 - a.shading * t } else { 1.0 + a.shading * (t - 0.5) * 2.0 };
+                for (c, v) in a.colour.iter().enumerate() {
+                    let v = (v * gain + a.texture * band * 0.5).clamp(0.0, 1.0);
+                    image[(c * HEIGHT + y) * WIDTH + x] = 2.0 * v - 1.0;
+                }
+            }
+        }
+        Scene { spec: *self, image, labels, stop: self.stop() }
+    }
+}
+
+/// The scene of `seed`.
+pub fn scene(seed: u64) -> Scene {
+    SceneSpec::sample(seed).render()
+}
+
+/// The decision read off a rendered image: the mean colour of the pixels labelled `lamp`
+/// is red. Equal to [`Scene::stop`] by construction (tested), which shows the decision
+/// depends on the causal region's pixels only.
+pub fn stop_from_pixels(image: &[f32], labels: &[u8]) -> Option<bool> {
+    let n = labels.iter().filter(|&&k| k as usize == LAMP).count();
+    if n == 0 {
+        return None;
+    }
+    let mut mean = [0f32; 3];
+    for (i, _) in labels.iter().enumerate().filter(|(_, k)| **k as usize == LAMP) {
+        for (c, m) in mean.iter_mut().enumerate() {
+            *m += (image[c * HEIGHT * WIDTH + i] + 1.0) / 2.0 / n as f32;
+        }
+    }
+    Some(is_red(mean))
+}
+
+/// Seeds of the training scenes: `0..n`. Held-out scenes use [`HELD_OUT_SEED`] onwards.
+pub const HELD_OUT_SEED: u64 = 1 << 40;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule_reads_the_lamp_pixels_only() {
+        let mut counts = [0usize; 2];
+        for seed in 0..400 {
+            let s = scene(seed);
+            assert_eq!(stop_from_pixels(&s.image, &s.labels), Some(s.stop), "seed {seed}");
+            counts[s.stop as usize] += 1;
+            assert!(s.labels.iter().filter(|&&k| k as usize == LAMP).count() >= 100, "seed {seed}: lamp too small");
+            for k in 0..5u8 {
+                assert!(s.labels.contains(&k), "seed {seed}: region {} absent", REGIONS[k as usize]);
+            }
+        }
+        // Balanced classes.
+        assert!(counts[0] > 150 && counts[1] > 150, "{counts:?}");
+    }
+
+    #[test]
+    fn non_causal_regions_never_change_the_decision() {
+        // Swap every non-causal appearance and the whole layout between scenes: the decision
+        // follows the lamp alone. Swap the lamp: it follows the lamp.
+        for seed in 0..200 {
+            let (a, b) = (SceneSpec::sample(seed), SceneSpec::sample(seed + 1000));
+            let mut mixed = b;
+            mixed.appearance[LAMP] = a.appearance[LAMP];
+            let r = mixed.render();
+            assert_eq!(r.stop, a.stop());
+            assert_eq!(stop_from_pixels(&r.image, &r.labels), Some(a.stop()));
+            let mut flipped = a;
+            flipped.appearance[LAMP] = SceneSpec::lamp_appearance(&mut StdRng::seed_from_u64(seed), !a.stop());
+            assert_eq!(flipped.render().stop, !a.stop());
+        }
+    }
+
+    #[test]
+    fn scenes_are_deterministic_and_vary() {
+        assert_eq!(scene(7), scene(7));
+        assert_ne!(scene(7).image, scene(8).image);
+        let s = scene(3);
+        assert!(s.image.iter().all(|v| (-1.0..=1.0).contains(v)));
+        let spread = s.image.iter().fold(f32::MIN, |m, v| m.max(*v)) - s.image.iter().fold(f32::MAX, |m, v| m.min(*v));
+        assert!(spread > 0.3, "{spread}");
+    }
+}

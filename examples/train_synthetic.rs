@@ -1,0 +1,107 @@
+//! Trains the synthetic world's three tiny models in burn and writes them where the demo
+//! finds them (`assets/synthetic/`, committed):
+//!
+//! ```sh
+//! cargo run --release --example train_synthetic            # all three, the bundled recipe
+//! cargo run --release --example train_synthetic -- --quick # a few steps each (smoke run)
+//! cargo run --release --example train_synthetic -- --out DIR --only generator
+//! ```
+//!
+//! The SEAN encoder-generator learns to reconstruct scenes, then the decision model learns
+//! the rule (on real scenes and the generator's reconstructions), then the segmenter learns
+//! the label maps. Each prints its held-out figures.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use burn::tensor::{Device, Tensor};
+use indicatif::{ProgressBar, ProgressStyle};
+use steex::synth::params::ParamSet;
+use steex::synth::train::{self, Progress, TrainConfig};
+use steex::synth::world;
+use steex::weights_convert::checkpoint::TensorData;
+use steex::weights_convert::output::write_safetensors;
+
+fn bar(name: &str, steps: usize) -> ProgressBar {
+    let pb = ProgressBar::new(steps as u64);
+    pb.set_style(
+        ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} {msg} ({elapsed} < {eta})")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    pb.set_prefix(name.to_string());
+    pb
+}
+
+fn save(params: &ParamSet, path: &PathBuf) -> Result<(), Box<dyn std::error::Error>> {
+    let tensors: BTreeMap<String, TensorData> =
+        params.export().into_iter().map(|(k, (shape, v))| (k, TensorData::from_f32(shape, &v))).collect();
+    write_safetensors(path, &tensors, params.metadata())?;
+    eprintln!("wrote {} ({} trained values)", path.display(), params.num_trained());
+    Ok(())
+}
+
+fn run(
+    name: &str,
+    cfg: TrainConfig,
+    f: impl FnOnce(&TrainConfig, &mut dyn FnMut(Progress)) -> Result<ParamSet, train::TrainError>,
+) -> Result<ParamSet, Box<dyn std::error::Error>> {
+    let pb = bar(name, cfg.steps);
+    let t = Instant::now();
+    let mut ema = None::<f32>;
+    let p = f(&cfg, &mut |p: Progress| {
+        let e = ema.map_or(p.loss, |e| 0.95 * e + 0.05 * p.loss);
+        ema = Some(e);
+        pb.set_position(p.step as u64);
+        pb.set_message(format!("loss {e:.4}"));
+    })?;
+    pb.finish();
+    eprintln!("{name}: {} steps x {} scenes in {:.1} s", cfg.steps, cfg.batch, t.elapsed().as_secs_f64());
+    Ok(p)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flag = |f: &str| args.iter().position(|a| a == f).and_then(|i| args.get(i + 1)).cloned();
+    let quick = args.iter().any(|a| a == "--quick");
+    let out = PathBuf::from(flag("--out").unwrap_or_else(|| "assets/synthetic".into()));
+    let only = flag("--only");
+    let steps = |full: usize| if quick { 3 } else { flag("--steps").and_then(|s| s.parse().ok()).unwrap_or(full) };
+    std::fs::create_dir_all(&out)?;
+    let device = Device::flex().autodiff();
+    let wants = |m: &str| only.as_deref().is_none_or(|o| o == m);
+    let t0 = Instant::now();
+
+    let generator_path = out.join("generator.safetensors");
+    if wants("generator") {
+        let cfg = TrainConfig { steps: steps(700), batch: 8, lr: 2e-3, seed: 1 };
+        let p = run("generator", cfg, |c, f| train::train_generator(c, &device, f))?;
+        save(&p, &generator_path)?;
+    }
+    // The classifier trains on real scenes and the saved generator's reconstructions.
+    let g =
+        steex::io::load_generator(&generator_path, &device).ok().map(|g| g.with_path(steex::sean::ForwardPath::Plain));
+    if let Some(g) = &g {
+        let b = train::batch(&(0..32).map(|i| steex::synth::scene::HELD_OUT_SEED + i).collect::<Vec<_>>(), &device);
+        let rec = train::reconstruct(g, b.images.clone(), b.labels)?;
+        let mae: Tensor<1> = (rec - b.images).abs().mean();
+        eprintln!(
+            "generator: held-out reconstruction mean |error| {:.4} (images in [-1, 1])",
+            mae.into_scalar::<f32>()
+        );
+    }
+    if wants("classifier") {
+        let cfg = TrainConfig { steps: steps(400), batch: 16, lr: 2e-3, seed: 2 };
+        let p = run("classifier", cfg, |c, f| train::train_classifier(c, g.as_ref(), &device, f))?;
+        save(&p, &out.join("classifier.safetensors"))?;
+    }
+    if wants("segmenter") {
+        let cfg = TrainConfig { steps: steps(300), batch: 8, lr: 2e-3, seed: 3 };
+        let p = run("segmenter", cfg, |c, f| train::train_segmenter(c, &device, f))?;
+        save(&p, &out.join("segmenter.safetensors"))?;
+    }
+    eprintln!("total {:.1} min", t0.elapsed().as_secs_f64() / 60.0);
+    let _ = world::WORLD;
+    Ok(())
+}
