@@ -483,6 +483,10 @@ fn the_same_seed_gives_bit_identical_results_on_cpu() {
         }
     }
     assert!(compared >= 8, "only {compared} files compared");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(outs[0].join("result.json")).unwrap()).unwrap();
+    assert_eq!(v["status"], "ok", "result.json records the image's status");
+    assert!(v["reason"].is_null());
     // The comparison means something: the codes moved, and another seed gives other images.
     let z0 = steex::io::read_npy(&outs[0].join("z_initial.npy")).unwrap();
     let z1 = steex::io::read_npy(&outs[0].join("z_final.npy")).unwrap();

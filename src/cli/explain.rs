@@ -307,6 +307,8 @@ pub fn write_result(
         "loss_proximity": r.loss_proximity,
         "steps_run": r.steps_run,
         "failure": r.failure,
+        "status": if r.failure.is_some() { "failed" } else { "ok" },
+        "reason": r.failure,
         "attribute": { "id": attribute, "name": name },
         "regions": models.settings.regions.as_ref().map(|v| v.iter().map(|&j| serde_json::json!({"id": j, "name": regions_all[j]})).collect::<Vec<_>>()),
         "names": models.attrs,
