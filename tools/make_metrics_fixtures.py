@@ -81,6 +81,11 @@ def calibrate(model, x, forward):
     model.train()
     with torch.no_grad():
         forward(x)
+        # A floor on the variances: channels that barely vary over 16 images would otherwise
+        # scale rounding errors up by orders of magnitude (an ill-conditioned fixture).
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_var.clamp_(min=float(m.running_var.mean()))
     model.eval()
 
 
@@ -160,26 +165,29 @@ def inception_fixture(out, div, name, seed, n_images=8):
     if not os.path.isdir(real_dir):
         write_images(real_dir, names, gen, 64, 64)
         write_images(fake_dir, names, gen, 64, 64, coarse=24)
-    calib = torch.stack([torchvision.transforms.functional.to_tensor(smooth_image(gen, 64, 64, c))
+    # Its own generator: the statistics do not depend on whether the images already existed.
+    cgen = torch.Generator().manual_seed(seed + 2)
+    calib = torch.stack([torchvision.transforms.functional.to_tensor(smooth_image(cgen, 64, 64, c))
                          for c in (4, 8, 16, 32) * 4])
     calibrate(model, calib, model)
     torch.save(inception.state_dict(), f"{out}/{name}.pth")
     dims = 2048 // div
-    feats = {}
-    for key, folder in (("real", real_dir), ("fake", fake_dir)):
-        files = sorted(os.path.join(folder, n) for n in names)
-        x = torch.stack([torchvision.transforms.functional.to_tensor(Image.open(f).convert("RGB"))
-                         for f in files])
-        with torch.no_grad():
-            f = model(x)[0].squeeze(-1).squeeze(-1)
-        signal(f"{name} features", f)
-        feats[key] = f.numpy().astype(np.float32)
-        np.save(f"{out}/{name}_features_{key}.npy", feats[key])
     # pytorch-fid's own pipeline: its dataset, its statistics, its distance.
     stats = [calculate_activation_statistics(sorted(os.path.join(d, n) for n in names), model,
                                              batch_size=4, dims=dims, device="cpu", num_workers=0)
              for d in (real_dir, fake_dir)]
     fid = calculate_frechet_distance(stats[0][0], stats[0][1], stats[1][0], stats[1][1])
+    # Reference features in float64 (the same network and inputs): a float32 reference would
+    # carry PyTorch's own rounding, as large as ours.
+    model.double()
+    for key, folder in (("real", real_dir), ("fake", fake_dir)):
+        files = sorted(os.path.join(folder, n) for n in names)
+        x = torch.stack([torchvision.transforms.functional.to_tensor(Image.open(f).convert("RGB"))
+                         for f in files]).double()
+        with torch.no_grad():
+            f = model(x)[0].squeeze(-1).squeeze(-1)
+        signal(f"{name} features", f)
+        np.save(f"{out}/{name}_features_{key}.npy", f.numpy().astype(np.float32))
     json.dump({"fid": float(fid), "dims": dims, "width_divisor": div, "images": names},
               open(f"{out}/{name}.json", "w"), indent=1)
     print(name, "fid", fid)
@@ -287,13 +295,13 @@ FACE_MEAN_BGR = (91.4953, 103.8827, 131.0912)
 
 def face_input(img_u8):
     """VGGFace2 preprocessing: 0..255, RGB -> BGR, minus the BGR mean."""
-    x = torch.from_numpy(img_u8).double().permute(2, 0, 1)[[2, 1, 0]]
-    return (x - torch.tensor(FACE_MEAN_BGR, dtype=torch.float64).view(3, 1, 1)).float()
+    x = torch.from_numpy(np.array(img_u8)).double().permute(2, 0, 1)[[2, 1, 0]]
+    return x - torch.tensor(FACE_MEAN_BGR, dtype=torch.float64).view(3, 1, 1)
 
 
 def oracle_input(img_u8):
     """The reference's MNAC preprocessing at 224x224: ToTensor, Normalize(0.5, 0.5)."""
-    return torchvision.transforms.functional.to_tensor(img_u8) * 2 - 1
+    return torchvision.transforms.functional.to_tensor(img_u8).double() * 2 - 1
 
 
 def face_fixture(out, seed, n=6):
@@ -304,8 +312,8 @@ def face_fixture(out, seed, n=6):
     oracle = OracleResnet(4).eval()
     randomize(oracle, gen)
     calib = [smooth_image(gen, 224, 224, c) for c in (4, 8, 16, 32) * 4]
-    calibrate(face, torch.stack([face_input(i) for i in calib]), face.embed)
-    calibrate(oracle, torch.stack([oracle_input(i) for i in calib]), oracle.logits)
+    calibrate(face, torch.stack([face_input(i) for i in calib]).float(), face.embed)
+    calibrate(oracle, torch.stack([oracle_input(i) for i in calib]).float(), oracle.logits)
     names = [f"face{i}.png" for i in range(n)]
     write_images(f"{out}/face_query", names, gen, 224, 224)
     os.makedirs(f"{out}/face_cf", exist_ok=True)
@@ -319,12 +327,15 @@ def face_fixture(out, seed, n=6):
     with torch.no_grad():
         allx = torch.stack([oracle_input(np.asarray(Image.open(f"{out}/{d}/{nm}").convert("RGB")))
                             for d in ("face_query", "face_cf") for nm in names])
-        f = oracle.feat_extract(allx)[0]
+        f = oracle.feat_extract(allx.float())[0]
         oracle.classifier.bias.copy_(-(f.mean(0) @ oracle.classifier.weight.T))
     torch.save(face.state_dict(), f"{out}/face_w4.pth")
     torch.save({"model_state_dict": oracle.state_dict(), "epoch": 3, "loss": 0.25}, f"{out}/oracle_w4.tar")
     load = lambda d: [np.asarray(Image.open(f"{out}/{d}/{nm}").convert("RGB")) for nm in names]  # noqa: E731
     q_imgs, c_imgs = load("face_query"), load("face_cf")
+    # Reference outputs in float64 (see inception_fixture).
+    face.double()
+    oracle.double()
     with torch.no_grad():
         eq = face.embed(torch.stack([face_input(i) for i in q_imgs]))
         ec = face.embed(torch.stack([face_input(i) for i in c_imgs]))
