@@ -75,7 +75,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let generator_path = out.join("generator.safetensors");
     if wants("generator") {
-        let cfg = TrainConfig { steps: steps(700), batch: 8, lr: 2e-3, seed: 1 };
+        let cfg = TrainConfig { steps: steps(1250), batch: 8, lr: 2e-3, seed: 1 };
         let p = run("generator", cfg, |c, f| train::train_generator(c, &device, f))?;
         save(&p, &generator_path)?;
     }

@@ -14,6 +14,7 @@
 //! - [`dataset`]: folders of images: stable walk, sharding, `results.jsonl`, summaries.
 
 pub mod dataset;
+pub mod demo;
 pub mod error;
 pub mod io;
 pub mod outdir;

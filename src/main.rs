@@ -21,8 +21,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// The one-command demo (not there yet: it lands with the synthetic-world issue).
-    Demo,
+    /// The one-command demo: explain held-out scenes of the synthetic world with the bundled
+    /// models, scored against the known cause (writes steex-demo/).
+    Demo(cli::demo::DemoArgs),
     /// Check that the chosen device works and print it.
     Device,
     /// Style codes of an image and its mask (SEAN encoder).
@@ -47,13 +48,7 @@ fn run(cli: Cli) -> Result<(), String> {
     let device = select(cli.device)?;
     let s = |r: Result<(), steex::Error>| r.map_err(|e| e.to_string());
     match cli.command {
-        Command::Demo => {
-            eprintln!(
-                "steex demo: not implemented yet. It arrives with the synthetic-world demo \
-                 issue; see README.md, Status, for what works today."
-            );
-            Ok(())
-        }
+        Command::Demo(a) => s(cli::demo::run(a, &device)),
         Command::Encode(a) => s(cli::sean::encode(a, &device)),
         Command::Generate(a) => s(cli::sean::generate(a, &device)),
         Command::Classify(a) => s(cli::classify::classify(a, &device)),

@@ -1,6 +1,7 @@
 //! Pieces of the `steex` command line that are not library API.
 
 pub mod classify;
+pub mod demo;
 pub mod device;
 pub mod explain;
 pub mod explain_dir;

@@ -42,7 +42,13 @@ impl AnyClassifier {
             Model::ResNet(m) => m.num_outputs(),
         };
         let preset: Option<String> = w.meta("preset").ok();
+        let listed: Option<Vec<String>> = w
+            .metadata()
+            .get("names")
+            .map(|n| n.split(',').map(str::to_string).collect::<Vec<_>>())
+            .filter(|n| n.len() == k);
         let names = match preset.as_deref() {
+            _ if listed.is_some() => listed.unwrap_or_default(),
             Some("bdd") => default_output_names(4),
             Some(_) => default_output_names(3),
             None => default_output_names(k),

@@ -1,0 +1,76 @@
+//! `steex demo`.
+
+use std::path::PathBuf;
+
+use burn::tensor::Device;
+use indicatif::{ProgressBar, ProgressStyle};
+use steex::demo::{self, DemoOptions};
+
+/// Arguments of `steex demo` (defaults: 200 scenes, the settings the README reports).
+#[derive(clap::Args, Debug)]
+pub struct DemoArgs {
+    /// Result folder (summary.json, scenes.jsonl, report.png).
+    #[arg(long, default_value = "steex-demo")]
+    pub out: PathBuf,
+    /// Replace a non-empty result folder.
+    #[arg(long)]
+    pub force: bool,
+    /// Held-out scenes to explain (each three ways: general, lamp only, all but the lamp).
+    #[arg(long, default_value_t = DemoOptions::default().scenes)]
+    pub scenes: usize,
+    /// Scenes optimised together.
+    #[arg(long, default_value_t = DemoOptions::default().batch)]
+    pub batch: usize,
+    /// Step budget per explanation.
+    #[arg(long, default_value_t = DemoOptions::default().steps)]
+    pub steps: usize,
+    /// Stop an image once flipped for this many steps.
+    #[arg(long, default_value_t = DemoOptions::default().early_stop)]
+    pub early_stop: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = DemoOptions::default().lr)]
+    pub lr: f64,
+    /// Print the summary as JSON on stdout (the table goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the demo with a progress bar and prints the table.
+pub fn run(a: DemoArgs, device: &Device) -> Result<(), steex::Error> {
+    let options = DemoOptions {
+        out: a.out,
+        force: a.force,
+        scenes: a.scenes,
+        batch: a.batch,
+        steps: a.steps,
+        early_stop: a.early_stop,
+        lr: a.lr,
+        ..DemoOptions::default()
+    };
+    eprintln!(
+        "steex demo: {} held-out street scenes; the decision `stop` is true iff the lamp is red.\n\
+         Explaining each three ways (all regions free, lamp only, all but the lamp) with the bundled models.",
+        options.scenes
+    );
+    let pb = ProgressBar::new(options.scenes as u64);
+    pb.set_style(
+        ProgressStyle::with_template("[{bar:30}] {pos}/{len} scenes {msg} ({elapsed} < {eta})")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    let summary = demo::run(&options, device, &mut |done, mode| {
+        pb.set_position(done as u64);
+        pb.set_message(if mode.is_empty() { String::new() } else { format!("({mode})") });
+    });
+    pb.finish_and_clear();
+    let summary = summary?;
+    let table = demo::table(&summary);
+    if a.json {
+        eprint!("{table}");
+        super::print_stdout(&(serde_json::to_string_pretty(&summary).unwrap_or_default() + "\n"));
+    } else {
+        super::print_stdout(&table);
+    }
+    eprintln!("wrote {}/ (summary.json, scenes.jsonl, report.png)", options.out.display());
+    Ok(())
+}

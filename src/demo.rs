@@ -1,0 +1,389 @@
+//! The one-command demo: explain held-out scenes of the synthetic world (`steex_synth`) with
+//! the bundled models, and score the explanations against the known cause.
+//!
+//! The world's decision `stop` depends on the lamp's colour alone, so a faithful explainer
+//! (i) flips the decision, (ii) puts the change in the lamp, (iii) succeeds when only the
+//! lamp may change and fails when only the other regions may.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use serde::Serialize;
+use steex_classifier::{AnyClassifier, DecisionModel};
+use steex_deeplab::{DeepLabConfig, DeepLabV3, argmax_classes};
+use steex_explain::{AdamConfig, ExplainSettings, Explanation, explain};
+use steex_metrics::{ProximityTally, SuccessTally, code_change, proximity};
+use steex_nn::Weights;
+use steex_sean::{NoiseMode, SeanGenerator};
+use steex_synth::scene::{ATTRIBUTE, CAUSAL, HEIGHT, HELD_OUT_SEED, REGIONS, Scene, WIDTH, scene};
+
+use crate::error::{Error, Result};
+use crate::outdir::OutDir;
+use crate::render;
+
+/// The bundled generator (trained by `cargo run --release --example train_synthetic`).
+pub const GENERATOR: &[u8] = include_bytes!("../assets/synthetic/generator.safetensors");
+/// The bundled decision model.
+pub const CLASSIFIER: &[u8] = include_bytes!("../assets/synthetic/classifier.safetensors");
+/// The bundled segmenter.
+pub const SEGMENTER: &[u8] = include_bytes!("../assets/synthetic/segmenter.safetensors");
+
+/// What the demo runs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DemoOptions {
+    /// Result folder (replaced atomically; a non-empty one needs `force`).
+    pub out: PathBuf,
+    /// Replace a non-empty `out`.
+    #[serde(skip)]
+    pub force: bool,
+    /// Held-out scenes explained (each three times: general, lamp only, all but the lamp).
+    pub scenes: usize,
+    /// Scenes optimised together.
+    pub batch: usize,
+    /// Step budget per explanation.
+    pub steps: usize,
+    /// Stop an image once flipped for this many steps.
+    pub early_stop: usize,
+    /// Adam's learning rate.
+    pub lr: f64,
+    /// Weight of the proximity term.
+    pub lambda_prox: f64,
+    /// Scenes shown in `report.png`.
+    pub report_scenes: usize,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        DemoOptions {
+            out: PathBuf::from("steex-demo"),
+            force: false,
+            scenes: 200,
+            batch: 25,
+            steps: 30,
+            early_stop: 1,
+            lr: 0.05,
+            lambda_prox: 0.3,
+            report_scenes: 12,
+        }
+    }
+}
+
+/// The figures `summary.json` holds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DemoSummary {
+    /// Held-out scenes explained.
+    pub n_scenes: usize,
+    /// Share of general explanations (all regions free) that flip the decision.
+    pub success_rate: f64,
+    /// Share of the total absolute pixel change (counterfactual minus reconstruction) that
+    /// lies in the causal region (the lamp, true label map), averaged over successful
+    /// general explanations.
+    pub causal_change_fraction: f64,
+    /// Success when only the causal region's code may change.
+    pub targeted_success_causal: f64,
+    /// Success when only the non-causal regions' codes may change.
+    pub targeted_success_noncausal: f64,
+    /// Mean Adam steps of the general explanations (early stopping).
+    pub mean_steps: f64,
+    /// Wall time of all explanations divided by their number (3 per scene).
+    pub seconds_per_explanation: f64,
+    /// General explanations: mean L1 / L2 pixel distance query to counterfactual, mean
+    /// style-code distance and regions changed (the `steex metrics` code).
+    pub proximity_l1: Option<f64>,
+    pub proximity_l2: Option<f64>,
+    pub code_distance: Option<f64>,
+    pub regions_changed: Option<f64>,
+    /// Decision model accuracy on the real held-out scenes.
+    pub classifier_accuracy: f64,
+    /// Decision model agreement with the rule on the generator's reconstructions.
+    pub classifier_accuracy_reconstructed: f64,
+    /// Mean absolute reconstruction error, images in [-1, 1].
+    pub reconstruction_mae: f64,
+    /// Segmenter pixel accuracy on the held-out scenes.
+    pub segmenter_pixel_accuracy: f64,
+    /// Images whose optimisation stopped on a non-finite value.
+    pub n_failed: usize,
+    /// The settings.
+    pub settings: DemoOptions,
+}
+
+/// One scene's results (a line of `scenes.jsonl`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SceneResult {
+    /// Scene seed.
+    pub seed: u64,
+    /// The rule's decision.
+    pub stop: bool,
+    /// Score of `stop` on the query's reconstruction.
+    pub initial_score: f32,
+    /// General explanation: success, steps, final score, causal change fraction.
+    pub general: ModeResult,
+    /// Only the lamp may change.
+    pub causal_only: ModeResult,
+    /// Everything but the lamp may change.
+    pub noncausal_only: ModeResult,
+}
+
+/// One explanation's outcome.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModeResult {
+    pub success: bool,
+    pub steps: usize,
+    pub final_score: f32,
+    pub causal_change_fraction: f64,
+    pub failure: Option<String>,
+}
+
+/// The bundled models on `device`.
+pub struct DemoModels {
+    pub generator: SeanGenerator,
+    pub classifier: AnyClassifier,
+    pub segmenter: DeepLabV3,
+}
+
+fn bundled_error(what: &str, reason: String) -> Error {
+    Error::Model { path: PathBuf::from(format!("<bundled {what}>")), reason }
+}
+
+fn bundled(bytes: &[u8], what: &str) -> Result<Weights> {
+    Weights::from_safetensors(bytes.to_vec()).map_err(|e| bundled_error(what, e.to_string()))
+}
+
+impl DemoModels {
+    /// Loads the bundled models.
+    pub fn load(device: &Device) -> Result<Self> {
+        let m = bundled_error;
+        let w = bundled(GENERATOR, "generator")?;
+        let generator = SeanGenerator::from_weights(&w, device).map_err(|e| m("generator", e.to_string()))?;
+        let w = bundled(CLASSIFIER, "classifier")?;
+        let classifier = AnyClassifier::from_weights(&w, device).map_err(|e| m("classifier", e.to_string()))?;
+        let w = bundled(SEGMENTER, "segmenter")?;
+        let config = DeepLabConfig::from_metadata(&w).map_err(|e| m("segmenter", e.to_string()))?;
+        let segmenter = DeepLabV3::load(&w, config, device).map_err(|e| m("segmenter", e.to_string()))?;
+        Ok(DemoModels { generator, classifier, segmenter })
+    }
+}
+
+fn host(t: Tensor<4>) -> Vec<f32> {
+    t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default()
+}
+
+/// Share of `sum |a - b|` over pixels whose label is causal.
+fn causal_fraction(a: &[f32], b: &[f32], labels: &[u8]) -> f64 {
+    let n = HEIGHT * WIDTH;
+    let (mut inside, mut total) = (0f64, 0f64);
+    for c in 0..3 {
+        for i in 0..n {
+            let d = (a[c * n + i] - b[c * n + i]).abs() as f64;
+            total += d;
+            if CAUSAL.contains(&(labels[i] as usize)) {
+                inside += d;
+            }
+        }
+    }
+    if total > 0.0 { inside / total } else { 0.0 }
+}
+
+fn upscale(img: &image::RgbImage, k: u32) -> image::RgbImage {
+    image::imageops::resize(img, img.width() * k, img.height() * k, image::imageops::FilterType::Nearest)
+}
+
+/// Runs the demo, writing `summary.json`, `scenes.jsonl` and `report.png` into
+/// `options.out`; `progress` is told the scenes done after every batch.
+pub fn run(options: &DemoOptions, device: &Device, progress: &mut dyn FnMut(usize, &str)) -> Result<DemoSummary> {
+    if options.scenes == 0 || options.batch == 0 || options.steps == 0 {
+        return Err(Error::Argument("--scenes, --batch and --steps must be positive".into()));
+    }
+    let out = OutDir::create(&options.out, options.force)?;
+    // Gradients reach the style codes only.
+    let device = &device.clone().autodiff();
+    let models = DemoModels::load(device)?;
+    let (g, c) = (&models.generator, &models.classifier);
+    let settings = |regions: Option<Vec<usize>>| ExplainSettings {
+        attribute: 0,
+        steps: options.steps,
+        adam: AdamConfig { lr: options.lr, ..AdamConfig::default() },
+        lambda_prox: options.lambda_prox,
+        noise: NoiseMode::Off,
+        early_stop: Some(options.early_stop),
+        target: None,
+        regions,
+    };
+    let noncausal: Vec<usize> = (0..REGIONS.len()).filter(|k| !CAUSAL.contains(k)).collect();
+    let modes = [settings(None), settings(Some(CAUSAL.to_vec())), settings(Some(noncausal))];
+
+    let mut results: Vec<SceneResult> = Vec::new();
+    let mut report_rows = Vec::new();
+    let (mut correct_real, mut correct_rec, mut mae, mut seg_right) = (0usize, 0usize, 0f64, 0usize);
+    let mut explain_seconds = 0f64;
+    let mut success = SuccessTally::default();
+    let mut prox = ProximityTally::default();
+    let mut n_failed = 0;
+    let px = HEIGHT * WIDTH;
+    let seeds: Vec<u64> = (0..options.scenes as u64).map(|i| HELD_OUT_SEED + i).collect();
+    for chunk in seeds.chunks(options.batch) {
+        let scenes: Vec<Scene> = chunk.iter().map(|&s| scene(s)).collect();
+        let b = scenes.len();
+        let images: Vec<f32> = scenes.iter().flat_map(|s| s.image.iter().copied()).collect();
+        let labels: Vec<i64> = scenes.iter().flat_map(|s| s.labels.iter().map(|&k| k as i64)).collect();
+        let images = Tensor::<4>::from_data(TensorData::new(images.clone(), [b, 3, HEIGHT, WIDTH]), device);
+        let labels = Tensor::<3, Int>::from_data(TensorData::new(labels, [b, HEIGHT, WIDTH]), device);
+        // Segmenter and classifier on the real scenes.
+        let seg = host(models.segmenter.forward(images.clone().detach()));
+        for (i, s) in scenes.iter().enumerate() {
+            let k = REGIONS.len();
+            let pred = argmax_classes(&seg[i * k * px..(i + 1) * k * px], k, HEIGHT, WIDTH);
+            seg_right += pred.iter().zip(&s.labels).filter(|(p, l)| **p == **l as usize).count();
+        }
+        let real_logits: Vec<f32> =
+            c.logits(images.clone().detach()).into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default();
+        let mask = g.mask(labels)?;
+        let mut outcomes: Vec<Explanation> = Vec::new();
+        for (m, st) in modes.iter().enumerate() {
+            let t = Instant::now();
+            let name = ["general", "lamp only", "all but the lamp"][m];
+            progress(results.len(), name);
+            let e = explain(g, c, images.clone(), &mask, st, &mut |_| {})
+                .map_err(|e| bundled_error("models", e.to_string()))?;
+            explain_seconds += t.elapsed().as_secs_f64();
+            outcomes.push(e);
+        }
+        let rec = host(outcomes[0].reconstruction.clone());
+        let cfs: Vec<Vec<f32>> = outcomes.iter().map(|e| host(e.counterfactual.clone())).collect();
+        let real = host(images);
+        let (l, s_len) = (outcomes[0].codes_shape[1], outcomes[0].codes_shape[2]);
+        for (i, sc) in scenes.iter().enumerate() {
+            let im = |v: &[f32]| v[i * 3 * px..(i + 1) * 3 * px].to_vec();
+            correct_real += ((real_logits[i] > 0.0) == sc.stop) as usize;
+            let e0 = &outcomes[0].images[i];
+            correct_rec += ((e0.initial_scores[0] > 0.5) == sc.stop) as usize;
+            mae += im(&rec).iter().zip(im(&real)).map(|(a, b)| (a - b).abs() as f64).sum::<f64>() / (3 * px) as f64;
+            let mode = |m: usize| {
+                let r = &outcomes[m].images[i];
+                ModeResult {
+                    success: r.success,
+                    steps: r.steps_run,
+                    final_score: r.final_scores[0],
+                    causal_change_fraction: causal_fraction(&im(&cfs[m]), &im(&rec), &sc.labels),
+                    failure: r.failure.clone(),
+                }
+            };
+            let result = SceneResult {
+                seed: chunk[i],
+                stop: sc.stop,
+                initial_score: e0.initial_scores[0],
+                general: mode(0),
+                causal_only: mode(1),
+                noncausal_only: mode(2),
+            };
+            n_failed += [&result.general, &result.causal_only, &result.noncausal_only]
+                .iter()
+                .filter(|r| r.failure.is_some())
+                .count();
+            success.add(result.general.success, Some(ATTRIBUTE));
+            if let Ok(p) = proximity(&im(&real), &im(&cfs[0])) {
+                prox.add_pixels(p);
+            }
+            let z = |v: &[f32]| v[i * l * s_len..(i + 1) * l * s_len].to_vec();
+            if let Ok(cc) = code_change(&z(&outcomes[0].z_initial), &z(&outcomes[0].z_final), s_len, 1e-6) {
+                prox.add_codes(cc);
+            }
+            if report_rows.len() < options.report_scenes {
+                let (q, r, f) = (
+                    render::to_rgb(&im(&real), HEIGHT, WIDTH),
+                    render::to_rgb(&im(&rec), HEIGHT, WIDTH),
+                    render::to_rgb(&im(&cfs[0]), HEIGHT, WIDTH),
+                );
+                let (d, _) = render::difference_map(&im(&cfs[0]), &im(&rec), HEIGHT, WIDTH);
+                let decision = |p: f32| if p > 0.5 { "STOP" } else { "go" };
+                let (q, r, f, d) = (upscale(&q, 2), upscale(&r, 2), upscale(&f, 2), upscale(&d, 2));
+                let caption = format!(
+                    "scene {}: {} p={:.2} -> {} p={:.2}, {} steps, {:.0}% of the change in the lamp",
+                    results.len(),
+                    decision(result.initial_score),
+                    result.initial_score,
+                    decision(result.general.final_score),
+                    result.general.final_score,
+                    result.general.steps,
+                    100.0 * result.general.causal_change_fraction
+                );
+                report_rows.push(render::panel_row(
+                    &[("query", &q), ("reconstruction", &r), ("counterfactual", &f), ("difference", &d)],
+                    &[caption],
+                ));
+            }
+            results.push(result);
+        }
+        progress(results.len(), "");
+    }
+
+    let n = results.len() as f64;
+    let rate = |f: &dyn Fn(&SceneResult) -> bool| results.iter().filter(|r| f(r)).count() as f64 / n;
+    let ok: Vec<&SceneResult> = results.iter().filter(|r| r.general.success).collect();
+    let summary = DemoSummary {
+        n_scenes: results.len(),
+        success_rate: success.rate().unwrap_or(0.0),
+        causal_change_fraction: ok.iter().map(|r| r.general.causal_change_fraction).sum::<f64>()
+            / ok.len().max(1) as f64,
+        targeted_success_causal: rate(&|r| r.causal_only.success),
+        targeted_success_noncausal: rate(&|r| r.noncausal_only.success),
+        mean_steps: results.iter().map(|r| r.general.steps as f64).sum::<f64>() / n,
+        seconds_per_explanation: explain_seconds / (3.0 * n),
+        proximity_l1: prox.l1(),
+        proximity_l2: prox.l2(),
+        code_distance: prox.code_distance(),
+        regions_changed: prox.regions_changed(),
+        classifier_accuracy: correct_real as f64 / n,
+        classifier_accuracy_reconstructed: correct_rec as f64 / n,
+        reconstruction_mae: mae / n,
+        segmenter_pixel_accuracy: seg_right as f64 / (n * px as f64),
+        n_failed,
+        settings: options.clone(),
+    };
+
+    let json = serde_json::to_string_pretty(&summary).unwrap_or_default() + "\n";
+    out.write("summary.json", json.as_bytes())?;
+    let lines: Vec<String> = results.iter().map(|r| serde_json::to_string(r).unwrap_or_default()).collect();
+    out.write("scenes.jsonl", (lines.join("\n") + "\n").as_bytes())?;
+    out.write("report.png", &render::png(&stack(&report_rows)))?;
+    out.commit()?;
+    Ok(summary)
+}
+
+/// Rows stacked vertically on white.
+fn stack(rows: &[image::RgbImage]) -> image::RgbImage {
+    let w = rows.iter().map(|r| r.width()).max().unwrap_or(1);
+    let h = rows.iter().map(|r| r.height()).sum::<u32>().max(1);
+    let mut out = image::RgbImage::from_pixel(w, h, image::Rgb([255, 255, 255]));
+    let mut y = 0;
+    for r in rows {
+        image::imageops::overlay(&mut out, r, 0, y as i64);
+        y += r.height();
+    }
+    out
+}
+
+/// The short table the demo prints.
+pub fn table(s: &DemoSummary) -> String {
+    let rows = [
+        ("scenes explained", format!("{}", s.n_scenes), "".to_string()),
+        ("success (all regions free)", format!("{:.3}", s.success_rate), ">= 0.95".into()),
+        ("change inside the cause (lamp)", format!("{:.3}", s.causal_change_fraction), ">= 0.90".into()),
+        ("success, lamp only", format!("{:.3}", s.targeted_success_causal), "".into()),
+        ("success, all but the lamp", format!("{:.3}", s.targeted_success_noncausal), "causal - this > 0.3".into()),
+        ("mean steps (early stop)", format!("{:.1}", s.mean_steps), "".into()),
+        ("seconds per explanation", format!("{:.3}", s.seconds_per_explanation), "".into()),
+        (
+            "classifier accuracy real / recon.",
+            format!("{:.3} / {:.3}", s.classifier_accuracy, s.classifier_accuracy_reconstructed),
+            "".into(),
+        ),
+        ("segmenter pixel accuracy", format!("{:.3}", s.segmenter_pixel_accuracy), "".into()),
+    ];
+    let mut t = String::new();
+    for (k, v, target) in rows {
+        t += &format!("  {k:<36} {v:>13}   {target}\n");
+    }
+    t
+}
