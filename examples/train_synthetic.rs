@@ -55,6 +55,9 @@ fn run(
         ema = Some(e);
         pb.set_position(p.step as u64);
         pb.set_message(format!("loss {e:.4}"));
+        if pb.is_hidden() && (p.step % 100 == 0 || p.step == p.steps) {
+            eprintln!("{name}: step {}/{} loss {e:.4}", p.step, p.steps);
+        }
     })?;
     pb.finish();
     eprintln!("{name}: {} steps x {} scenes in {:.1} s", cfg.steps, cfg.batch, t.elapsed().as_secs_f64());

@@ -1,0 +1,60 @@
+//! The one-command demo on a handful of held-out scenes with the bundled models (no
+//! training): the summary's fields and ranges, the files, the folder rules.
+
+mod common;
+
+use common::{assert_fails, run_bin};
+
+#[test]
+fn demo_writes_a_summary_scored_against_the_known_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo");
+    let o = out.to_str().unwrap();
+    let r =
+        run_bin(dir.path(), "steex", &["demo", "--scenes", "6", "--batch", "3", "--steps", "12", "--out", o, "--json"]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    // --json: stdout is exactly the summary object.
+    let s: serde_json::Value = serde_json::from_slice(&r.stdout).expect("stdout is JSON");
+    let on_disk: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s, on_disk);
+    assert_eq!(s["n_scenes"], 6);
+    for key in [
+        "success_rate",
+        "causal_change_fraction",
+        "targeted_success_causal",
+        "targeted_success_noncausal",
+        "classifier_accuracy",
+        "classifier_accuracy_reconstructed",
+        "segmenter_pixel_accuracy",
+    ] {
+        let v = s[key].as_f64().unwrap_or_else(|| panic!("{key} missing"));
+        assert!((0.0..=1.0).contains(&v), "{key} = {v}");
+    }
+    let steps = s["mean_steps"].as_f64().unwrap();
+    assert!((0.0..=12.0).contains(&steps), "mean_steps {steps}");
+    assert!(s["seconds_per_explanation"].as_f64().unwrap() > 0.0);
+    // The bundled models work: the decision model follows the rule on the real scenes, the
+    // segmenter labels most pixels right, and some explanation flips a decision.
+    assert!(s["classifier_accuracy"].as_f64().unwrap() >= 5.0 / 6.0, "{s}");
+    assert!(s["segmenter_pixel_accuracy"].as_f64().unwrap() > 0.7, "{s}");
+    assert!(s["success_rate"].as_f64().unwrap() > 0.0, "{s}");
+
+    // One line per scene, with the three modes.
+    let lines = std::fs::read_to_string(out.join("scenes.jsonl")).unwrap();
+    let rows: Vec<serde_json::Value> = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 6);
+    for r in &rows {
+        for m in ["general", "causal_only", "noncausal_only"] {
+            assert!(r[m]["success"].is_boolean() && r[m]["steps"].as_u64().unwrap() <= 12, "{r}");
+        }
+    }
+    let success = rows.iter().filter(|r| r["general"]["success"] == true).count() as f64 / 6.0;
+    assert!((success - s["success_rate"].as_f64().unwrap()).abs() < 1e-9);
+    let report = image::open(out.join("report.png")).expect("report.png decodes");
+    assert!(report.width() > 4 * 128 && report.height() > 6 * 128, "{:?}", (report.width(), report.height()));
+
+    // A non-empty folder needs --force.
+    let again = run_bin(dir.path(), "steex", &["demo", "--scenes", "1", "--steps", "1", "--out", o]);
+    assert_fails(&again, &["--force"]);
+    assert!(out.join("summary.json").exists());
+}
