@@ -89,7 +89,7 @@ pub struct DemoSummary {
     /// Wall time of all explanations divided by their number (3 per scene).
     pub seconds_per_explanation: f64,
     /// General explanations: mean L1 / L2 pixel distance query to counterfactual, mean
-    /// style-code distance and regions changed (the `steex metrics` code).
+    /// style-code distance and regions changed (the `steex metrics` code; pixels in [0, 1]).
     pub proximity_l1: Option<f64>,
     pub proximity_l2: Option<f64>,
     pub code_distance: Option<f64>,
@@ -106,6 +106,9 @@ pub struct DemoSummary {
     pub n_failed: usize,
     /// The settings.
     pub settings: DemoOptions,
+    /// Success and proximity as `steex metrics` prints them (same code).
+    #[serde(skip)]
+    pub metrics_table: String,
 }
 
 /// One scene's results (a line of `scenes.jsonl`).
@@ -282,7 +285,9 @@ pub fn run(options: &DemoOptions, device: &Device, progress: &mut dyn FnMut(usiz
                 .filter(|r| r.failure.is_some())
                 .count();
             success.add(result.general.success, Some(ATTRIBUTE));
-            if let Ok(p) = proximity(&im(&real), &im(&cfs[0])) {
+            // Pixels in [0, 1], as `steex metrics` reads images.
+            let unit = |v: Vec<f32>| v.into_iter().map(|x| (x + 1.0) / 2.0).collect::<Vec<f32>>();
+            if let Ok(p) = proximity(&unit(im(&real)), &unit(im(&cfs[0]))) {
                 prox.add_pixels(p);
             }
             let z = |v: &[f32]| v[i * l * s_len..(i + 1) * l * s_len].to_vec();
@@ -340,6 +345,7 @@ pub fn run(options: &DemoOptions, device: &Device, progress: &mut dyn FnMut(usiz
         segmenter_pixel_accuracy: seg_right as f64 / (n * px as f64),
         n_failed,
         settings: options.clone(),
+        metrics_table: steex_metrics::Summary::from_tallies(results.len(), &success, &prox).table(),
     };
 
     let json = serde_json::to_string_pretty(&summary).unwrap_or_default() + "\n";
@@ -385,5 +391,6 @@ pub fn table(s: &DemoSummary) -> String {
     for (k, v, target) in rows {
         t += &format!("  {k:<36} {v:>13}   {target}\n");
     }
-    t
+    t += "\ngeneral explanations, through the `steex metrics` code:\n";
+    t + &s.metrics_table
 }

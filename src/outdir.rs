@@ -136,15 +136,18 @@ pub fn install_interrupt_handler() -> std::result::Result<(), String> {
     INSTALLED
         .get_or_init(|| {
             ctrlc::set_handler(|| {
+                // Callbacks first: they may wait for a result being written (which needs the
+                // temporaries' lock) and write a summary; then the temporaries go, and the
+                // lock stays held so no replacement starts before the exit.
                 let callbacks = ON_INTERRUPT.lock().unwrap_or_else(|e| e.into_inner());
+                for c in callbacks.iter() {
+                    c();
+                }
                 let removed = weights_convert::output::remove_tracked_temporaries();
                 eprintln!(
                     "\ninterrupted{}",
                     if removed > 0 { "; partial outputs removed, earlier results untouched" } else { "" }
                 );
-                for c in callbacks.iter() {
-                    c();
-                }
                 std::process::exit(130);
             })
             .map_err(|e| e.to_string())
@@ -153,7 +156,7 @@ pub fn install_interrupt_handler() -> std::result::Result<(), String> {
 }
 
 /// Adds work to do on an interruption (for example writing a summary), after the
-/// temporaries are removed; installs the handler if needed. A callback may exit itself.
+/// temporaries are removed; installs the handler if needed. Callbacks run before the temporaries are removed and the process exits with 130.
 pub fn on_interrupt(f: impl Fn() + Send + 'static) -> std::result::Result<(), String> {
     install_interrupt_handler()?;
     ON_INTERRUPT.lock().unwrap_or_else(|e| e.into_inner()).push(Box::new(f));

@@ -101,8 +101,30 @@ pub fn make_folder(src: &Source, d: &Path) {
 }
 
 fn setup() -> (tempfile::TempDir, Source) {
+    setup_with(fixture_source)
+}
+
+/// The synthetic world (the demo's bundled generator and decision model, one held-out
+/// scene) written into `d`.
+pub fn synthetic_source(d: &Path) -> Source {
+    std::fs::write(d.join("g.safetensors"), steex::demo::GENERATOR).unwrap();
+    std::fs::write(d.join("c.safetensors"), steex::demo::CLASSIFIER).unwrap();
+    let s = steex::synth::scene(steex::synth::scene::HELD_OUT_SEED + 3);
+    let (h, w) = (steex::synth::scene::HEIGHT, steex::synth::scene::WIDTH);
+    write_npy(&d.join("scene.npy"), &Array { shape: vec![1, 3, h, w], data: s.image.clone() }).unwrap();
+    save_mask(&LabelMap { labels: s.labels.clone(), height: h, width: w }, &d.join("scene_mask.png"));
+    Source {
+        generator: d.join("g.safetensors"),
+        classifier: d.join("c.safetensors"),
+        image: d.join("scene.npy"),
+        mask: d.join("scene_mask.png"),
+        attribute: "stop".into(),
+    }
+}
+
+fn setup_with(source: fn(&Path) -> Source) -> (tempfile::TempDir, Source) {
     let dir = tempfile::tempdir().unwrap();
-    let src = fixture_source(dir.path());
+    let src = source(dir.path());
     make_folder(&src, dir.path());
     (dir, src)
 }
@@ -306,9 +328,16 @@ fn explains_a_folder_and_records_failed_images() {
 
 #[test]
 fn resume_after_a_kill_equals_a_clean_run() {
-    let (dir, src) = setup();
+    resume_check(setup(), 12);
+}
+
+#[test]
+fn resume_after_a_kill_equals_a_clean_run_synthetic_world() {
+    resume_check(setup_with(synthetic_source), 150);
+}
+
+fn resume_check((dir, src): (tempfile::TempDir, Source), steps: usize) {
     let d = dir.path();
-    let steps = 12;
     ok(&run(d, &args(&src, "clean", steps, &["--batch", "2"])));
     let clean = d.join("clean");
 
@@ -371,7 +400,15 @@ fn resume_after_a_kill_equals_a_clean_run() {
 
 #[test]
 fn shards_merged_equal_one_run() {
-    let (dir, src) = setup();
+    shards_check(setup());
+}
+
+#[test]
+fn shards_merged_equal_one_run_synthetic_world() {
+    shards_check(setup_with(synthetic_source));
+}
+
+fn shards_check((dir, src): (tempfile::TempDir, Source)) {
     let d = dir.path();
     ok(&run(d, &args(&src, "all", 3, &["--batch", "2"])));
     ok(&run(d, &args(&src, "s0", 3, &["--batch", "2", "--shard", "0/2"])));

@@ -30,6 +30,9 @@ pub struct DemoArgs {
     /// Adam learning rate.
     #[arg(long, default_value_t = DemoOptions::default().lr)]
     pub lr: f64,
+    /// Weight of the proximity term.
+    #[arg(long, default_value_t = DemoOptions::default().lambda_prox)]
+    pub lambda_prox: f64,
     /// Print the summary as JSON on stdout (the table goes to stderr).
     #[arg(long)]
     pub json: bool,
@@ -45,6 +48,7 @@ pub fn run(a: DemoArgs, device: &Device) -> Result<(), steex::Error> {
         steps: a.steps,
         early_stop: a.early_stop,
         lr: a.lr,
+        lambda_prox: a.lambda_prox,
         ..DemoOptions::default()
     };
     eprintln!(

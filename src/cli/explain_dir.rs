@@ -239,7 +239,7 @@ pub fn run(args: ExplainDirArgs, device: &Device) -> Result<(), Error> {
                 ),
                 Err(e) => eprintln!("\ninterrupted; the summary could not be written: {e}"),
             }
-            std::process::exit(130);
+            // The handler removes the temporaries and exits with 130.
         };
         if let Err(e) = steex::outdir::on_interrupt(handler) {
             eprintln!("warning: no Ctrl-C handler ({e}); an interrupted run still resumes with --resume");
