@@ -124,7 +124,9 @@ impl Models {
         let l = g.config().labels;
         let k = c.num_outputs();
         let regions_all = region_names(l, preset);
-        let attrs = attribute_names(k, preset);
+        // Without a preset, the names the classifier file records (else output_<i>).
+        let attrs =
+            if preset.is_none() && c.names().len() == k { c.names().to_vec() } else { attribute_names(k, preset) };
         let attribute = match &o.attribute {
             Some(a) => {
                 resolve(std::slice::from_ref(a), &attrs, "attribute").map_err(|e| bad(format!("--attribute: {e}")))?[0]
