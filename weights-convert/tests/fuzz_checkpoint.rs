@@ -165,7 +165,6 @@ fn fuzz_pickle_guard() {
     }
     let (_, pickle_regressions) = corpus(&fixtures(), "pickle");
     let _ = regressions;
-    let target =
-        Target { name: "pickle", ext: "pkl", run: &guard_pickle, custom: None, slow: Duration::from_secs(2) };
+    let target = Target { name: "pickle", ext: "pkl", run: &guard_pickle, custom: None, slow: Duration::from_secs(2) };
     fuzz(&target, &seeds, &pickle_regressions, &work_dir(env!("CARGO_TARGET_TMPDIR"), "pickle"));
 }
