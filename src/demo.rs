@@ -168,8 +168,9 @@ impl DemoModels {
     }
 }
 
-fn host(t: Tensor<4>) -> Vec<f32> {
-    t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default()
+/// A tensor's values on the host (the crate's one conversion).
+fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    crate::io::Array::from_tensor(t).data
 }
 
 /// Share of `sum |a - b|` over pixels whose label is causal.
@@ -239,8 +240,7 @@ pub fn run(options: &DemoOptions, device: &Device, progress: &mut dyn FnMut(usiz
             let pred = argmax_classes(&seg[i * k * px..(i + 1) * k * px], k, HEIGHT, WIDTH);
             seg_right += pred.iter().zip(&s.labels).filter(|(p, l)| **p == **l as usize).count();
         }
-        let real_logits: Vec<f32> =
-            c.logits(images.clone().detach()).into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default();
+        let real_logits: Vec<f32> = host(c.logits(images.clone().detach()));
         let mask = g.mask(labels)?;
         let mut outcomes: Vec<Explanation> = Vec::new();
         for (m, st) in modes.iter().enumerate() {

@@ -93,14 +93,19 @@ fn scalar(t: &Tensor<1>) -> f32 {
         .unwrap_or(f32::NAN)
 }
 
-/// The generic loop: build the model from `params`, compute the loss of a batch, update.
+/// Tensor shapes and metadata of a model's file.
+type Spec = (std::collections::BTreeMap<String, Vec<usize>>, std::collections::BTreeMap<String, String>);
+
+/// The generic loop: fresh parameters of `spec`; at every step, build the model from them,
+/// compute the loss of a batch, update.
 fn train_loop(
-    params: &mut ParamSet,
+    (shapes, meta): Spec,
     cfg: &TrainConfig,
     device: &Device,
     loss_of: &mut dyn FnMut(&steex_nn::Weights, Batch) -> Result<Tensor<1>, TrainError>,
     progress: &mut dyn FnMut(Progress),
-) -> Result<(), TrainError> {
+) -> Result<ParamSet, TrainError> {
+    let mut params = ParamSet::init(&shapes, &meta, cfg.seed, device)?;
     for step in 0..cfg.steps {
         let w = params.weights()?;
         let loss = loss_of(&w, batch(&seeds(cfg, step), device))?;
@@ -112,7 +117,7 @@ fn train_loop(
         params.adam_step(&grads, lr_at(cfg, step));
         progress(Progress { step: step + 1, steps: cfg.steps, loss: value });
     }
-    Ok(())
+    Ok(params)
 }
 
 /// Loads the generator (plain path: every weight in the graph) from `w`.
@@ -136,10 +141,8 @@ pub fn train_generator(
     device: &Device,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ParamSet, TrainError> {
-    let (shapes, meta) = world::generator_spec();
-    let mut params = ParamSet::init(&shapes, &meta, cfg.seed, device)?;
     train_loop(
-        &mut params,
+        world::generator_spec(),
         cfg,
         device,
         &mut |w, b| {
@@ -149,8 +152,7 @@ pub fn train_generator(
             Ok(d.clone().abs().mean() + d.powi_scalar(2).mean())
         },
         progress,
-    )?;
-    Ok(params)
+    )
 }
 
 /// Trains the decision model on the rule. With `generator`, half of every batch is replaced
@@ -161,10 +163,8 @@ pub fn train_classifier(
     device: &Device,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ParamSet, TrainError> {
-    let (shapes, meta) = world::classifier_spec();
-    let mut params = ParamSet::init(&shapes, &meta, cfg.seed, device)?;
     train_loop(
-        &mut params,
+        world::classifier_spec(),
         cfg,
         device,
         &mut |w, b| {
@@ -181,8 +181,7 @@ pub fn train_classifier(
             Ok(bce(c.logits(images), b.stop))
         },
         progress,
-    )?;
-    Ok(params)
+    )
 }
 
 /// Binary cross-entropy from logits `x` and targets `y` in {0, 1}, averaged:
@@ -197,11 +196,9 @@ pub fn train_segmenter(
     device: &Device,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ParamSet, TrainError> {
-    let (shapes, meta) = world::segmenter_spec();
-    let mut params = ParamSet::init(&shapes, &meta, cfg.seed, device)?;
     let k = REGIONS.len();
     train_loop(
-        &mut params,
+        world::segmenter_spec(),
         cfg,
         device,
         &mut |w, b| {
@@ -213,6 +210,5 @@ pub fn train_segmenter(
             Ok((logp * onehot).sum().neg().div_scalar((n * h * wd) as f64))
         },
         progress,
-    )?;
-    Ok(params)
+    )
 }
