@@ -52,7 +52,15 @@ impl DecisionModel for SmallCnn {
 fn main() {
     // Gradients flow to the style codes only: the models carry no trainable parameters.
     let device = Device::flex().autodiff();
-    let config = SeanConfig { labels: 4, ngf: 4, style_length: 32, width: 64, aspect_ratio: 1.0, spade_hidden: 128 };
+    let config = SeanConfig {
+        labels: 4,
+        ngf: 4,
+        style_length: 32,
+        width: 64,
+        aspect_ratio: 1.0,
+        spade_hidden: 128,
+        encoder_ngf: 32,
+    };
     let generator = SeanGenerator::random(config, 1, &device).expect("valid config").no_grad();
     let mut classifier = SmallCnn::new(&device);
 

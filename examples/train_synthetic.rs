@@ -94,9 +94,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             mae.into_scalar::<f32>()
         );
     }
+    let adv_radius: f64 = flag("--adv-radius").and_then(|s| s.parse().ok()).unwrap_or(0.0);
+    let adv_steps: usize = flag("--adv-steps").and_then(|s| s.parse().ok()).unwrap_or(0);
+    let augment = train::ClassifierAugment { adversarial: (adv_radius, adv_steps), ..Default::default() };
     if wants("classifier") {
-        let cfg = TrainConfig { steps: steps(400), batch: 16, lr: 2e-3, seed: 2 };
-        let p = run("classifier", cfg, |c, f| train::train_classifier(c, g.as_ref(), &device, f))?;
+        let cfg = TrainConfig {
+            steps: flag("--classifier-steps").and_then(|s| s.parse().ok()).unwrap_or(steps(400)),
+            batch: 16,
+            lr: 2e-3,
+            seed: 2,
+        };
+        let p =
+            run("classifier", cfg, |c, f| train::train_classifier(c, g.as_ref().map(|g| (g, augment)), &device, f))?;
         save(&p, &out.join("classifier.safetensors"))?;
     }
     if wants("segmenter") {

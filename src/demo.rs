@@ -51,6 +51,10 @@ pub struct DemoOptions {
     pub lambda_prox: f64,
     /// Scenes shown in `report.png`.
     pub report_scenes: usize,
+    /// A folder with `generator.safetensors`, `classifier.safetensors` and
+    /// `segmenter.safetensors` (as `train_synthetic --out` writes them) to use instead of the
+    /// bundled models.
+    pub models: Option<PathBuf>,
 }
 
 impl Default for DemoOptions {
@@ -65,6 +69,7 @@ impl Default for DemoOptions {
             lr: 0.05,
             lambda_prox: 0.3,
             report_scenes: 12,
+            models: None,
         }
     }
 }
@@ -166,6 +171,14 @@ impl DemoModels {
         let segmenter = DeepLabV3::load(&w, config, device).map_err(|e| m("segmenter", e.to_string()))?;
         Ok(DemoModels { generator, classifier, segmenter })
     }
+
+    /// Loads the three models from `dir` (the files `train_synthetic --out DIR` writes).
+    pub fn load_dir(dir: &std::path::Path, device: &Device) -> Result<Self> {
+        let generator = crate::io::load_generator(&dir.join("generator.safetensors"), device)?;
+        let classifier = crate::io::load_classifier(&dir.join("classifier.safetensors"), device)?;
+        let (segmenter, _) = crate::io::load_segmenter(&dir.join("segmenter.safetensors"), device)?;
+        Ok(DemoModels { generator, classifier, segmenter })
+    }
 }
 
 /// A tensor's values on the host (the crate's one conversion).
@@ -202,7 +215,10 @@ pub fn run(options: &DemoOptions, device: &Device, progress: &mut dyn FnMut(usiz
     let out = OutDir::create(&options.out, options.force)?;
     // Gradients reach the style codes only.
     let device = &device.clone().autodiff();
-    let models = DemoModels::load(device)?;
+    let models = match &options.models {
+        Some(dir) => DemoModels::load_dir(dir, device)?,
+        None => DemoModels::load(device)?,
+    };
     let (g, c) = (&models.generator, &models.classifier);
     let settings = |regions: Option<Vec<usize>>| ExplainSettings {
         attribute: 0,

@@ -37,7 +37,8 @@ class Zencoder(nn.Module):
         model += [nn.ConvTranspose2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1,
                                      output_padding=1),
                   nn.InstanceNorm2d(ngf * mult // 2), nn.LeakyReLU(0.2)]
-        model += [nn.ReflectionPad2d(1), nn.Conv2d(256, output_nc, 3, padding=0), nn.Tanh()]
+        # SEAN writes 256 here, which is ngf * mult * 2 for its only working ngf (32).
+        model += [nn.ReflectionPad2d(1), nn.Conv2d(ngf * mult * 2, output_nc, 3, padding=0), nn.Tanh()]
         self.model = nn.Sequential(*model)
 
     def forward(self, image, segmap):

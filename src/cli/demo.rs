@@ -33,6 +33,11 @@ pub struct DemoArgs {
     /// Weight of the proximity term.
     #[arg(long, default_value_t = DemoOptions::default().lambda_prox)]
     pub lambda_prox: f64,
+    /// Use the models in this folder (`generator.safetensors`, `classifier.safetensors`,
+    /// `segmenter.safetensors`, as `cargo run --release --example train_synthetic -- --out
+    /// DIR` writes them) instead of the bundled ones.
+    #[arg(long)]
+    pub models: Option<PathBuf>,
     /// Print the summary as JSON on stdout (the table goes to stderr).
     #[arg(long)]
     pub json: bool,
@@ -49,6 +54,7 @@ pub fn run(a: DemoArgs, device: &Device) -> Result<(), steex::Error> {
         early_stop: a.early_stop,
         lr: a.lr,
         lambda_prox: a.lambda_prox,
+        models: a.models,
         ..DemoOptions::default()
     };
     eprintln!(

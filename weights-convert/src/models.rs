@@ -34,20 +34,32 @@ pub fn convert_sean(ckpt: &Checkpoint, size: &SeanSize) -> Result<Converted> {
         .collect();
     let (labels, ngf, style_length) = SeanConfig::infer_from_shapes(|n| shapes.get(n).cloned()).map_err(wrong)?;
     let spade_hidden = SeanConfig::infer_spade_hidden(|n| shapes.get(n).cloned()).map_err(wrong)?;
+    let encoder_ngf = SeanConfig::infer_encoder_ngf(|n| shapes.get(n).cloned()).map_err(wrong)?;
     let (config, preset) = match size {
         SeanSize::Preset(name) => {
             let p = SeanConfig::preset(name)
                 .ok_or_else(|| ConvertError::Argument(format!("--preset {name}: expected celeba, celebamhq or bdd")))?;
-            if (p.labels, p.ngf, p.style_length, p.spade_hidden) != (labels, ngf, style_length, spade_hidden) {
+            let want = (p.labels, p.ngf, p.style_length, p.spade_hidden, p.encoder_ngf);
+            if want != (labels, ngf, style_length, spade_hidden, encoder_ngf) {
                 return Err(wrong(format!(
-                    "preset {name} has {} labels, ngf {}, style length {}, but the tensors say {labels}, {ngf}, {style_length}",
-                    p.labels, p.ngf, p.style_length
+                    "preset {name} has {} labels, ngf {}, style length {}, SPADE width {}, encoder width {}, \
+                     but the tensors say {labels}, {ngf}, {style_length}, {spade_hidden}, {encoder_ngf}",
+                    p.labels, p.ngf, p.style_length, p.spade_hidden, p.encoder_ngf
                 )));
             }
             (p, Some(name.clone()))
         }
         SeanSize::Explicit { width, aspect_ratio } => {
-            (SeanConfig { labels, ngf, style_length, width: *width, aspect_ratio: *aspect_ratio, spade_hidden }, None)
+            let config = SeanConfig {
+                labels,
+                ngf,
+                style_length,
+                width: *width,
+                aspect_ratio: *aspect_ratio,
+                spade_hidden,
+                encoder_ngf,
+            };
+            (config, None)
         }
     };
     config.validate().map_err(|e| ConvertError::Argument(format!("--width/--aspect-ratio: {e}")))?;

@@ -73,7 +73,8 @@ pub struct StepReport {
     pub step: usize,
     /// Steps requested.
     pub steps: usize,
-    /// Per image: decision loss at this forward.
+    /// Per image: decision loss at this forward (images no longer optimised are not
+    /// computed again: they keep the values of their last forward, here and below).
     pub loss_decision: Vec<f32>,
     /// Per image: proximity loss (with its lambda).
     pub loss_proximity: Vec<f32>,
@@ -207,53 +208,81 @@ where
     let mut failure: Vec<Option<String>> = vec![None; b];
     let lambda = settings.lambda_prox as f32;
 
-    // One forward at codes `z`: image, logits [B, K], decision and proximity losses [B].
+    // One forward of `n` images at codes `z` (`[n, L, S]` flat) under `mask`, `z0` and
+    // `target` of those images: image, logits [n, K], decision and proximity losses [n].
     type Fwd = (Tensor<4>, Tensor<2>, Tensor<1>, Tensor<1>, Tensor<3>);
-    let forward = |z: &[f32], grad: bool| -> Result<Fwd, ExplainError> {
-        let zt = Tensor::<3>::from_data(TensorData::new(z.to_vec(), [b, l, s]), &device);
-        let zt = if grad { zt.require_grad() } else { zt };
-        let img = generator.generate(mask, zt.clone(), settings.noise).map_err(ExplainError::Model)?;
-        let logits = model.logits(img.clone());
-        let la = logits.clone().slice([0..b, a..a + 1]).reshape([b]);
-        let dec = decision_loss(la, target_t.clone());
-        let prox = (zt.clone() - z0.clone()).square().sum_dim(2).sum_dim(1).reshape([b]).mul_scalar(lambda);
-        Ok((img, logits, dec, prox, zt))
-    };
+    let forward =
+        |mask: &G::Mask, z0: &Tensor<3>, target: &Tensor<1>, z: &[f32], grad: bool| -> Result<Fwd, ExplainError> {
+            let n = z.len() / per_image;
+            let zt = Tensor::<3>::from_data(TensorData::new(z.to_vec(), [n, l, s]), &device);
+            let zt = if grad { zt.require_grad() } else { zt };
+            let img = generator.generate(mask, zt.clone(), settings.noise).map_err(ExplainError::Model)?;
+            let logits = model.logits(img.clone());
+            let la = logits.clone().slice([0..n, a..a + 1]).reshape([n]);
+            let dec = decision_loss(la, target.clone());
+            let prox = (zt.clone() - z0.clone()).square().sum_dim(2).sum_dim(1).reshape([n]).mul_scalar(lambda);
+            Ok((img, logits, dec, prox, zt))
+        };
 
+    // The images still optimised; once some stop, the others go on as a smaller batch
+    // (their layouts, codes and targets selected once per change).
+    let mut live: Vec<usize> = (0..b).collect();
+    let mut live_batch: Option<(G::Mask, Tensor<3>, Tensor<1>)> = None;
+    let mut report = StepReport {
+        step: 0,
+        steps: settings.steps,
+        loss_decision: vec![0.0; b],
+        loss_proximity: vec![0.0; b],
+        score: vec![0.0; b],
+        active: active.clone(),
+    };
+    let mut g = vec![0f32; z.len()];
     for step in 1..=settings.steps {
-        if !active.iter().any(|&x| x) {
+        let now: Vec<usize> = (0..b).filter(|&i| active[i]).collect();
+        if now.is_empty() {
             break;
         }
-        let (_, logits, dec, prox, zt) = forward(&z, true)?;
+        if now != live {
+            let idx = Tensor::<1, burn::tensor::Int>::from_ints(
+                now.iter().map(|&i| i as i64).collect::<Vec<_>>().as_slice(),
+                &device,
+            );
+            live_batch = Some((
+                generator.select(mask, &now),
+                z0.clone().select(0, idx.clone()),
+                target_t.clone().select(0, idx),
+            ));
+            live = now;
+        }
+        let (m, z0_live, target_live) = match &live_batch {
+            Some((m, z0l, tl)) => (m, z0l, tl),
+            None => (mask, &z0, &target_t),
+        };
+        let z_live: Vec<f32> =
+            live.iter().flat_map(|&i| z[i * per_image..(i + 1) * per_image].iter().copied()).collect();
+        let (_, logits, dec, prox, zt) = forward(m, z0_live, target_live, &z_live, true)?;
         let loss = (dec.clone() + prox.clone()).sum();
         let grads = loss.backward();
-        let g: Vec<f32> = zt
+        let g_live: Vec<f32> = zt
             .grad(&grads)
             .ok_or_else(|| ExplainError::Model("no gradient reached the style codes".into()))?
             .into_data()
             .convert::<f32>()
             .try_into_vec::<f32>()
             .expect("float data");
-        let stats =
-            host(Tensor::cat(vec![logits.detach(), dec.detach().reshape([b, 1]), prox.detach().reshape([b, 1])], 1));
-        let mut report = StepReport {
-            step,
-            steps: settings.steps,
-            loss_decision: vec![0.0; b],
-            loss_proximity: vec![0.0; b],
-            score: vec![0.0; b],
-            active: active.clone(),
-        };
-        for i in 0..b {
-            let r = &stats[i * (k + 2)..(i + 1) * (k + 2)];
-            let (logit, d, p) = (r[a], r[k], r[k + 1]);
+        let stats = host(Tensor::cat(
+            vec![logits.detach(), dec.detach().reshape([live.len(), 1]), prox.detach().reshape([live.len(), 1])],
+            1,
+        ));
+        report.step = step;
+        report.active = active.clone();
+        for (r, &i) in live.iter().enumerate() {
+            let st = &stats[r * (k + 2)..(r + 1) * (k + 2)];
+            let (logit, d, p) = (st[a], st[k], st[k + 1]);
             report.loss_decision[i] = d;
             report.loss_proximity[i] = p;
             report.score[i] = sigmoid(logit);
-            if !active[i] {
-                continue;
-            }
-            let gi = &g[i * per_image..(i + 1) * per_image];
+            let gi = &g_live[r * per_image..(r + 1) * per_image];
             if !(logit.is_finite() && d.is_finite() && p.is_finite()) || gi.iter().any(|v| !v.is_finite()) {
                 failure[i] =
                     Some(format!("non-finite loss or gradient at step {step}; optimisation of this image stopped"));
@@ -266,6 +295,7 @@ where
                 active[i] = false;
                 continue;
             }
+            g[i * per_image..(i + 1) * per_image].copy_from_slice(gi);
             for (j, _) in trainable.iter().enumerate().filter(|(_, t)| **t) {
                 let start = i * per_image + j * row;
                 adam.update(&mut z, &g, start..start + row, steps_run[i] + 1);
@@ -287,8 +317,8 @@ where
         }
     }
 
-    // The counterfactual: one more forward at the final codes.
-    let (counterfactual, logits, dec, prox, _) = forward(&z, false)?;
+    // The counterfactual: one more forward at the final codes, of the whole batch.
+    let (counterfactual, logits, dec, prox, _) = forward(mask, &z0, &target_t, &z, false)?;
     let counterfactual = counterfactual.detach();
     let stats =
         host(Tensor::cat(vec![logits.detach(), dec.detach().reshape([b, 1]), prox.detach().reshape([b, 1])], 1));

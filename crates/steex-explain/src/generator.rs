@@ -13,6 +13,11 @@ pub trait StyleGenerator {
 
     /// Images `[B, 3, H, W]` in [-1, 1] from codes; differentiable with respect to them.
     fn generate(&self, mask: &Self::Mask, codes: Tensor<3>, noise: NoiseMode) -> Result<Tensor<4>, String>;
+
+    /// The layouts of images `rows` of a batch, in that order: the explainer stops
+    /// computing images whose optimisation has ended. An image's result must not depend on
+    /// the other images of its batch.
+    fn select(&self, mask: &Self::Mask, rows: &[usize]) -> Self::Mask;
 }
 
 impl StyleGenerator for SeanGenerator {
@@ -24,5 +29,9 @@ impl StyleGenerator for SeanGenerator {
 
     fn generate(&self, mask: &SemanticMask, codes: Tensor<3>, noise: NoiseMode) -> Result<Tensor<4>, String> {
         SeanGenerator::generate(self, mask, codes, noise).map_err(|e| e.to_string())
+    }
+
+    fn select(&self, mask: &SemanticMask, rows: &[usize]) -> SemanticMask {
+        mask.select(rows)
     }
 }

@@ -22,6 +22,8 @@ impl StyleGenerator for SumGenerator {
         let m = codes.sum_dim(2).sum_dim(1).reshape([b, 1, 1, 1]);
         Ok(m.expand([b, 3, 4, 4]))
     }
+
+    fn select(&self, _: &(), _: &[usize]) {}
 }
 
 /// One logit: the log of the image's mean, NaN once the mean turns negative.

@@ -18,25 +18,54 @@ pub struct SeanConfig {
     /// Hidden width of the SPADE branch ([`SPADE_HIDDEN`], 128, in the published code; the
     /// synthetic world's tiny generator uses less).
     pub spade_hidden: usize,
+    /// Base width of the style encoder (`Zencoder(ngf=...)`, [`ENCODER_NGF`] = 32
+    /// published): its convolutions are `3 -> n -> 2n -> 4n`, the transposed one `4n -> 8n`,
+    /// the last `8n -> S`.
+    pub encoder_ngf: usize,
 }
 
 /// Hidden width of the SPADE branch in the published code.
 pub const SPADE_HIDDEN: usize = 128;
-/// Width of the style encoder's last hidden layer, fixed in the published code.
-pub const ENCODER_HIDDEN: usize = 256;
+/// Base width of the style encoder in the published code (its last hidden layer is 8 times
+/// that: 256).
+pub const ENCODER_NGF: usize = 32;
 
 impl SeanConfig {
     /// CelebA: 128 x 128, 19 labels.
     pub fn celeba() -> Self {
-        SeanConfig { labels: 19, ngf: 64, style_length: 512, width: 128, aspect_ratio: 1.0, spade_hidden: SPADE_HIDDEN }
+        SeanConfig {
+            labels: 19,
+            ngf: 64,
+            style_length: 512,
+            width: 128,
+            aspect_ratio: 1.0,
+            spade_hidden: SPADE_HIDDEN,
+            encoder_ngf: ENCODER_NGF,
+        }
     }
     /// CelebAMask-HQ: 256 x 256, 19 labels.
     pub fn celebamhq() -> Self {
-        SeanConfig { labels: 19, ngf: 64, style_length: 512, width: 256, aspect_ratio: 1.0, spade_hidden: SPADE_HIDDEN }
+        SeanConfig {
+            labels: 19,
+            ngf: 64,
+            style_length: 512,
+            width: 256,
+            aspect_ratio: 1.0,
+            spade_hidden: SPADE_HIDDEN,
+            encoder_ngf: ENCODER_NGF,
+        }
     }
     /// BDD100k: 512 x 256, 20 labels.
     pub fn bdd() -> Self {
-        SeanConfig { labels: 20, ngf: 64, style_length: 512, width: 512, aspect_ratio: 2.0, spade_hidden: SPADE_HIDDEN }
+        SeanConfig {
+            labels: 20,
+            ngf: 64,
+            style_length: 512,
+            width: 512,
+            aspect_ratio: 2.0,
+            spade_hidden: SPADE_HIDDEN,
+            encoder_ngf: ENCODER_NGF,
+        }
     }
     /// A preset by name (`celeba`, `celebamhq`, `bdd`).
     pub fn preset(name: &str) -> Option<Self> {
@@ -62,8 +91,13 @@ impl SeanConfig {
 
     /// Checks the sizes make a model.
     pub fn validate(&self) -> Result<(), String> {
-        if self.labels == 0 || self.ngf == 0 || self.style_length == 0 || self.spade_hidden == 0 {
-            return Err(format!("labels, ngf, style length and SPADE width must be positive: {self:?}"));
+        if self.labels == 0
+            || self.ngf == 0
+            || self.style_length == 0
+            || self.spade_hidden == 0
+            || self.encoder_ngf == 0
+        {
+            return Err(format!("labels, ngf, style length, SPADE and encoder widths must be positive: {self:?}"));
         }
         if self.width < 32 || self.width % 32 != 0 {
             return Err(format!("width {} is not a positive multiple of 32", self.width));
@@ -100,13 +134,14 @@ impl SeanConfig {
                 t.insert(format!("{p}.bias"), vec![cout]);
             }
         };
-        for (i, (cin, cout)) in [(3, 32), (32, 64), (64, 128)].into_iter().enumerate() {
+        let e = self.encoder_ngf;
+        for (i, (cin, cout)) in [(3, e), (e, 2 * e), (2 * e, 4 * e)].into_iter().enumerate() {
             conv(&mut t, &format!("Zencoder.model.{}", 1 + 3 * i), cin, cout, 3, true);
         }
         // ConvTranspose2d weight is [in, out, k, k].
-        t.insert("Zencoder.model.10.weight".into(), vec![128, ENCODER_HIDDEN, 3, 3]);
-        t.insert("Zencoder.model.10.bias".into(), vec![ENCODER_HIDDEN]);
-        conv(&mut t, "Zencoder.model.14", ENCODER_HIDDEN, s, 3, true);
+        t.insert("Zencoder.model.10.weight".into(), vec![4 * e, 8 * e, 3, 3]);
+        t.insert("Zencoder.model.10.bias".into(), vec![8 * e]);
+        conv(&mut t, "Zencoder.model.14", 8 * e, s, 3, true);
         conv(&mut t, "fc", l, 16 * self.ngf, 3, true);
         for (name, fin, fout, style) in self.blocks() {
             let fmid = fin.min(fout);
@@ -160,6 +195,7 @@ impl SeanConfig {
             ("height", h.to_string()),
             ("aspect_ratio", self.aspect_ratio.to_string()),
             ("spade_hidden", self.spade_hidden.to_string()),
+            ("encoder_ngf", self.encoder_ngf.to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -169,6 +205,12 @@ impl SeanConfig {
     /// The SPADE branch's width as the tensor shapes of a checkpoint determine it.
     pub fn infer_spade_hidden(shape: impl Fn(&str) -> Option<Vec<usize>>) -> Result<usize, String> {
         let n = "head_0.ace_0.Spade.mlp_shared.0.weight";
+        shape(n).and_then(|s| s.first().copied()).ok_or_else(|| format!("missing tensor `{n}`"))
+    }
+
+    /// The style encoder's base width as the tensor shapes of a checkpoint determine it.
+    pub fn infer_encoder_ngf(shape: impl Fn(&str) -> Option<Vec<usize>>) -> Result<usize, String> {
+        let n = "Zencoder.model.1.weight";
         shape(n).and_then(|s| s.first().copied()).ok_or_else(|| format!("missing tensor `{n}`"))
     }
 

@@ -82,7 +82,7 @@ impl SeanGenerator {
             SpadeResnetBlock::load(weights, name, fin, fout, [l, s, config.spade_hidden], style, device)
         };
         let g = SeanGenerator {
-            zencoder: Zencoder::load(weights, s, device)?,
+            zencoder: Zencoder::load(weights, s, config.encoder_ngf, device)?,
             fc: conv2d(weights, "fc", [l, 16 * config.ngf], 3, 1, 1, 1, true, device)?,
             head_0: block(0)?,
             g_middle_0: block(1)?,
@@ -118,6 +118,11 @@ impl SeanGenerator {
                 weights.meta("spade_hidden")?
             } else {
                 crate::config::SPADE_HIDDEN
+            },
+            encoder_ngf: if weights.metadata().contains_key("encoder_ngf") {
+                weights.meta("encoder_ngf")?
+            } else {
+                crate::config::ENCODER_NGF
             },
         };
         Self::load(weights, config, device)

@@ -94,6 +94,26 @@ impl SemanticMask {
         self.trunk[k].clone()
     }
 
+    /// The masks of images `rows` of the batch (in that order), with everything computed
+    /// from them (one-hot maps, the fast path's cache) taken along, not recomputed.
+    pub fn select(&self, rows: &[usize]) -> SemanticMask {
+        let device = self.labels.device();
+        let idx = Tensor::<1, Int>::from_ints(rows.iter().map(|&r| r as i64).collect::<Vec<_>>().as_slice(), &device);
+        let pick = |t: &Tensor<4>| t.clone().select(0, idx.clone());
+        let cache = self.cache.as_ref().map(|(id, layers)| {
+            let layers = layers
+                .iter()
+                .map(|block| block.iter().map(|c| AceCache { gamma: pick(&c.gamma), beta: pick(&c.beta) }).collect())
+                .collect();
+            (*id, Arc::new(layers))
+        });
+        SemanticMask {
+            labels: self.labels.clone().select(0, idx.clone()),
+            trunk: self.trunk.iter().map(pick).collect(),
+            cache,
+        }
+    }
+
     /// One-hot map at an arbitrary size (legacy nearest resize of the label map).
     pub fn at_size(&self, size: [usize; 2], l: usize) -> Tensor<4> {
         one_hot(resize_labels(self.labels.clone(), size), l)

@@ -12,8 +12,6 @@ use burn::tensor::ops::{ConvTransposeOptions, PadMode};
 use burn::tensor::{Device, Tensor};
 use steex_nn::{Weights, WeightsError, conv2d};
 
-use crate::config::ENCODER_HIDDEN;
-
 /// `nn.ConvTranspose2d(128, 256, 3, stride 2, padding 1, output_padding 1)`; the weight is
 /// stored `[in, out, k, k]` as PyTorch stores it.
 #[derive(Module, Debug)]
@@ -27,15 +25,15 @@ pub struct ConvTranspose {
 /// The style encoder.
 #[derive(Module, Debug)]
 pub struct Zencoder {
-    /// `model.1`: reflection-padded conv 3 -> 32.
+    /// `model.1`: reflection-padded conv 3 -> n (n = `encoder_ngf`, 32 published).
     pub model_1: Conv2d,
-    /// `model.4`: conv 32 -> 64, stride 2.
+    /// `model.4`: conv n -> 2n, stride 2.
     pub model_4: Conv2d,
-    /// `model.7`: conv 64 -> 128, stride 2.
+    /// `model.7`: conv 2n -> 4n, stride 2.
     pub model_7: Conv2d,
-    /// `model.10`: transposed conv 128 -> 256, stride 2.
+    /// `model.10`: transposed conv 4n -> 8n, stride 2.
     pub model_10: ConvTranspose,
-    /// `model.14`: reflection-padded conv 256 -> S, then tanh.
+    /// `model.14`: reflection-padded conv 8n -> S, then tanh.
     pub model_14: Conv2d,
 }
 
@@ -53,24 +51,21 @@ fn lrelu(x: Tensor<4>) -> Tensor<4> {
 }
 
 impl Zencoder {
-    /// Loads `Zencoder.model.*` for style length `s`.
-    pub fn load(w: &Weights, s: usize, device: &Device) -> Result<Self, WeightsError> {
+    /// Loads `Zencoder.model.*` for style length `s` and base width `n` (32 published).
+    pub fn load(w: &Weights, s: usize, n: usize, device: &Device) -> Result<Self, WeightsError> {
         let p = |i: usize| format!("Zencoder.model.{i}");
         Ok(Zencoder {
-            model_1: conv2d(w, &p(1), [3, 32], 3, 1, 0, 1, true, device)?,
-            model_4: conv2d(w, &p(4), [32, 64], 3, 2, 1, 1, true, device)?,
-            model_7: conv2d(w, &p(7), [64, 128], 3, 2, 1, 1, true, device)?,
+            model_1: conv2d(w, &p(1), [3, n], 3, 1, 0, 1, true, device)?,
+            model_4: conv2d(w, &p(4), [n, 2 * n], 3, 2, 1, 1, true, device)?,
+            model_7: conv2d(w, &p(7), [2 * n, 4 * n], 3, 2, 1, 1, true, device)?,
             model_10: ConvTranspose {
                 weight: Param::initialized(
                     ParamId::new(),
-                    w.tensor(&format!("{}.weight", p(10)), [128, ENCODER_HIDDEN, 3, 3], device)?,
+                    w.tensor(&format!("{}.weight", p(10)), [4 * n, 8 * n, 3, 3], device)?,
                 ),
-                bias: Param::initialized(
-                    ParamId::new(),
-                    w.tensor(&format!("{}.bias", p(10)), [ENCODER_HIDDEN], device)?,
-                ),
+                bias: Param::initialized(ParamId::new(), w.tensor(&format!("{}.bias", p(10)), [8 * n], device)?),
             },
-            model_14: conv2d(w, &p(14), [ENCODER_HIDDEN, s], 3, 1, 0, 1, true, device)?,
+            model_14: conv2d(w, &p(14), [8 * n, s], 3, 1, 0, 1, true, device)?,
         })
     }
 

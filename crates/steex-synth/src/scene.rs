@@ -106,25 +106,40 @@ fn hsv(h: f32, s: f32, v: f32) -> [f32; 3] {
 }
 
 impl SceneSpec {
-    /// The scene of `seed`: layout and non-causal appearances uniform, the lamp red or green
-    /// with equal chance.
+    /// The scene of `seed`: layout uniform; each region's colour drawn from its own range of
+    /// hue, saturation and value (a street's: bluish sky, greyish-brown ground, buildings of
+    /// any hue, a dark pole), its shading and texture uniform; the lamp red or green with
+    /// equal chance.
+    ///
+    /// The ranges keep a scene's overall colour cast within a narrow band: SEAN's style
+    /// encoder normalises every image (instance norm), so it cannot see the cast, and its
+    /// generator can only reconstruct it as far as the world makes it predictable.
     pub fn sample(seed: u64) -> Self {
         let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_5eed_5eed_5eed);
         let horizon = rng.random_range(36..=46);
         let bw = rng.random_range(14..=26);
         let building = (rng.random_range(0..=WIDTH - bw), bw, rng.random_range(8..=horizon - 12));
         let pole_x = rng.random_range(8..=WIDTH - 12);
-        let radius = rng.random_range(6..=8);
+        let radius = rng.random_range(7..=9);
         let lamp = (rng.random_range(radius + 2..=horizon - radius - 12), radius);
-        let any = |rng: &mut StdRng| Appearance {
-            colour: [rng.random_range(0.05..0.95), rng.random_range(0.05..0.95), rng.random_range(0.05..0.95)],
-            shading: rng.random_range(-0.25..0.25),
-            texture: rng.random_range(0.0..0.12),
-        };
-        let mut appearance = [any(&mut rng), any(&mut rng), any(&mut rng), any(&mut rng), any(&mut rng)];
+        let region =
+            |rng: &mut StdRng, h: (f32, f32), s: (f32, f32), v: (f32, f32), shading: f32, texture: (f32, f32)| {
+                Appearance {
+                    colour: hsv(rng.random_range(h.0..h.1), rng.random_range(s.0..s.1), rng.random_range(v.0..v.1)),
+                    shading: rng.random_range(-shading..shading),
+                    texture: rng.random_range(texture.0..texture.1),
+                }
+            };
+        let sky = region(&mut rng, (190.0, 230.0), (0.15, 0.55), (0.7, 0.95), 0.25, (0.0, 0.03));
+        let ground = region(&mut rng, (15.0, 50.0), (0.0, 0.45), (0.25, 0.55), 0.25, (0.0, 0.12));
+        let walls = region(&mut rng, (0.0, 360.0), (0.1, 0.6), (0.35, 0.85), 0.25, (0.02, 0.12));
+        let pole = region(&mut rng, (0.0, 360.0), (0.0, 0.2), (0.15, 0.45), 0.25, (0.0, 0.01));
         let red = rng.random_bool(0.5);
-        appearance[LAMP] = Self::lamp_appearance(&mut rng, red);
-        SceneSpec { layout: Layout { horizon, building, pole_x, lamp }, appearance }
+        let lamp_appearance = Self::lamp_appearance(&mut rng, red);
+        SceneSpec {
+            layout: Layout { horizon, building, pole_x, lamp },
+            appearance: [sky, ground, walls, pole, lamp_appearance],
+        }
     }
 
     /// A lamp appearance: red (hue within 25 degrees of 0) or green (hue 95..150).

@@ -7,8 +7,11 @@ use steex_classifier::resnet::ResNet;
 use steex_deeplab::DeepLabV3;
 use steex_sean::{ForwardPath, NoiseMode, SeanGenerator};
 
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
 use crate::params::ParamSet;
-use crate::scene::{HEIGHT, REGIONS, WIDTH, scene};
+use crate::scene::{CAUSAL, HEIGHT, REGIONS, Scene, SceneSpec, WIDTH, scene};
 use crate::world;
 
 /// What can go wrong while training.
@@ -37,8 +40,13 @@ pub struct Batch {
 
 /// The scenes of `seeds` as one batch on `device`.
 pub fn batch(seeds: &[u64], device: &Device) -> Batch {
-    let b = seeds.len();
-    let scenes: Vec<_> = seeds.iter().map(|&s| scene(s)).collect();
+    let scenes: Vec<Scene> = seeds.iter().map(|&s| scene(s)).collect();
+    batch_of(&scenes, device)
+}
+
+/// Rendered scenes as one batch on `device`.
+pub fn batch_of(scenes: &[Scene], device: &Device) -> Batch {
+    let b = scenes.len();
     let images: Vec<f32> = scenes.iter().flat_map(|s| s.image.iter().copied()).collect();
     let labels: Vec<i64> = scenes.iter().flat_map(|s| s.labels.iter().map(|&k| k as i64)).collect();
     let stop: Vec<f32> = scenes.iter().map(|s| s.stop as u8 as f32).collect();
@@ -46,6 +54,66 @@ pub fn batch(seeds: &[u64], device: &Device) -> Batch {
         images: Tensor::from_data(TensorData::new(images, [b, 3, HEIGHT, WIDTH]), device),
         labels: Tensor::from_data(TensorData::new(labels, [b, HEIGHT, WIDTH]), device),
         stop: Tensor::from_data(TensorData::new(stop, [b, 1]), device),
+    }
+}
+
+/// Which scene each region's appearance comes from, per scene of a batch: `source[i][k]` is
+/// the batch index whose region `k` scene `i` wears (`i` itself when not swapped).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SwapPlan {
+    /// `[B][L]` source scene indices.
+    pub source: Vec<[usize; REGIONS.len()]>,
+}
+
+impl SwapPlan {
+    /// Every scene wears its own appearances.
+    pub fn identity(b: usize) -> Self {
+        SwapPlan { source: (0..b).map(|i| [i; REGIONS.len()]).collect() }
+    }
+
+    /// Each region of each scene takes the appearance of another scene of the batch with
+    /// probability `p[k]` (the partner is drawn per region).
+    pub fn random(b: usize, p: [f64; REGIONS.len()], rng: &mut impl Rng) -> Self {
+        let mut plan = Self::identity(b);
+        if b < 2 {
+            return plan;
+        }
+        for (i, row) in plan.source.iter_mut().enumerate() {
+            for (k, src) in row.iter_mut().enumerate() {
+                if rng.random_bool(p[k]) {
+                    let j = rng.random_range(0..b - 1);
+                    *src = if j >= i { j + 1 } else { j };
+                }
+            }
+        }
+        plan
+    }
+
+    /// The scenes as the plan dresses them: scene `i`'s layout with the appearances of the
+    /// sources (rendered: the exact target for generating from swapped codes, and the
+    /// rule's decision for it).
+    pub fn apply(&self, specs: &[SceneSpec]) -> Vec<Scene> {
+        self.source
+            .iter()
+            .enumerate()
+            .map(|(i, row)| {
+                let mut s = specs[i];
+                for (k, &src) in row.iter().enumerate() {
+                    s.appearance[k] = specs[src].appearance[k];
+                }
+                s.render()
+            })
+            .collect()
+    }
+
+    /// The codes `[B, L, S]` as the plan dresses them: row `(i, k)` is row `(source[i][k], k)`
+    /// of `z` (differentiable).
+    pub fn mix_codes(&self, z: Tensor<3>) -> Tensor<3> {
+        let [b, l, s] = z.dims();
+        let idx: Vec<i64> =
+            self.source.iter().flat_map(|row| row.iter().enumerate().map(|(k, &src)| (src * l + k) as i64)).collect();
+        let idx = Tensor::<1, Int>::from_data(TensorData::new(idx, [b * l]), &z.device());
+        z.reshape([b * l, s]).select(0, idx).reshape([b, l, s])
     }
 }
 
@@ -83,6 +151,11 @@ fn seeds(cfg: &TrainConfig, step: usize) -> Vec<u64> {
     (0..cfg.batch as u64).map(|i| cfg.seed * 1_000_000_000 + (step * cfg.batch) as u64 + i).collect()
 }
 
+/// The random draws of `step` (swap plans, code noise), independent of the scenes'.
+fn step_rng(cfg: &TrainConfig, step: usize) -> StdRng {
+    StdRng::seed_from_u64((cfg.seed << 32) ^ step as u64 ^ 0x7a11_0f5e_ed00_0000)
+}
+
 fn scalar(t: &Tensor<1>) -> f32 {
     t.clone()
         .into_data()
@@ -97,18 +170,18 @@ fn scalar(t: &Tensor<1>) -> f32 {
 type Spec = (std::collections::BTreeMap<String, Vec<usize>>, std::collections::BTreeMap<String, String>);
 
 /// The generic loop: fresh parameters of `spec`; at every step, build the model from them,
-/// compute the loss of a batch, update.
+/// compute the loss of that step (`loss_of(weights, step)`), update.
 fn train_loop(
     (shapes, meta): Spec,
     cfg: &TrainConfig,
     device: &Device,
-    loss_of: &mut dyn FnMut(&steex_nn::Weights, Batch) -> Result<Tensor<1>, TrainError>,
+    loss_of: &mut dyn FnMut(&steex_nn::Weights, usize) -> Result<Tensor<1>, TrainError>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ParamSet, TrainError> {
     let mut params = ParamSet::init(&shapes, &meta, cfg.seed, device)?;
     for step in 0..cfg.steps {
         let w = params.weights()?;
-        let loss = loss_of(&w, batch(&seeds(cfg, step), device))?;
+        let loss = loss_of(&w, step)?;
         let value = scalar(&loss);
         if !value.is_finite() {
             return Err(TrainError::Diverged { step: step + 1, loss: value });
@@ -127,39 +200,103 @@ pub fn generator_from(w: &steex_nn::Weights, device: &Device) -> Result<SeanGene
         .with_path(ForwardPath::Plain))
 }
 
-/// Reconstructions of a batch: encode, then generate from the codes (noise off).
-pub fn reconstruct(g: &SeanGenerator, images: Tensor<4>, labels: Tensor<3, Int>) -> Result<Tensor<4>, TrainError> {
-    let m = |e: steex_sean::SeanError| TrainError::Model(e.to_string());
-    let mask = g.mask(labels).map_err(m)?;
-    let codes = g.encode(images, &mask).map_err(m)?;
-    g.generate(&mask, codes, NoiseMode::Off).map_err(m)
+fn model_err(e: steex_sean::SeanError) -> TrainError {
+    TrainError::Model(e.to_string())
 }
 
-/// Trains the SEAN encoder-generator to reconstruct scenes (L1 + L2 pixel loss).
+/// Reconstructions of a batch: encode, then generate from the codes (noise off).
+pub fn reconstruct(g: &SeanGenerator, images: Tensor<4>, labels: Tensor<3, Int>) -> Result<Tensor<4>, TrainError> {
+    let mask = g.mask(labels).map_err(model_err)?;
+    let codes = g.encode(images, &mask).map_err(model_err)?;
+    g.generate(&mask, codes, NoiseMode::Off).map_err(model_err)
+}
+
+/// Probability that a region's appearance is swapped with another scene's while the
+/// generator trains (per region, sky ... lamp).
+pub const GENERATOR_SWAP: [f64; 5] = [0.25, 0.25, 0.25, 0.25, 0.4];
+/// Probability that a region's code is perturbed (Gaussian noise, deviation drawn from
+/// `[0, GENERATOR_NOISE]`) while the generator trains; the loss then ignores that region's
+/// pixels and asks every other pixel to stay as it is.
+pub const GENERATOR_PERTURB: f64 = 0.2;
+/// Largest deviation of that noise.
+pub const GENERATOR_NOISE: f64 = 0.5;
+
+/// Trains the SEAN encoder-generator (L1 + L2 pixel loss). Every scene is encoded; some of
+/// its regions' codes are replaced by another scene's codes for the same region
+/// ([`GENERATOR_SWAP`]), and the target is the scene rendered with those appearances; some
+/// regions' codes are perturbed off the data ([`GENERATOR_PERTURB`]), and the pixels of
+/// the other regions must not change. So a region's code must carry its appearance alone,
+/// and must not move the pixels of other regions, even where an explanation takes it:
+/// what makes an explanation that moves one code change one region.
 pub fn train_generator(
     cfg: &TrainConfig,
     device: &Device,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ParamSet, TrainError> {
+    let l = REGIONS.len();
     train_loop(
         world::generator_spec(),
         cfg,
         device,
-        &mut |w, b| {
+        &mut |w, step| {
             let g = generator_from(w, device)?;
-            let out = reconstruct(&g, b.images.clone(), b.labels)?;
-            let d = out - b.images;
-            Ok(d.clone().abs().mean() + d.powi_scalar(2).mean())
+            let specs: Vec<SceneSpec> = seeds(cfg, step).iter().map(|&s| SceneSpec::sample(s)).collect();
+            let real: Vec<Scene> = specs.iter().map(|s| s.render()).collect();
+            let mut rng = step_rng(cfg, step);
+            let plan = SwapPlan::random(specs.len(), GENERATOR_SWAP, &mut rng);
+            let perturbed: Vec<Vec<bool>> =
+                specs.iter().map(|_| (0..l).map(|_| rng.random_bool(GENERATOR_PERTURB)).collect()).collect();
+            let input = batch_of(&real, device);
+            let target = batch_of(&plan.apply(&specs), device);
+            let mask = g.mask(input.labels).map_err(model_err)?;
+            let z = plan.mix_codes(g.encode(input.images, &mask).map_err(model_err)?);
+            let noise = region_noise(&z, &perturbed, GENERATOR_NOISE, &mut rng);
+            let out = g.generate(&mask, z + noise, NoiseMode::Off).map_err(model_err)?;
+            // Weight 0 on the pixels of perturbed regions.
+            let weights: Vec<f32> = real
+                .iter()
+                .zip(&perturbed)
+                .flat_map(|(sc, p)| sc.labels.iter().map(|&k| (!p[k as usize]) as u8 as f32).collect::<Vec<_>>())
+                .collect();
+            let weights = Tensor::<4>::from_data(TensorData::new(weights, [specs.len(), 1, HEIGHT, WIDTH]), device);
+            let norm = weights.clone().mean().into_scalar::<f32>().max(1e-3) as f64;
+            let d = (out - target.images) * weights;
+            Ok((d.clone().abs().mean() + d.powi_scalar(2).mean()).div_scalar(norm))
         },
         progress,
     )
 }
 
-/// Trains the decision model on the rule. With `generator`, half of every batch is replaced
-/// by its reconstructions, so the model decides the same on real and generated scenes.
+/// How the decision model's training batches are made with a generator.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClassifierAugment {
+    /// Share of each batch that is generated (the rest are real scenes).
+    pub generated: f64,
+    /// Per region, probability that a generated scene wears another scene's code for it
+    /// (the label follows the lamp's source).
+    pub swap: [f64; 5],
+    /// Gaussian noise added to the non-causal regions' codes of generated scenes: its
+    /// standard deviation is drawn per scene from `[0, noise]`.
+    pub noise: f64,
+    /// Adversarial training on the non-causal pixels: `(radius, steps)` of a projected sign
+    /// gradient ascent (L-infinity ball, images in [-1, 1]) on every pixel outside the
+    /// causal regions; the model then trains on the perturbed batch. `(0, 0)`: off.
+    pub adversarial: (f64, usize),
+}
+
+impl Default for ClassifierAugment {
+    fn default() -> Self {
+        ClassifierAugment { generated: 0.75, swap: [0.5, 0.5, 0.5, 0.5, 0.5], noise: 0.3, adversarial: (0.0, 0) }
+    }
+}
+
+/// Trains the decision model on the rule. With `generator`, part of every batch is made by
+/// the generator from the scenes' codes, with non-causal codes swapped between scenes and
+/// perturbed ([`ClassifierAugment`]): the model sees what the explainer will show it, and
+/// learns that only the lamp's code decides.
 pub fn train_classifier(
     cfg: &TrainConfig,
-    generator: Option<&SeanGenerator>,
+    generator: Option<(&SeanGenerator, ClassifierAugment)>,
     device: &Device,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ParamSet, TrainError> {
@@ -167,21 +304,91 @@ pub fn train_classifier(
         world::classifier_spec(),
         cfg,
         device,
-        &mut |w, b| {
+        &mut |w, step| {
             let c =
                 ResNet::load(w, world::classifier_config(), 1, device).map_err(|e| TrainError::Model(e.to_string()))?;
-            let images = match generator {
-                Some(g) => {
-                    let n = b.images.dims()[0] / 2;
-                    let rec = reconstruct(g, b.images.clone().slice(0..n), b.labels.clone().slice(0..n))?.detach();
-                    Tensor::cat(vec![rec, b.images.slice(n..)], 0)
-                }
-                None => b.images,
+            let specs: Vec<SceneSpec> = seeds(cfg, step).iter().map(|&s| SceneSpec::sample(s)).collect();
+            let real: Vec<Scene> = specs.iter().map(|s| s.render()).collect();
+            let Some((g, aug)) = generator else {
+                let b = batch_of(&real, device);
+                return Ok(bce(c.logits(b.images), b.stop));
             };
-            Ok(bce(c.logits(images), b.stop))
+            let n = ((specs.len() as f64 * aug.generated).round() as usize).min(specs.len());
+            let mut rng = step_rng(cfg, step);
+            let plan = SwapPlan::random(n, aug.swap, &mut rng);
+            let gen_in = batch_of(&real[..n], device);
+            let gen_labels = batch_of(&plan.apply(&specs[..n]), device).stop;
+            let mask = g.mask(gen_in.labels).map_err(model_err)?;
+            let z = plan.mix_codes(g.encode(gen_in.images, &mask).map_err(model_err)?.detach());
+            let z = z.clone() + code_noise(&z, aug.noise, &mut rng);
+            let generated = g.generate(&mask, z, NoiseMode::Off).map_err(model_err)?.detach();
+            let rest = batch_of(&real[n..], device);
+            let images = Tensor::cat(vec![generated, rest.images], 0);
+            let stop = Tensor::cat(vec![gen_labels, rest.stop], 0);
+            let (radius, pgd_steps) = aug.adversarial;
+            let images = if radius > 0.0 && pgd_steps > 0 {
+                let free = non_causal_pixels(&specs, device);
+                attack(&c, images, stop.clone(), free, radius, pgd_steps)
+            } else {
+                images
+            };
+            Ok(bce(c.logits(images), stop))
         },
         progress,
     )
+}
+
+/// `[B, 1, H, W]`: 1 on pixels outside the causal regions of `specs`' layouts.
+fn non_causal_pixels(specs: &[SceneSpec], device: &Device) -> Tensor<4> {
+    let v: Vec<f32> = specs
+        .iter()
+        .flat_map(|s| s.labels().into_iter().map(|k| (!CAUSAL.contains(&(k as usize))) as u8 as f32))
+        .collect();
+    Tensor::from_data(TensorData::new(v, [specs.len(), 1, HEIGHT, WIDTH]), device)
+}
+
+/// Projected sign-gradient ascent of the decision loss on the pixels where `free` is 1,
+/// within `radius` (L-infinity) of `images`; returns the perturbed images (detached).
+fn attack(c: &ResNet, images: Tensor<4>, stop: Tensor<2>, free: Tensor<4>, radius: f64, steps: usize) -> Tensor<4> {
+    let step_size = 2.5 * radius / steps as f64;
+    let clean = images.detach();
+    let mut x = clean.clone();
+    for _ in 0..steps {
+        let xg = x.clone().require_grad();
+        let grads = bce(c.logits(xg.clone()), stop.clone().detach()).backward();
+        let Some(g) = xg.grad(&grads) else { break };
+        let g = Tensor::<4>::from_inner(g);
+        let delta = (x - clean.clone() + g.sign() * free.clone().mul_scalar(step_size)).clamp(-radius, radius);
+        x = (clean.clone() + delta).clamp(-1.0, 1.0).detach();
+    }
+    x
+}
+
+/// Gaussian noise for the non-causal rows of codes `[B, L, S]`, its deviation drawn per
+/// scene from `[0, max]`; zero on the causal rows.
+fn code_noise(z: &Tensor<3>, max: f64, rng: &mut impl Rng) -> Tensor<3> {
+    let [b, l, _] = z.dims();
+    let rows: Vec<Vec<bool>> = (0..b).map(|_| (0..l).map(|k| !CAUSAL.contains(&k)).collect()).collect();
+    region_noise(z, &rows, max, rng)
+}
+
+/// Gaussian noise for the rows `(i, k)` of codes `[B, L, S]` where `rows[i][k]`, its
+/// deviation drawn per scene from `[0, max]`; zero elsewhere.
+fn region_noise(z: &Tensor<3>, rows: &[Vec<bool>], max: f64, rng: &mut impl Rng) -> Tensor<3> {
+    let [b, l, s] = z.dims();
+    let mut v = vec![0f32; b * l * s];
+    if max > 0.0 {
+        for i in 0..b {
+            let sd: f64 = rng.random_range(0.0..max);
+            for k in (0..l).filter(|&k| rows[i][k]) {
+                for x in &mut v[(i * l + k) * s..(i * l + k + 1) * s] {
+                    let e: f64 = rng.sample(rand_distr::StandardNormal);
+                    *x = (e * sd) as f32;
+                }
+            }
+        }
+    }
+    Tensor::from_data(TensorData::new(v, [b, l, s]), &z.device())
 }
 
 /// Binary cross-entropy from logits `x` and targets `y` in {0, 1}, averaged:
@@ -201,9 +408,10 @@ pub fn train_segmenter(
         world::segmenter_spec(),
         cfg,
         device,
-        &mut |w, b| {
+        &mut |w, step| {
             let s =
                 DeepLabV3::load(w, world::segmenter_config(), device).map_err(|e| TrainError::Model(e.to_string()))?;
+            let b = batch(&seeds(cfg, step), device);
             let logp = log_softmax(s.forward(b.images), 1);
             let [n, _, h, wd] = logp.dims();
             let onehot = b.labels.one_hot::<4>(k).permute([0, 3, 1, 2]).float();
@@ -211,4 +419,56 @@ pub fn train_segmenter(
         },
         progress,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn swap_plans_dress_scenes_and_codes_alike() {
+        let specs: Vec<SceneSpec> = (0..4).map(SceneSpec::sample).collect();
+        let mut rng = StdRng::seed_from_u64(1);
+        let plan = SwapPlan::random(4, [1.0, 0.0, 0.0, 0.0, 1.0], &mut rng);
+        for (i, row) in plan.source.iter().enumerate() {
+            assert_ne!(row[0], i, "sky always swapped, from another scene");
+            assert_ne!(row[4], i, "lamp always swapped");
+            assert_eq!(&row[1..4], &[i, i, i], "the others never");
+        }
+        let dressed = plan.apply(&specs);
+        for (i, s) in dressed.iter().enumerate() {
+            // Layout of scene i, appearances of the sources, decision of the lamp's source.
+            assert_eq!(s.spec.layout, specs[i].layout);
+            assert_eq!(s.spec.appearance[0], specs[plan.source[i][0]].appearance[0]);
+            assert_eq!(s.spec.appearance[2], specs[i].appearance[2]);
+            assert_eq!(s.stop, specs[plan.source[i][4]].stop());
+        }
+        // Codes: row (i, k) comes from (source[i][k], k).
+        let device = Device::flex();
+        let (b, l, s) = (4, REGIONS.len(), 3);
+        let z: Vec<f32> = (0..b * l * s).map(|v| v as f32).collect();
+        let zt = Tensor::<3>::from_data(TensorData::new(z.clone(), [b, l, s]), &device);
+        let mixed = plan.mix_codes(zt).into_data().convert::<f32>().to_vec::<f32>().unwrap();
+        for i in 0..b {
+            for k in 0..l {
+                let src = plan.source[i][k];
+                assert_eq!(&mixed[(i * l + k) * s..(i * l + k + 1) * s], &z[(src * l + k) * s..(src * l + k + 1) * s]);
+            }
+        }
+        assert_eq!(SwapPlan::identity(3).apply(&specs[..3])[1], specs[1].render());
+    }
+
+    #[test]
+    fn code_noise_leaves_the_cause_alone() {
+        let device = Device::flex();
+        let z = Tensor::<3>::zeros([3, REGIONS.len(), 4], &device);
+        let n = code_noise(&z, 0.5, &mut StdRng::seed_from_u64(2)).into_data().to_vec::<f32>().unwrap();
+        let row = |i: usize, k: usize| &n[(i * REGIONS.len() + k) * 4..(i * REGIONS.len() + k + 1) * 4];
+        for i in 0..3 {
+            for k in 0..REGIONS.len() {
+                let nonzero = row(i, k).iter().any(|v| *v != 0.0);
+                assert_eq!(nonzero, !CAUSAL.contains(&k), "scene {i} region {k}");
+            }
+        }
+    }
 }

@@ -12,12 +12,20 @@ use crate::scene::{ATTRIBUTE, REGIONS, WIDTH};
 /// Metadata key naming the world a file was trained on.
 pub const WORLD_KEY: &str = "world";
 /// Its value for this world.
-pub const WORLD: &str = "steex-synth-street-v1";
+pub const WORLD: &str = "steex-synth-street-v2";
 
-/// A tiny SEAN: 5 labels, ngf 4, style length 16, SPADE width 16, 64 x 64 (the published
-/// layout otherwise).
+/// A tiny SEAN: 5 labels, ngf 4, style length 16, SPADE width 16, encoder width 8, 64 x 64
+/// (the published layout otherwise).
 pub fn generator_config() -> SeanConfig {
-    SeanConfig { labels: REGIONS.len(), ngf: 4, style_length: 16, width: WIDTH, aspect_ratio: 1.0, spade_hidden: 16 }
+    SeanConfig {
+        labels: REGIONS.len(),
+        ngf: 4,
+        style_length: 16,
+        width: WIDTH,
+        aspect_ratio: 1.0,
+        spade_hidden: 16,
+        encoder_ngf: 8,
+    }
 }
 
 /// A tiny ResNet (basic blocks, one per stage, stem width 8) with one output, `stop`.
