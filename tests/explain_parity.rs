@@ -167,3 +167,47 @@ fn early_stop_target_and_observer() {
     let err = explain(&s.g, &s.c, s.image.clone(), &s.mask, &set, &mut |_| {}).unwrap_err().to_string();
     assert!(err.contains("attribute 3 is out of range"), "{err}");
 }
+
+#[test]
+fn images_that_stop_early_leave_the_batch_and_the_others_go_on_as_alone() {
+    let s = setup();
+    // The query and its mirror image stop after different numbers of steps; each ends as
+    // it does alone, and the stopped one keeps its last scores in the reports.
+    let flipped_img = s.image.clone().flip([3]);
+    let mut fl = s.labels.clone();
+    for y in 0..fl.height {
+        fl.labels[y * fl.width..(y + 1) * fl.width].reverse();
+    }
+    let batch_labels = Tensor::cat(vec![s.labels.to_tensor(&s.device), fl.to_tensor(&s.device)], 0);
+    let mask2 = s.g.mask(batch_labels).unwrap();
+    let mut set = settings(&s, 30, None);
+    set.early_stop = Some(1);
+    let mut reports = Vec::new();
+    let both = explain(
+        &s.g,
+        &s.c,
+        Tensor::cat(vec![s.image.clone(), flipped_img.clone()], 0),
+        &mask2,
+        &set,
+        &mut |r| reports.push(r.clone()),
+    )
+    .unwrap();
+    let alone0 = run(&s, &set);
+    let mask1 = s.g.mask(fl.to_tensor(&s.device)).unwrap();
+    let alone1 = explain(&s.g, &s.c, flipped_img, &mask1, &set, &mut |_| {}).unwrap();
+    let steps = [both.images[0].steps_run, both.images[1].steps_run];
+    assert_ne!(steps[0], steps[1], "the two images should stop at different steps: {steps:?}");
+    let n = both.z_final.len() / 2;
+    for (i, alone) in [(0, &alone0), (1, &alone1)] {
+        assert_eq!(both.images[i].steps_run, alone.images[0].steps_run, "image {i}");
+        let err = z_error(&both.z_final[i * n..(i + 1) * n], &alone.z_final, &alone.z_initial);
+        assert!(err < 1e-3, "image {i}: batched vs alone {err}");
+        assert_eq!(both.images[i].success, alone.images[0].success);
+    }
+    // After the first image stopped, its reported score stays as last computed.
+    let first = steps.iter().position(|&k| k == *steps.iter().min().unwrap()).unwrap();
+    let stop_report = reports.iter().position(|r| !r.active[first]).expect("a report after the stop");
+    let last = reports[stop_report - 1].score[first];
+    assert!(reports[stop_report..].iter().all(|r| r.score[first] == last && !r.active[first]));
+    assert!(reports.len() > stop_report, "the other image went on");
+}
