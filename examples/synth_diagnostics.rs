@@ -70,6 +70,49 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         inside += a / t.max(1e-30) / n as f64;
     }
     println!("share of |d logit / d pixel| inside the lamp: {inside:.3}");
+    // Where each region's code gradient comes from: the decision model's pixel gradient kept
+    // on one set of pixels (lamp, 2-px ring around it, the rest), through the generator.
+    let ring = |sc: &steex::synth::Scene, p: usize| {
+        let (y, x) = ((p / WIDTH) as i64, (p % WIDTH) as i64);
+        sc.labels[p] as usize != LAMP
+            && (-2..=2i64).any(|dy| {
+                (-2..=2i64).any(|dx| {
+                    let (yy, xx) = (y + dy, x + dx);
+                    yy >= 0
+                        && xx >= 0
+                        && yy < HEIGHT as i64
+                        && xx < WIDTH as i64
+                        && sc.labels[(yy as usize) * WIDTH + xx as usize] as usize == LAMP
+                })
+            })
+    };
+    for (name, keep) in [("lamp", 0), ("ring", 1), ("rest", 2)] {
+        let m: Vec<f32> = scenes
+            .iter()
+            .flat_map(|sc| {
+                let v: Vec<f32> = (0..px)
+                    .map(|p| {
+                        let k = if sc.labels[p] as usize == LAMP { 0 } else if ring(sc, p) { 1 } else { 2 };
+                        (k == keep) as u8 as f32
+                    })
+                    .collect();
+                [v.clone(), v.clone(), v].concat()
+            })
+            .collect();
+        let w = Tensor::<4>::from_data(TensorData::new(gx.iter().zip(&m).map(|(a, b)| a * b).collect::<Vec<f32>>(), [n, 3, HEIGHT, WIDTH]), &device);
+        let z = z0.clone().require_grad();
+        let img = g.generate(&mask, z.clone(), NoiseMode::Off)?;
+        let gz = host(z.grad(&(img * w).sum().backward()).ok_or("no gradient")?);
+        let mut line = format!("  code gradient through {name:<5}:");
+        for j in 0..l {
+            let mut t = 0f64;
+            for i in 0..n {
+                t += gz[(i * l + j) * s..(i * l + j + 1) * s].iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt() / n as f64;
+            }
+            line += &format!(" {}={t:.3}", REGIONS[j]);
+        }
+        println!("{line}");
+    }
     let rec_h = host(rec.detach());
     let real_h = host(images.clone());
     let mae = rec_h.iter().zip(&real_h).map(|(a, b)| (a - b).abs() as f64).sum::<f64>() / rec_h.len() as f64;
@@ -123,6 +166,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let r = &e.images[i];
             steps += r.steps_run;
             if !r.success {
+                if std::env::var("SHOW_FAILURES").is_ok() {
+                    println!(
+                        "    failed: scene {i} stop={} score {:.3} -> {:.3} ({} steps)",
+                        sc.stop, r.initial_scores[0], r.final_scores[0], r.steps_run
+                    );
+                }
                 continue;
             }
             ok += 1;

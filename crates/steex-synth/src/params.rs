@@ -82,6 +82,13 @@ impl ParamSet {
         Weights::from_tensors(t, &self.metadata)
     }
 
+    /// The current values as [`Weights`] outside the autodiff graph (for passes whose
+    /// gradients must not reach the parameters).
+    pub fn weights_detached(&self) -> Result<Weights, WeightsError> {
+        let t = self.params.iter().map(|(k, p)| (k.clone(), (p.shape.clone(), p.value.clone().detach()))).collect();
+        Weights::from_tensors(t, &self.metadata)
+    }
+
     /// One Adam update from the gradients of a loss computed with [`ParamSet::weights`].
     /// Parameters the loss did not reach are left as they are.
     pub fn adam_step(&mut self, grads: &burn::tensor::Gradients, lr: f64) {

@@ -142,6 +142,20 @@ impl SceneSpec {
         }
     }
 
+    /// A training scene of `seed`: [`SceneSpec::sample`], but half the time the lamp takes a
+    /// colour of any hue (saturation and value 0.5..1), labelled by the same rule. The
+    /// world's lamps are red or green; models trained on the whole hue circle also know the
+    /// colours between, which an explanation has to pass through.
+    pub fn sample_for_training(seed: u64) -> Self {
+        let mut s = Self::sample(seed);
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x1a4b_1a4b_1a4b_1a4b);
+        if rng.random_bool(0.5) {
+            s.appearance[LAMP].colour =
+                hsv(rng.random_range(0.0..360.0), rng.random_range(0.5..1.0), rng.random_range(0.5..1.0));
+        }
+        s
+    }
+
     /// A lamp appearance: red (hue within 25 degrees of 0) or green (hue 95..150).
     pub fn lamp_appearance(rng: &mut impl Rng, red: bool) -> Appearance {
         let h = if red { rng.random_range(-25.0..25.0) } else { rng.random_range(95.0..150.0) };

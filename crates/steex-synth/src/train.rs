@@ -169,19 +169,18 @@ fn scalar(t: &Tensor<1>) -> f32 {
 /// Tensor shapes and metadata of a model's file.
 type Spec = (std::collections::BTreeMap<String, Vec<usize>>, std::collections::BTreeMap<String, String>);
 
-/// The generic loop: fresh parameters of `spec`; at every step, build the model from them,
-/// compute the loss of that step (`loss_of(weights, step)`), update.
+/// The generic loop: fresh parameters of `spec`; at every step, compute the loss of that
+/// step from them (`loss_of(params, step)`, which builds the model), update.
 fn train_loop(
     (shapes, meta): Spec,
     cfg: &TrainConfig,
     device: &Device,
-    loss_of: &mut dyn FnMut(&steex_nn::Weights, usize) -> Result<Tensor<1>, TrainError>,
+    loss_of: &mut dyn FnMut(&ParamSet, usize) -> Result<Tensor<1>, TrainError>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ParamSet, TrainError> {
     let mut params = ParamSet::init(&shapes, &meta, cfg.seed, device)?;
     for step in 0..cfg.steps {
-        let w = params.weights()?;
-        let loss = loss_of(&w, step)?;
+        let loss = loss_of(&params, step)?;
         let value = scalar(&loss);
         if !value.is_finite() {
             return Err(TrainError::Diverged { step: step + 1, loss: value });
@@ -238,9 +237,9 @@ pub fn train_generator(
         world::generator_spec(),
         cfg,
         device,
-        &mut |w, step| {
-            let g = generator_from(w, device)?;
-            let specs: Vec<SceneSpec> = seeds(cfg, step).iter().map(|&s| SceneSpec::sample(s)).collect();
+        &mut |p, step| {
+            let g = generator_from(&p.weights()?, device)?;
+            let specs: Vec<SceneSpec> = seeds(cfg, step).iter().map(|&s| SceneSpec::sample_for_training(s)).collect();
             let real: Vec<Scene> = specs.iter().map(|s| s.render()).collect();
             let mut rng = step_rng(cfg, step);
             let plan = SwapPlan::random(specs.len(), GENERATOR_SWAP, &mut rng);
@@ -252,11 +251,20 @@ pub fn train_generator(
             let z = plan.mix_codes(g.encode(input.images, &mask).map_err(model_err)?);
             let noise = region_noise(&z, &perturbed, GENERATOR_NOISE, &mut rng);
             let out = g.generate(&mask, z + noise, NoiseMode::Off).map_err(model_err)?;
-            // Weight 0 on the pixels of perturbed regions.
+            // Pixels weighted by 1 / sqrt(area of their region), so small regions (the lamp)
+            // count; weight 0 on the pixels of perturbed regions.
             let weights: Vec<f32> = real
                 .iter()
                 .zip(&perturbed)
-                .flat_map(|(sc, p)| sc.labels.iter().map(|&k| (!p[k as usize]) as u8 as f32).collect::<Vec<_>>())
+                .flat_map(|(sc, p)| {
+                    let mut area = [0f32; REGIONS.len()];
+                    sc.labels.iter().for_each(|&k| area[k as usize] += 1.0);
+                    let full = (HEIGHT * WIDTH) as f32;
+                    sc.labels
+                        .iter()
+                        .map(|&k| if p[k as usize] { 0.0 } else { (full / area[k as usize] / REGIONS.len() as f32).sqrt() })
+                        .collect::<Vec<_>>()
+                })
                 .collect();
             let weights = Tensor::<4>::from_data(TensorData::new(weights, [specs.len(), 1, HEIGHT, WIDTH]), device);
             let norm = weights.clone().mean().into_scalar::<f32>().max(1e-3) as f64;
@@ -304,10 +312,12 @@ pub fn train_classifier(
         world::classifier_spec(),
         cfg,
         device,
-        &mut |w, step| {
-            let c =
-                ResNet::load(w, world::classifier_config(), 1, device).map_err(|e| TrainError::Model(e.to_string()))?;
-            let specs: Vec<SceneSpec> = seeds(cfg, step).iter().map(|&s| SceneSpec::sample(s)).collect();
+        &mut |p, step| {
+            let load = |w: &steex_nn::Weights| {
+                ResNet::load(w, world::classifier_config(), 1, device).map_err(|e| TrainError::Model(e.to_string()))
+            };
+            let c = load(&p.weights()?)?;
+            let specs: Vec<SceneSpec> = seeds(cfg, step).iter().map(|&s| SceneSpec::sample_for_training(s)).collect();
             let real: Vec<Scene> = specs.iter().map(|s| s.render()).collect();
             let Some((g, aug)) = generator else {
                 let b = batch_of(&real, device);
@@ -327,8 +337,10 @@ pub fn train_classifier(
             let stop = Tensor::cat(vec![gen_labels, rest.stop], 0);
             let (radius, pgd_steps) = aug.adversarial;
             let images = if radius > 0.0 && pgd_steps > 0 {
+                // The attack's backward passes must not reach the training graph: each
+                // builds the model afresh from the detached values.
                 let free = non_causal_pixels(&specs, device);
-                attack(&c, images, stop.clone(), free, radius, pgd_steps)
+                attack(&mut || load(&p.weights_detached()?), images, stop.clone(), free, radius, pgd_steps)?
             } else {
                 images
             };
@@ -348,20 +360,28 @@ fn non_causal_pixels(specs: &[SceneSpec], device: &Device) -> Tensor<4> {
 }
 
 /// Projected sign-gradient ascent of the decision loss on the pixels where `free` is 1,
-/// within `radius` (L-infinity) of `images`; returns the perturbed images (detached).
-fn attack(c: &ResNet, images: Tensor<4>, stop: Tensor<2>, free: Tensor<4>, radius: f64, steps: usize) -> Tensor<4> {
+/// within `radius` (L-infinity) of `images`, with the model `model()` builds; returns the
+/// perturbed images (detached).
+fn attack(
+    model: &mut dyn FnMut() -> Result<ResNet, TrainError>,
+    images: Tensor<4>,
+    stop: Tensor<2>,
+    free: Tensor<4>,
+    radius: f64,
+    steps: usize,
+) -> Result<Tensor<4>, TrainError> {
     let step_size = 2.5 * radius / steps as f64;
     let clean = images.detach();
     let mut x = clean.clone();
     for _ in 0..steps {
         let xg = x.clone().require_grad();
-        let grads = bce(c.logits(xg.clone()), stop.clone().detach()).backward();
+        let grads = bce(model()?.logits(xg.clone()), stop.clone().detach()).backward();
         let Some(g) = xg.grad(&grads) else { break };
         let g = Tensor::<4>::from_inner(g);
         let delta = (x - clean.clone() + g.sign() * free.clone().mul_scalar(step_size)).clamp(-radius, radius);
         x = (clean.clone() + delta).clamp(-1.0, 1.0).detach();
     }
-    x
+    Ok(x)
 }
 
 /// Gaussian noise for the non-causal rows of codes `[B, L, S]`, its deviation drawn per
@@ -408,9 +428,9 @@ pub fn train_segmenter(
         world::segmenter_spec(),
         cfg,
         device,
-        &mut |w, step| {
-            let s =
-                DeepLabV3::load(w, world::segmenter_config(), device).map_err(|e| TrainError::Model(e.to_string()))?;
+        &mut |p, step| {
+            let s = DeepLabV3::load(&p.weights()?, world::segmenter_config(), device)
+                .map_err(|e| TrainError::Model(e.to_string()))?;
             let b = batch(&seeds(cfg, step), device);
             let logp = log_softmax(s.forward(b.images), 1);
             let [n, _, h, wd] = logp.dims();
