@@ -5,6 +5,8 @@
 //! cargo run --release --example train_synthetic            # all three, the bundled recipe
 //! cargo run --release --example train_synthetic -- --quick # a few steps each (smoke run)
 //! cargo run --release --example train_synthetic -- --out DIR --only generator
+//! cargo run --release --example train_synthetic -- --out DIR --classifier-steps 400
+//! steex demo --models DIR                                   # the demo on those models
 //! ```
 //!
 //! The SEAN encoder-generator learns to reconstruct scenes, then the decision model learns
@@ -18,8 +20,7 @@ use std::time::Instant;
 use burn::tensor::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use steex::synth::params::ParamSet;
-use steex::synth::train::{self, Progress, TrainConfig};
-use steex::synth::world;
+use steex::synth::train::{self, Progress, Recipe, TrainConfig};
 use steex::weights_convert::checkpoint::TensorData;
 use steex::weights_convert::output::write_safetensors;
 
@@ -67,10 +68,30 @@ fn run(
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let flag = |f: &str| args.iter().position(|a| a == f).and_then(|i| args.get(i + 1)).cloned();
+    let number = |f: &str| -> Result<Option<usize>, String> {
+        flag(f).map(|v| v.parse().map_err(|_| format!("{f} {v}: expected a whole number"))).transpose()
+    };
     let quick = args.iter().any(|a| a == "--quick");
     let out = PathBuf::from(flag("--out").unwrap_or_else(|| "assets/synthetic".into()));
     let only = flag("--only");
-    let steps = |full: usize| if quick { 3 } else { flag("--steps").and_then(|s| s.parse().ok()).unwrap_or(full) };
+    if let Some(o) = &only
+        && !["generator", "classifier", "segmenter"].contains(&o.as_str())
+    {
+        return Err(format!("--only {o}: expected generator, classifier or segmenter").into());
+    }
+    let mut recipe = Recipe::bundled();
+    for (name, cfg) in [
+        ("--generator-steps", &mut recipe.generator),
+        ("--classifier-steps", &mut recipe.classifier),
+        ("--segmenter-steps", &mut recipe.segmenter),
+    ] {
+        if quick {
+            cfg.steps = 3;
+        }
+        if let Some(n) = number(name)? {
+            cfg.steps = n;
+        }
+    }
     std::fs::create_dir_all(&out)?;
     let device = Device::flex().autodiff();
     let wants = |m: &str| only.as_deref().is_none_or(|o| o == m);
@@ -78,11 +99,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let generator_path = out.join("generator.safetensors");
     if wants("generator") {
-        let cfg = TrainConfig { steps: steps(1250), batch: 8, lr: 2e-3, seed: 1 };
-        let p = run("generator", cfg, |c, f| train::train_generator(c, &device, f))?;
+        let p = run("generator", recipe.generator, |c, f| train::train_generator(c, &device, f))?;
         save(&p, &generator_path)?;
     }
-    // The classifier trains on real scenes and the saved generator's reconstructions.
+    // The classifier trains on real scenes and the saved generator's outputs.
     let g =
         steex::io::load_generator(&generator_path, &device).ok().map(|g| g.with_path(steex::sean::ForwardPath::Plain));
     if let Some(g) = &g {
@@ -94,26 +114,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             mae.into_scalar::<f32>()
         );
     }
-    let adv_radius: f64 = flag("--adv-radius").and_then(|s| s.parse().ok()).unwrap_or(0.0);
-    let adv_steps: usize = flag("--adv-steps").and_then(|s| s.parse().ok()).unwrap_or(0);
-    let augment = train::ClassifierAugment { adversarial: (adv_radius, adv_steps), ..Default::default() };
     if wants("classifier") {
-        let cfg = TrainConfig {
-            steps: flag("--classifier-steps").and_then(|s| s.parse().ok()).unwrap_or(steps(400)),
-            batch: 16,
-            lr: 2e-3,
-            seed: 2,
-        };
-        let p =
-            run("classifier", cfg, |c, f| train::train_classifier(c, g.as_ref().map(|g| (g, augment)), &device, f))?;
+        if g.is_none() {
+            eprintln!("classifier: no generator at {}: training on real scenes only", generator_path.display());
+        }
+        let aug = recipe.augment;
+        let p = run("classifier", recipe.classifier, |c, f| {
+            train::train_classifier(c, g.as_ref().map(|g| (g, aug)), &device, f)
+        })?;
         save(&p, &out.join("classifier.safetensors"))?;
     }
     if wants("segmenter") {
-        let cfg = TrainConfig { steps: steps(300), batch: 8, lr: 2e-3, seed: 3 };
-        let p = run("segmenter", cfg, |c, f| train::train_segmenter(c, &device, f))?;
+        let p = run("segmenter", recipe.segmenter, |c, f| train::train_segmenter(c, &device, f))?;
         save(&p, &out.join("segmenter.safetensors"))?;
     }
     eprintln!("total {:.1} min", t0.elapsed().as_secs_f64() / 60.0);
-    let _ = world::WORLD;
     Ok(())
 }

@@ -83,8 +83,11 @@ pub struct DemoSummary {
     pub success_rate: f64,
     /// Share of the total absolute pixel change (counterfactual minus reconstruction) that
     /// lies in the causal region (the lamp, true label map), averaged over successful
-    /// general explanations.
+    /// general explanations that changed something (see `n_unchanged`).
     pub causal_change_fraction: f64,
+    /// Successful general explanations that changed nothing: the decision model already
+    /// gave the reconstruction the target decision, so no step was taken.
+    pub n_unchanged: usize,
     /// Success when only the causal region's code may change.
     pub targeted_success_causal: f64,
     /// Success when only the non-causal regions' codes may change.
@@ -123,8 +126,10 @@ pub struct SceneResult {
     pub seed: u64,
     /// The rule's decision.
     pub stop: bool,
-    /// Score of `stop` on the query's reconstruction.
+    /// Score of `stop` on the query (the real scene): the decision explained.
     pub initial_score: f32,
+    /// Score of `stop` on the query's reconstruction (where the optimisation starts).
+    pub reconstruction_score: f32,
     /// General explanation: success, steps, final score, causal change fraction.
     pub general: ModeResult,
     /// Only the lamp may change.
@@ -136,10 +141,16 @@ pub struct SceneResult {
 /// One explanation's outcome.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ModeResult {
+    /// The decision flipped.
     pub success: bool,
+    /// Adam updates.
     pub steps: usize,
+    /// Score of `stop` on the counterfactual.
     pub final_score: f32,
-    pub causal_change_fraction: f64,
+    /// Share of the pixel change (counterfactual minus reconstruction) inside the lamp;
+    /// `null` when the counterfactual is the reconstruction (no step was needed).
+    pub causal_change_fraction: Option<f64>,
+    /// Why the optimisation stopped on a non-finite value, if it did.
     pub failure: Option<String>,
 }
 
@@ -186,8 +197,8 @@ fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     crate::io::Array::from_tensor(t).data
 }
 
-/// Share of `sum |a - b|` over pixels whose label is causal.
-fn causal_fraction(a: &[f32], b: &[f32], labels: &[u8]) -> f64 {
+/// Share of `sum |a - b|` over pixels whose label is causal; `None` when nothing changed.
+fn causal_fraction(a: &[f32], b: &[f32], labels: &[u8]) -> Option<f64> {
     let n = HEIGHT * WIDTH;
     let (mut inside, mut total) = (0f64, 0f64);
     for c in 0..3 {
@@ -199,7 +210,7 @@ fn causal_fraction(a: &[f32], b: &[f32], labels: &[u8]) -> f64 {
             }
         }
     }
-    if total > 0.0 { inside / total } else { 0.0 }
+    (total > 0.0).then(|| inside / total)
 }
 
 fn upscale(img: &image::RgbImage, k: u32) -> image::RgbImage {
@@ -269,6 +280,7 @@ pub fn run(options: &DemoOptions, device: &Device, progress: &mut dyn FnMut(usiz
             outcomes.push(e);
         }
         let rec = host(outcomes[0].reconstruction.clone());
+        let rec_logits: Vec<f32> = host(c.logits(outcomes[0].reconstruction.clone()));
         let cfs: Vec<Vec<f32>> = outcomes.iter().map(|e| host(e.counterfactual.clone())).collect();
         let real = host(images);
         let (l, s_len) = (outcomes[0].codes_shape[1], outcomes[0].codes_shape[2]);
@@ -276,7 +288,7 @@ pub fn run(options: &DemoOptions, device: &Device, progress: &mut dyn FnMut(usiz
             let im = |v: &[f32]| v[i * 3 * px..(i + 1) * 3 * px].to_vec();
             correct_real += ((real_logits[i] > 0.0) == sc.stop) as usize;
             let e0 = &outcomes[0].images[i];
-            correct_rec += ((e0.initial_scores[0] > 0.5) == sc.stop) as usize;
+            correct_rec += ((rec_logits[i] > 0.0) == sc.stop) as usize;
             mae += im(&rec).iter().zip(im(&real)).map(|(a, b)| (a - b).abs() as f64).sum::<f64>() / (3 * px) as f64;
             let mode = |m: usize| {
                 let r = &outcomes[m].images[i];
@@ -292,6 +304,7 @@ pub fn run(options: &DemoOptions, device: &Device, progress: &mut dyn FnMut(usiz
                 seed: chunk[i],
                 stop: sc.stop,
                 initial_score: e0.initial_scores[0],
+                reconstruction_score: 1.0 / (1.0 + (-rec_logits[i]).exp()),
                 general: mode(0),
                 causal_only: mode(1),
                 noncausal_only: mode(2),
@@ -327,7 +340,7 @@ pub fn run(options: &DemoOptions, device: &Device, progress: &mut dyn FnMut(usiz
                     decision(result.general.final_score),
                     result.general.final_score,
                     result.general.steps,
-                    100.0 * result.general.causal_change_fraction
+                    100.0 * result.general.causal_change_fraction.unwrap_or(0.0)
                 );
                 report_rows.push(render::panel_row(
                     &[("query", &q), ("reconstruction", &r), ("counterfactual", &f), ("difference", &d)],
@@ -341,12 +354,13 @@ pub fn run(options: &DemoOptions, device: &Device, progress: &mut dyn FnMut(usiz
 
     let n = results.len() as f64;
     let rate = |f: &dyn Fn(&SceneResult) -> bool| results.iter().filter(|r| f(r)).count() as f64 / n;
-    let ok: Vec<&SceneResult> = results.iter().filter(|r| r.general.success).collect();
+    let ok: Vec<f64> = results.iter().filter(|r| r.general.success).filter_map(|r| r.general.causal_change_fraction).collect();
+    let n_unchanged = results.iter().filter(|r| r.general.success && r.general.causal_change_fraction.is_none()).count();
     let summary = DemoSummary {
         n_scenes: results.len(),
         success_rate: success.rate().unwrap_or(0.0),
-        causal_change_fraction: ok.iter().map(|r| r.general.causal_change_fraction).sum::<f64>()
-            / ok.len().max(1) as f64,
+        causal_change_fraction: ok.iter().sum::<f64>() / ok.len().max(1) as f64,
+        n_unchanged,
         targeted_success_causal: rate(&|r| r.causal_only.success),
         targeted_success_noncausal: rate(&|r| r.noncausal_only.success),
         mean_steps: results.iter().map(|r| r.general.steps as f64).sum::<f64>() / n,

@@ -17,7 +17,8 @@ use steex_nn::{BatchNorm2d, Weights, WeightsError, batch_norm_shapes, conv2d};
 
 /// Metadata value of `kind` for a converted DeepLabV3.
 pub const KIND: &str = "deeplab";
-/// Channels of the ASPP and head, fixed by torchvision.
+/// Channels of the ASPP and head in torchvision's `DeepLabHead` (its `ASPP` takes them as
+/// `out_channels`).
 pub const HEAD: usize = 256;
 /// ASPP atrous rates, fixed by torchvision's `DeepLabHead`.
 pub const RATES: [usize; 3] = [12, 24, 36];
@@ -40,6 +41,9 @@ pub struct DeepLabConfig {
     pub backbone: ResNetConfig,
     /// Output classes.
     pub classes: usize,
+    /// Channels of the ASPP branches and the head ([`HEAD`] = 256 in torchvision's
+    /// `DeepLabHead`; the synthetic world's tiny segmenter uses fewer).
+    pub head: usize,
 }
 
 impl DeepLabConfig {
@@ -47,27 +51,27 @@ impl DeepLabConfig {
     pub fn resnet(depth: usize, classes: usize) -> Option<Self> {
         let mut backbone = ResNetConfig::depth(depth)?;
         backbone.dilate = [false, true, true];
-        Some(DeepLabConfig { backbone, classes })
+        Some(DeepLabConfig { backbone, classes, head: HEAD })
     }
 
     /// Every tensor of a converted checkpoint (PyTorch layout).
     pub fn expected_tensors(&self) -> BTreeMap<String, Vec<usize>> {
         let mut t = self.backbone.expected_tensors("backbone");
-        let cin = self.backbone.out_channels();
-        let bn = |t: &mut BTreeMap<String, Vec<usize>>, p: &str| batch_norm_shapes(t, p, HEAD);
-        t.insert("classifier.0.convs.0.0.weight".into(), vec![HEAD, cin, 1, 1]);
+        let (cin, h) = (self.backbone.out_channels(), self.head);
+        let bn = |t: &mut BTreeMap<String, Vec<usize>>, p: &str| batch_norm_shapes(t, p, h);
+        t.insert("classifier.0.convs.0.0.weight".into(), vec![h, cin, 1, 1]);
         bn(&mut t, "classifier.0.convs.0.1");
         for i in 1..=3 {
-            t.insert(format!("classifier.0.convs.{i}.0.weight"), vec![HEAD, cin, 3, 3]);
+            t.insert(format!("classifier.0.convs.{i}.0.weight"), vec![h, cin, 3, 3]);
             bn(&mut t, &format!("classifier.0.convs.{i}.1"));
         }
-        t.insert("classifier.0.convs.4.1.weight".into(), vec![HEAD, cin, 1, 1]);
+        t.insert("classifier.0.convs.4.1.weight".into(), vec![h, cin, 1, 1]);
         bn(&mut t, "classifier.0.convs.4.2");
-        t.insert("classifier.0.project.0.weight".into(), vec![HEAD, 5 * HEAD, 1, 1]);
+        t.insert("classifier.0.project.0.weight".into(), vec![h, 5 * h, 1, 1]);
         bn(&mut t, "classifier.0.project.1");
-        t.insert("classifier.1.weight".into(), vec![HEAD, HEAD, 3, 3]);
+        t.insert("classifier.1.weight".into(), vec![h, h, 3, 3]);
         bn(&mut t, "classifier.2");
-        t.insert("classifier.4.weight".into(), vec![self.classes, HEAD, 1, 1]);
+        t.insert("classifier.4.weight".into(), vec![self.classes, h, 1, 1]);
         t.insert("classifier.4.bias".into(), vec![self.classes]);
         t
     }
@@ -79,16 +83,15 @@ impl DeepLabConfig {
         if backbone.block != steex_classifier::BlockKind::Bottleneck {
             return Err("DeepLabV3's backbone is a Bottleneck ResNet (50/101)".into());
         }
-        let classes = shape("classifier.4.weight")
-            .and_then(|s| s.first().copied())
-            .ok_or("missing tensor `classifier.4.weight`")?;
-        Ok(DeepLabConfig { backbone, classes })
+        let first = |n: &str| shape(n).and_then(|s| s.first().copied()).ok_or(format!("missing tensor `{n}`"));
+        Ok(DeepLabConfig { backbone, classes: first("classifier.4.weight")?, head: first("classifier.1.weight")? })
     }
 
     /// Metadata entries.
     pub fn to_metadata(&self) -> BTreeMap<String, String> {
         let mut m = self.backbone.to_metadata();
         m.insert("classes".into(), self.classes.to_string());
+        m.insert("head".into(), self.head.to_string());
         m
     }
 
@@ -96,7 +99,9 @@ impl DeepLabConfig {
     pub fn from_metadata(w: &Weights) -> Result<Self, WeightsError> {
         let mut backbone = ResNetConfig::from_metadata(w)?;
         backbone.dilate = [false, true, true];
-        Ok(DeepLabConfig { backbone, classes: w.meta("classes")? })
+        // Files written before the head width was recorded hold torchvision's.
+        let head = if w.metadata().contains_key("head") { w.meta("head")? } else { HEAD };
+        Ok(DeepLabConfig { backbone, classes: w.meta("classes")?, head })
     }
 }
 
@@ -134,15 +139,15 @@ pub struct DeepLabV3 {
 impl DeepLabV3 {
     /// Builds the model from converted weights; every tensor must be used.
     pub fn load(w: &Weights, config: DeepLabConfig, device: &Device) -> Result<Self, DeepLabError> {
-        let cin = config.backbone.out_channels();
-        let bn = |p: &str| BatchNorm2d::load(w, p, HEAD, true, device);
+        let (cin, h) = (config.backbone.out_channels(), config.head);
+        let bn = |p: &str| BatchNorm2d::load(w, p, h, true, device);
         let mut aspp = vec![ConvBn {
-            conv: conv2d(w, "classifier.0.convs.0.0", [cin, HEAD], 1, 1, 0, 1, false, device)?,
+            conv: conv2d(w, "classifier.0.convs.0.0", [cin, h], 1, 1, 0, 1, false, device)?,
             bn: bn("classifier.0.convs.0.1")?,
         }];
         for (i, r) in RATES.iter().enumerate() {
             aspp.push(ConvBn {
-                conv: conv2d(w, &format!("classifier.0.convs.{}.0", i + 1), [cin, HEAD], 3, 1, *r, *r, false, device)?,
+                conv: conv2d(w, &format!("classifier.0.convs.{}.0", i + 1), [cin, h], 3, 1, *r, *r, false, device)?,
                 bn: bn(&format!("classifier.0.convs.{}.1", i + 1))?,
             });
         }
@@ -150,18 +155,18 @@ impl DeepLabV3 {
             backbone: ResNetBackbone::load(w, "backbone", &config.backbone, device)?,
             aspp,
             pooling: ConvBn {
-                conv: conv2d(w, "classifier.0.convs.4.1", [cin, HEAD], 1, 1, 0, 1, false, device)?,
+                conv: conv2d(w, "classifier.0.convs.4.1", [cin, h], 1, 1, 0, 1, false, device)?,
                 bn: bn("classifier.0.convs.4.2")?,
             },
             project: ConvBn {
-                conv: conv2d(w, "classifier.0.project.0", [5 * HEAD, HEAD], 1, 1, 0, 1, false, device)?,
+                conv: conv2d(w, "classifier.0.project.0", [5 * h, h], 1, 1, 0, 1, false, device)?,
                 bn: bn("classifier.0.project.1")?,
             },
             head: ConvBn {
-                conv: conv2d(w, "classifier.1", [HEAD, HEAD], 3, 1, 1, 1, false, device)?,
+                conv: conv2d(w, "classifier.1", [h, h], 3, 1, 1, 1, false, device)?,
                 bn: bn("classifier.2")?,
             },
-            cls: conv2d(w, "classifier.4", [HEAD, config.classes], 1, 1, 0, 1, true, device)?,
+            cls: conv2d(w, "classifier.4", [h, config.classes], 1, 1, 0, 1, true, device)?,
             config,
         };
         w.finish()?;
@@ -181,7 +186,7 @@ impl DeepLabV3 {
         let mut branches: Vec<Tensor<4>> = self.aspp.iter().map(|m| m.forward(f.clone())).collect();
         let pooled = f.reshape([b, c, fh * fw]).mean_dim(2).reshape([b, c, 1, 1]);
         // Bilinear resize of a 1x1 map is a broadcast.
-        branches.push(self.pooling.forward(pooled).expand([b, HEAD, fh, fw]));
+        branches.push(self.pooling.forward(pooled).expand([b, self.config.head, fh, fw]));
         let x = self.project.forward(Tensor::cat(branches, 1));
         let x = self.cls.forward(self.head.forward(x));
         interpolate(

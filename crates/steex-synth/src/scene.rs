@@ -89,6 +89,13 @@ pub fn is_red(c: [f32; 3]) -> bool {
     h < 40.0 || h > 320.0
 }
 
+/// How red a colour is, as a signed margin to the rule's boundary: `(40 - d) / 40` where `d`
+/// is the hue's angular distance to red (0 degrees). Positive exactly when [`is_red`].
+pub fn redness(c: [f32; 3]) -> f32 {
+    let h = hue(c);
+    (40.0 - h.min(360.0 - h)) / 40.0
+}
+
 fn hsv(h: f32, s: f32, v: f32) -> [f32; 3] {
     let h = (h % 360.0 + 360.0) % 360.0 / 60.0;
     let c = v * s;
@@ -171,7 +178,10 @@ impl SceneSpec {
         is_red(self.appearance[LAMP].colour)
     }
 
-    /// Label map `[H, W]`.
+    /// Label map `[H, W]`, drawn on a grid of 2 x 2 pixel blocks: SEAN's last style layer
+    /// works at half the image size, where it sees such a map exactly (a map with finer
+    /// borders reaches it shifted by a pixel, which puts a one-pixel ring of every region in
+    /// its neighbour's style).
     pub fn labels(&self) -> Vec<u8> {
         let l = &self.layout;
         let mut m = vec![0u8; HEIGHT * WIDTH];
@@ -180,6 +190,9 @@ impl SceneSpec {
         let lx = l.pole_x as f32 + 1.5;
         for y in 0..HEIGHT {
             for x in 0..WIDTH {
+                // Drawn on a grid of 2 x 2 blocks: each block takes the label of its first
+                // pixel (the shapes) or of its centre (the lamp's disc).
+                let (y, x, yi, xi) = (y & !1, x & !1, y, x);
                 let mut k = if y >= l.horizon { 1 } else { 0 };
                 if (bx..bx + bw).contains(&x) && (by..l.horizon).contains(&y) {
                     k = 2;
@@ -187,11 +200,11 @@ impl SceneSpec {
                 if (l.pole_x..l.pole_x + 4).contains(&x) && y > ly && y < l.horizon + 4 {
                     k = 3;
                 }
-                let (dx, dy) = (x as f32 - lx, y as f32 - ly as f32);
+                let (dx, dy) = (x as f32 + 0.5 - lx, y as f32 + 0.5 - ly as f32);
                 if dx * dx + dy * dy <= (r as f32 + 0.5).powi(2) {
                     k = LAMP as u8;
                 }
-                m[y * WIDTH + x] = k;
+                m[yi * WIDTH + xi] = k;
             }
         }
         m
@@ -296,6 +309,28 @@ mod tests {
             let mut flipped = a;
             flipped.appearance[LAMP] = SceneSpec::lamp_appearance(&mut StdRng::seed_from_u64(seed), !a.stop());
             assert_eq!(flipped.render().stop, !a.stop());
+        }
+    }
+
+    #[test]
+    fn redness_is_positive_exactly_for_red() {
+        for i in 0..3600 {
+            let c = hsv(i as f32 / 10.0, 0.8, 0.9);
+            assert_eq!(redness(c) > 0.0, is_red(c), "hue {}", i as f32 / 10.0);
+        }
+        assert!(redness(hsv(0.0, 1.0, 1.0)) > redness(hsv(30.0, 1.0, 1.0)));
+        assert!(redness(hsv(60.0, 1.0, 1.0)) > redness(hsv(120.0, 1.0, 1.0)));
+    }
+
+    #[test]
+    fn layouts_are_drawn_on_two_pixel_blocks() {
+        for seed in 0..50 {
+            let l = SceneSpec::sample(seed).labels();
+            for y in 0..HEIGHT {
+                for x in 0..WIDTH {
+                    assert_eq!(l[y * WIDTH + x], l[(y & !1) * WIDTH + (x & !1)], "seed {seed} ({y}, {x})");
+                }
+            }
         }
     }
 

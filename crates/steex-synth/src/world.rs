@@ -34,7 +34,7 @@ pub fn classifier_config() -> ResNetConfig {
 }
 
 /// A tiny DeepLabV3 (bottleneck ResNet backbone, one block per stage, stem width 4; the
-/// torchvision head) with one class per region.
+/// torchvision head, 32 channels wide) with one class per region.
 pub fn segmenter_config() -> DeepLabConfig {
     DeepLabConfig {
         backbone: ResNetConfig {
@@ -44,6 +44,7 @@ pub fn segmenter_config() -> DeepLabConfig {
             dilate: [false, true, true],
         },
         classes: REGIONS.len(),
+        head: 32,
     }
 }
 
