@@ -9,9 +9,11 @@
 //! steex demo --models DIR                                   # the demo on those models
 //! ```
 //!
-//! The SEAN encoder-generator learns to reconstruct scenes, then the decision model learns
-//! the rule (on real scenes and the generator's reconstructions), then the segmenter learns
-//! the label maps. Each prints its held-out figures.
+//! The SEAN encoder-generator learns to reconstruct scenes (and to render swapped and
+//! perturbed codes in place), then the decision model learns the rule (on real scenes and
+//! the generator's outputs, robust to the non-causal regions), then the segmenter learns the
+//! label maps (`steex_synth::train::Recipe::bundled` has the settings). Each prints its
+//! held-out figures.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -19,7 +21,11 @@ use std::time::Instant;
 
 use burn::tensor::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
+use steex::classifier::DecisionModel;
+use steex::classifier::resnet::ResNet;
 use steex::synth::params::ParamSet;
+use steex::synth::scene::HELD_OUT_SEED;
+use steex::synth::world;
 use steex::synth::train::{self, Progress, Recipe, TrainConfig};
 use steex::weights_convert::checkpoint::TensorData;
 use steex::weights_convert::output::write_safetensors;
@@ -106,7 +112,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let g =
         steex::io::load_generator(&generator_path, &device).ok().map(|g| g.with_path(steex::sean::ForwardPath::Plain));
     if let Some(g) = &g {
-        let b = train::batch(&(0..32).map(|i| steex::synth::scene::HELD_OUT_SEED + i).collect::<Vec<_>>(), &device);
+        let b = train::batch(&(0..32).map(|i| HELD_OUT_SEED + i).collect::<Vec<_>>(), &device);
         let rec = train::reconstruct(g, b.images.clone(), b.labels)?;
         let mae: Tensor<1> = (rec - b.images).abs().mean();
         eprintln!(
@@ -123,6 +129,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             train::train_classifier(c, g.as_ref().map(|g| (g, aug)), &device, f)
         })?;
         save(&p, &out.join("classifier.safetensors"))?;
+        // Held-out accuracy against the rule, on real scenes and on reconstructions.
+        let c = ResNet::load(&p.weights()?, world::classifier_config(), 1, &device)?;
+        let (mut real, mut rec, n) = (0usize, 0usize, 400u64);
+        for chunk in (0..n).collect::<Vec<_>>().chunks(50) {
+            let seeds: Vec<u64> = chunk.iter().map(|i| HELD_OUT_SEED + i).collect();
+            let b = train::batch(&seeds, &device);
+            let truth: Vec<bool> = seeds.iter().map(|&s| steex::synth::scene(s).stop).collect();
+            let count = |logits: Tensor<2>| {
+                let v = logits.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default();
+                v.iter().zip(&truth).filter(|(l, t)| (**l > 0.0) == **t).count()
+            };
+            real += count(c.logits(b.images.clone()));
+            if let Some(g) = &g {
+                rec += count(c.logits(train::reconstruct(g, b.images, b.labels)?));
+            }
+        }
+        eprintln!(
+            "classifier: held-out accuracy {:.4} on {n} real scenes{}",
+            real as f64 / n as f64,
+            if g.is_some() { format!(", {:.4} on their reconstructions", rec as f64 / n as f64) } else { String::new() }
+        );
     }
     if wants("segmenter") {
         let p = run("segmenter", recipe.segmenter, |c, f| train::train_segmenter(c, &device, f))?;

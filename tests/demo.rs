@@ -30,6 +30,8 @@ fn demo_writes_a_summary_scored_against_the_known_cause() {
         let v = s[key].as_f64().unwrap_or_else(|| panic!("{key} missing"));
         assert!((0.0..=1.0).contains(&v), "{key} = {v}");
     }
+    let unchanged = s["n_unchanged"].as_u64().expect("n_unchanged");
+    assert!(unchanged <= 6);
     let steps = s["mean_steps"].as_f64().unwrap();
     assert!((0.0..=12.0).contains(&steps), "mean_steps {steps}");
     assert!(s["seconds_per_explanation"].as_f64().unwrap() > 0.0);
@@ -46,7 +48,25 @@ fn demo_writes_a_summary_scored_against_the_known_cause() {
     for r in &rows {
         for m in ["general", "causal_only", "noncausal_only"] {
             assert!(r[m]["success"].is_boolean() && r[m]["steps"].as_u64().unwrap() <= 12, "{r}");
+            // The share inside the lamp, or null when the explanation changed nothing.
+            let f = &r[m]["causal_change_fraction"];
+            assert!(f.is_null() || (0.0..=1.0).contains(&f.as_f64().unwrap()), "{r}");
+            assert_eq!(f.is_null(), r[m]["steps"] == 0, "null exactly when no step was taken: {r}");
         }
+        for key in ["initial_score", "reconstruction_score"] {
+            assert!((0.0..=1.0).contains(&r[key].as_f64().unwrap()), "{r}");
+        }
+    }
+    // The summary's fraction is the mean over successful general explanations that changed
+    // something.
+    let fr: Vec<f64> = rows
+        .iter()
+        .filter(|r| r["general"]["success"] == true)
+        .filter_map(|r| r["general"]["causal_change_fraction"].as_f64())
+        .collect();
+    if !fr.is_empty() {
+        let mean = fr.iter().sum::<f64>() / fr.len() as f64;
+        assert!((mean - s["causal_change_fraction"].as_f64().unwrap()).abs() < 1e-9, "{mean} vs {s}");
     }
     let success = rows.iter().filter(|r| r["general"]["success"] == true).count() as f64 / 6.0;
     assert!((success - s["success_rate"].as_f64().unwrap()).abs() < 1e-9);

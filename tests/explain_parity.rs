@@ -7,7 +7,7 @@ mod common;
 use burn::tensor::{Device, Tensor};
 use common::*;
 use steex::classifier::AnyClassifier;
-use steex::explain::{ExplainSettings, Explanation, explain};
+use steex::explain::{ExplainSettings, Explanation, StepReport, explain};
 use steex::io::{LabelMap, read_weights};
 use steex::sean::{NoiseMode, SeanGenerator, SemanticMask};
 use weights_convert::Checkpoint;
@@ -54,6 +54,33 @@ fn settings(s: &Setup, steps: usize, regions: Option<Vec<usize>>) -> ExplainSett
 
 fn run(s: &Setup, settings: &ExplainSettings) -> Explanation {
     explain(&s.g, &s.c, s.image.clone(), &s.mask, settings, &mut |_| {}).unwrap()
+}
+
+/// The query and its mirror image, each with its own mask: explained as one batch, and
+/// each alone (for comparison). Returns `(batch, alone)` where `batch` is
+/// `(explanation, reports)`.
+fn pair_batched_and_alone(s: &Setup, set: &ExplainSettings) -> ((Explanation, Vec<StepReport>), [Explanation; 2]) {
+    let flipped_img = s.image.clone().flip([3]);
+    let mut fl = s.labels.clone();
+    for y in 0..fl.height {
+        fl.labels[y * fl.width..(y + 1) * fl.width].reverse();
+    }
+    let batch_labels = Tensor::cat(vec![s.labels.to_tensor(&s.device), fl.to_tensor(&s.device)], 0);
+    let mask2 = s.g.mask(batch_labels).unwrap();
+    let mut reports = Vec::new();
+    let both = explain(
+        &s.g,
+        &s.c,
+        Tensor::cat(vec![s.image.clone(), flipped_img.clone()], 0),
+        &mask2,
+        set,
+        &mut |r| reports.push(r.clone()),
+    )
+    .unwrap();
+    let alone0 = run(s, set);
+    let mask1 = s.g.mask(fl.to_tensor(&s.device)).unwrap();
+    let alone1 = explain(&s.g, &s.c, flipped_img, &mask1, set, &mut |_| {}).unwrap();
+    ((both, reports), [alone0, alone1])
 }
 
 /// `||z - z_ref|| / ||z_ref - z0||`.
@@ -118,23 +145,9 @@ fn targeted_rows_outside_the_regions_are_bit_identical() {
 #[test]
 fn a_batch_gives_each_image_its_own_result() {
     let s = setup();
-    // The query and its mirror image, each with its own mask.
-    let flipped_img = s.image.clone().flip([3]);
-    let mut fl = s.labels.clone();
-    for y in 0..fl.height {
-        fl.labels[y * fl.width..(y + 1) * fl.width].reverse();
-    }
-    let batch_labels = Tensor::cat(vec![s.labels.to_tensor(&s.device), fl.to_tensor(&s.device)], 0);
-    let mask2 = s.g.mask(batch_labels).unwrap();
-    let set = settings(&s, 3, None);
-    let both =
-        explain(&s.g, &s.c, Tensor::cat(vec![s.image.clone(), flipped_img.clone()], 0), &mask2, &set, &mut |_| {})
-            .unwrap();
-    let alone0 = run(&s, &set);
-    let mask1 = s.g.mask(fl.to_tensor(&s.device)).unwrap();
-    let alone1 = explain(&s.g, &s.c, flipped_img, &mask1, &set, &mut |_| {}).unwrap();
+    let ((both, _), alone) = pair_batched_and_alone(&s, &settings(&s, 3, None));
     let n = both.z_final.len() / 2;
-    for (i, alone) in [(0, &alone0), (1, &alone1)] {
+    for (i, alone) in alone.iter().enumerate() {
         let err = z_error(&both.z_final[i * n..(i + 1) * n], &alone.z_final, &alone.z_initial);
         assert!(err < 1e-3, "image {i}: batched vs alone {err}");
         let (bl, al) = (both.images[i].final_logits[1], alone.images[0].final_logits[1]);
@@ -173,39 +186,20 @@ fn images_that_stop_early_leave_the_batch_and_the_others_go_on_as_alone() {
     let s = setup();
     // The query and its mirror image stop after different numbers of steps; each ends as
     // it does alone, and the stopped one keeps its last scores in the reports.
-    let flipped_img = s.image.clone().flip([3]);
-    let mut fl = s.labels.clone();
-    for y in 0..fl.height {
-        fl.labels[y * fl.width..(y + 1) * fl.width].reverse();
-    }
-    let batch_labels = Tensor::cat(vec![s.labels.to_tensor(&s.device), fl.to_tensor(&s.device)], 0);
-    let mask2 = s.g.mask(batch_labels).unwrap();
     let mut set = settings(&s, 30, None);
     set.early_stop = Some(1);
-    let mut reports = Vec::new();
-    let both = explain(
-        &s.g,
-        &s.c,
-        Tensor::cat(vec![s.image.clone(), flipped_img.clone()], 0),
-        &mask2,
-        &set,
-        &mut |r| reports.push(r.clone()),
-    )
-    .unwrap();
-    let alone0 = run(&s, &set);
-    let mask1 = s.g.mask(fl.to_tensor(&s.device)).unwrap();
-    let alone1 = explain(&s.g, &s.c, flipped_img, &mask1, &set, &mut |_| {}).unwrap();
+    let ((both, reports), alone) = pair_batched_and_alone(&s, &set);
     let steps = [both.images[0].steps_run, both.images[1].steps_run];
     assert_ne!(steps[0], steps[1], "the two images should stop at different steps: {steps:?}");
     let n = both.z_final.len() / 2;
-    for (i, alone) in [(0, &alone0), (1, &alone1)] {
+    for (i, alone) in alone.iter().enumerate() {
         assert_eq!(both.images[i].steps_run, alone.images[0].steps_run, "image {i}");
         let err = z_error(&both.z_final[i * n..(i + 1) * n], &alone.z_final, &alone.z_initial);
         assert!(err < 1e-3, "image {i}: batched vs alone {err}");
         assert_eq!(both.images[i].success, alone.images[0].success);
     }
     // After the first image stopped, its reported score stays as last computed.
-    let first = steps.iter().position(|&k| k == *steps.iter().min().unwrap()).unwrap();
+    let first = if steps[0] < steps[1] { 0 } else { 1 };
     let stop_report = reports.iter().position(|r| !r.active[first]).expect("a report after the stop");
     let last = reports[stop_report - 1].score[first];
     assert!(reports[stop_report..].iter().all(|r| r.score[first] == last && !r.active[first]));

@@ -549,6 +549,20 @@ mod tests {
     }
 
     #[test]
+    fn graded_targets_decide_by_the_rule() {
+        let device = Device::flex();
+        let scenes: Vec<Scene> = (0..200).map(|s| SceneSpec::sample_for_training(s).render()).collect();
+        let y = graded_targets(&scenes, &device).into_data().to_vec::<f32>().unwrap();
+        let mut graded = 0;
+        for (s, y) in scenes.iter().zip(&y) {
+            assert_eq!(*y > 0.5, s.stop, "{:?} -> {y}", s.spec.appearance[crate::scene::LAMP].colour);
+            graded += (0.05..0.95).contains(y) as usize;
+        }
+        // Lamps of any hue: some targets lie between the classes.
+        assert!(graded > 10, "{graded}");
+    }
+
+    #[test]
     fn borders_are_found_on_both_sides() {
         let mut labels = vec![0u8; HEIGHT * WIDTH];
         labels[10 * WIDTH + 10] = 1;
