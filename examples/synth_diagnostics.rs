@@ -3,7 +3,7 @@
 //! query's codes; how much of a lamp-only change leaks out of the lamp.
 //!
 //!     cargo run --release --example synth_diagnostics -- [--models DIR] [--scenes N]
-//!         [--lr X] [--steps N] [--lambda X] [--early-stop K]
+//!         [--lr X] [--eps X] [--steps N] [--lambda X] [--early-stop K]
 
 use std::path::PathBuf;
 
@@ -15,6 +15,20 @@ use steex::synth::scene::{HEIGHT, HELD_OUT_SEED, LAMP, REGIONS, WIDTH, scene};
 
 fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     steex::io::Array::from_tensor(t).data
+}
+
+/// Whether pixel `p` is outside the lamp but within 2 px of it.
+fn ring(sc: &steex::synth::Scene, p: usize) -> bool {
+    let (y, x) = ((p / WIDTH) as i64, (p % WIDTH) as i64);
+    sc.labels[p] as usize != LAMP
+        && (-2..=2i64).any(|dy| {
+            (-2..=2i64).any(|dx| {
+                let (yy, xx) = (y + dy, x + dx);
+                (0..HEIGHT as i64).contains(&yy)
+                    && (0..WIDTH as i64).contains(&xx)
+                    && sc.labels[(yy as usize) * WIDTH + xx as usize] as usize == LAMP
+            })
+        })
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -72,20 +86,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("share of |d logit / d pixel| inside the lamp: {inside:.3}");
     // Where each region's code gradient comes from: the decision model's pixel gradient kept
     // on one set of pixels (lamp, 2-px ring around it, the rest), through the generator.
-    let ring = |sc: &steex::synth::Scene, p: usize| {
-        let (y, x) = ((p / WIDTH) as i64, (p % WIDTH) as i64);
-        sc.labels[p] as usize != LAMP
-            && (-2..=2i64).any(|dy| {
-                (-2..=2i64).any(|dx| {
-                    let (yy, xx) = (y + dy, x + dx);
-                    yy >= 0
-                        && xx >= 0
-                        && yy < HEIGHT as i64
-                        && xx < WIDTH as i64
-                        && sc.labels[(yy as usize) * WIDTH + xx as usize] as usize == LAMP
-                })
-            })
-    };
     for (name, keep) in [("lamp", 0), ("ring", 1), ("rest", 2)] {
         let m: Vec<f32> = scenes
             .iter()
@@ -142,7 +142,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let settings = |regions: Option<Vec<usize>>| ExplainSettings {
         attribute: 0,
         steps: num("--steps", 30.0) as usize,
-        adam: AdamConfig { lr: num("--lr", 0.05), ..AdamConfig::default() },
+        adam: AdamConfig { lr: num("--lr", 0.05), eps: num("--eps", 1e-8), ..AdamConfig::default() },
         lambda_prox: num("--lambda", 0.3),
         noise: NoiseMode::Off,
         early_stop: Some(num("--early-stop", 1.0) as usize).filter(|k| *k > 0),
@@ -186,21 +186,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             // Ring: non-lamp pixels within 2 px of the lamp.
             for p in 0..px {
-                if sc.labels[p] as usize == LAMP {
-                    continue;
-                }
-                let (y, x) = ((p / WIDTH) as i64, (p % WIDTH) as i64);
-                let near = (-2..=2i64).any(|dy| {
-                    (-2..=2i64).any(|dx| {
-                        let (yy, xx) = (y + dy, x + dx);
-                        yy >= 0
-                            && xx >= 0
-                            && yy < HEIGHT as i64
-                            && xx < WIDTH as i64
-                            && sc.labels[(yy as usize) * WIDTH + xx as usize] as usize == LAMP
-                    })
-                });
-                if near {
+                if ring(sc, p) {
                     for ch in 0..3 {
                         per[l] += (cf[(i * 3 + ch) * px + p] - rc[(i * 3 + ch) * px + p]).abs() as f64;
                     }

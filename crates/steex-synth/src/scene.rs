@@ -83,17 +83,21 @@ pub fn hue(c: [f32; 3]) -> f32 {
     (h + 360.0) % 360.0
 }
 
-/// The hidden rule, on a colour: red (hue within 40 degrees of 0) means stop.
+/// The hidden rule, on a colour: red (hue within 40 degrees of 0, and not a grey) means
+/// stop. The same as `redness(c) > 0`.
 pub fn is_red(c: [f32; 3]) -> bool {
-    let h = hue(c);
-    h < 40.0 || h > 320.0
+    redness(c) > 0.0
 }
 
-/// How red a colour is, as a signed margin to the rule's boundary: `(40 - d) / 40` where `d`
-/// is the hue's angular distance to red (0 degrees). Positive exactly when [`is_red`].
+/// How red a colour is, as a signed margin to the rule's boundary, linear in RGB by pieces:
+/// `r - min(g, b) - 1.5 |g - b|`. Positive exactly when red is the largest channel and the
+/// hue is within 40 degrees of red (`tan`-free: `|g - b| < (r - min(g, b)) * 2 / 3`); zero
+/// for greys. Its gradient points from any colour toward red (raise red, lower the larger
+/// of green and blue), which is what a decision model trained on it passes on to an
+/// explanation (a hue-based margin is undefined at the greys, where explanations stalled).
 pub fn redness(c: [f32; 3]) -> f32 {
-    let h = hue(c);
-    (40.0 - h.min(360.0 - h)) / 40.0
+    let [r, g, b] = c;
+    r - g.min(b) - 1.5 * (g - b).abs()
 }
 
 fn hsv(h: f32, s: f32, v: f32) -> [f32; 3] {
@@ -127,7 +131,7 @@ impl SceneSpec {
         let bw = rng.random_range(14..=26);
         let building = (rng.random_range(0..=WIDTH - bw), bw, rng.random_range(8..=horizon - 12));
         let pole_x = rng.random_range(8..=WIDTH - 12);
-        let radius = rng.random_range(7..=9);
+        let radius = rng.random_range(8..=11);
         let lamp = (rng.random_range(radius + 2..=horizon - radius - 12), radius);
         let region =
             |rng: &mut StdRng, h: (f32, f32), s: (f32, f32), v: (f32, f32), shading: f32, texture: (f32, f32)| {
@@ -149,16 +153,16 @@ impl SceneSpec {
         }
     }
 
-    /// A training scene of `seed`: [`SceneSpec::sample`], but half the time the lamp takes a
-    /// colour of any hue (saturation and value 0.5..1), labelled by the same rule. The
-    /// world's lamps are red or green; models trained on the whole hue circle also know the
-    /// colours between, which an explanation has to pass through.
+    /// A training scene of `seed`: [`SceneSpec::sample`], but half the time the lamp takes
+    /// any colour (hue 0..360, saturation 0..1, value 0.3..1), labelled by the same rule.
+    /// The world's lamps are saturated reds and greens; models trained on the whole colour
+    /// range also know the colours between, which an explanation passes through.
     pub fn sample_for_training(seed: u64) -> Self {
         let mut s = Self::sample(seed);
         let mut rng = StdRng::seed_from_u64(seed ^ 0x1a4b_1a4b_1a4b_1a4b);
         if rng.random_bool(0.5) {
             s.appearance[LAMP].colour =
-                hsv(rng.random_range(0.0..360.0), rng.random_range(0.5..1.0), rng.random_range(0.5..1.0));
+                hsv(rng.random_range(0.0..360.0), rng.random_range(0.0..1.0), rng.random_range(0.3..1.0));
         }
         s
     }
@@ -313,13 +317,27 @@ mod tests {
     }
 
     #[test]
-    fn redness_is_positive_exactly_for_red() {
-        for i in 0..3600 {
-            let c = hsv(i as f32 / 10.0, 0.8, 0.9);
-            assert_eq!(redness(c) > 0.0, is_red(c), "hue {}", i as f32 / 10.0);
+    fn redness_is_positive_exactly_for_red_hues() {
+        // The RGB margin agrees with the hue rule (within 40 degrees of red) for every
+        // colour that is not a grey, away from the boundary itself.
+        let mut rng = StdRng::seed_from_u64(11);
+        for i in 0..20000 {
+            let h = if i < 3600 { i as f32 / 10.0 } else { rng.random_range(0.0..360.0) };
+            let (s, v) = if i < 3600 { (0.8, 0.9) } else { (rng.random_range(0.05..1.0), rng.random_range(0.05..1.0)) };
+            let c = hsv(h, s, v);
+            let d = hue(c).min(360.0 - hue(c));
+            if (d - 40.0).abs() < 0.05 {
+                continue;
+            }
+            assert_eq!(redness(c) > 0.0, d < 40.0, "hue {h} s {s} v {v}: redness {}", redness(c));
+            assert_eq!(is_red(c), d < 40.0);
         }
+        assert!(!is_red([0.5, 0.5, 0.5]) && redness([0.5, 0.5, 0.5]) == 0.0, "greys are not red");
+        // Monotone toward red: more red, less green, more red.
         assert!(redness(hsv(0.0, 1.0, 1.0)) > redness(hsv(30.0, 1.0, 1.0)));
         assert!(redness(hsv(60.0, 1.0, 1.0)) > redness(hsv(120.0, 1.0, 1.0)));
+        assert!(redness([0.6, 0.2, 0.2]) > redness([0.5, 0.2, 0.2]));
+        assert!(redness([0.5, 0.2, 0.2]) > redness([0.5, 0.3, 0.2]));
     }
 
     #[test]
