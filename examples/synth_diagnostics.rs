@@ -92,14 +92,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .flat_map(|sc| {
                 let v: Vec<f32> = (0..px)
                     .map(|p| {
-                        let k = if sc.labels[p] as usize == LAMP { 0 } else if ring(sc, p) { 1 } else { 2 };
+                        let k = if sc.labels[p] as usize == LAMP {
+                            0
+                        } else if ring(sc, p) {
+                            1
+                        } else {
+                            2
+                        };
                         (k == keep) as u8 as f32
                     })
                     .collect();
                 [v.clone(), v.clone(), v].concat()
             })
             .collect();
-        let w = Tensor::<4>::from_data(TensorData::new(gx.iter().zip(&m).map(|(a, b)| a * b).collect::<Vec<f32>>(), [n, 3, HEIGHT, WIDTH]), &device);
+        let w = Tensor::<4>::from_data(
+            TensorData::new(gx.iter().zip(&m).map(|(a, b)| a * b).collect::<Vec<f32>>(), [n, 3, HEIGHT, WIDTH]),
+            &device,
+        );
         let z = z0.clone().require_grad();
         let img = g.generate(&mask, z.clone(), NoiseMode::Off)?;
         let gz = host(z.grad(&(img * w).sum().backward()).ok_or("no gradient")?);
@@ -107,7 +116,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for j in 0..l {
             let mut t = 0f64;
             for i in 0..n {
-                t += gz[(i * l + j) * s..(i * l + j + 1) * s].iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt() / n as f64;
+                t += gz[(i * l + j) * s..(i * l + j + 1) * s].iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt()
+                    / n as f64;
             }
             line += &format!(" {}={t:.3}", REGIONS[j]);
         }

@@ -25,8 +25,8 @@ use steex::classifier::DecisionModel;
 use steex::classifier::resnet::ResNet;
 use steex::synth::params::ParamSet;
 use steex::synth::scene::HELD_OUT_SEED;
-use steex::synth::world;
 use steex::synth::train::{self, Progress, Recipe, TrainConfig};
+use steex::synth::world;
 use steex::weights_convert::checkpoint::TensorData;
 use steex::weights_convert::output::write_safetensors;
 
@@ -148,7 +148,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!(
             "classifier: held-out accuracy {:.4} on {n} real scenes{}",
             real as f64 / n as f64,
-            if g.is_some() { format!(", {:.4} on their reconstructions", rec as f64 / n as f64) } else { String::new() }
+            if g.is_some() {
+                format!(", {:.4} on their reconstructions", rec as f64 / n as f64)
+            } else {
+                String::new()
+            }
         );
     }
     if wants("segmenter") {

@@ -64,10 +64,10 @@ impl Default for DemoOptions {
             force: false,
             scenes: 200,
             batch: 25,
-            steps: 30,
-            early_stop: 1,
-            lr: 0.05,
-            lambda_prox: 0.3,
+            steps: 60,
+            early_stop: 8,
+            lr: 0.1,
+            lambda_prox: 0.1,
             report_scenes: 12,
             models: None,
         }
@@ -354,8 +354,10 @@ pub fn run(options: &DemoOptions, device: &Device, progress: &mut dyn FnMut(usiz
 
     let n = results.len() as f64;
     let rate = |f: &dyn Fn(&SceneResult) -> bool| results.iter().filter(|r| f(r)).count() as f64 / n;
-    let ok: Vec<f64> = results.iter().filter(|r| r.general.success).filter_map(|r| r.general.causal_change_fraction).collect();
-    let n_unchanged = results.iter().filter(|r| r.general.success && r.general.causal_change_fraction.is_none()).count();
+    let ok: Vec<f64> =
+        results.iter().filter(|r| r.general.success).filter_map(|r| r.general.causal_change_fraction).collect();
+    let n_unchanged =
+        results.iter().filter(|r| r.general.success && r.general.causal_change_fraction.is_none()).count();
     let summary = DemoSummary {
         n_scenes: results.len(),
         success_rate: success.rate().unwrap_or(0.0),

@@ -68,14 +68,9 @@ fn pair_batched_and_alone(s: &Setup, set: &ExplainSettings) -> ((Explanation, Ve
     let batch_labels = Tensor::cat(vec![s.labels.to_tensor(&s.device), fl.to_tensor(&s.device)], 0);
     let mask2 = s.g.mask(batch_labels).unwrap();
     let mut reports = Vec::new();
-    let both = explain(
-        &s.g,
-        &s.c,
-        Tensor::cat(vec![s.image.clone(), flipped_img.clone()], 0),
-        &mask2,
-        set,
-        &mut |r| reports.push(r.clone()),
-    )
+    let both = explain(&s.g, &s.c, Tensor::cat(vec![s.image.clone(), flipped_img.clone()], 0), &mask2, set, &mut |r| {
+        reports.push(r.clone())
+    })
     .unwrap();
     let alone0 = run(s, set);
     let mask1 = s.g.mask(fl.to_tensor(&s.device)).unwrap();
