@@ -208,10 +208,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
                 fr += per[LAMP] / tot;
             }
-            for j in 0..l {
+            for (j, d) in dz.iter_mut().enumerate() {
                 let a = &e.z_initial[(i * l + j) * s..(i * l + j + 1) * s];
                 let b = &e.z_final[(i * l + j) * s..(i * l + j + 1) * s];
-                dz[j] += a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum::<f64>().sqrt();
+                *d += a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum::<f64>().sqrt();
             }
         }
         let k = ok.max(1) as f64;

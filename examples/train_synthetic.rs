@@ -41,7 +41,7 @@ fn bar(name: &str, steps: usize) -> ProgressBar {
     pb
 }
 
-fn save(params: &ParamSet, path: &PathBuf) -> Result<(), Box<dyn std::error::Error>> {
+fn save(params: &ParamSet, path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     let tensors: BTreeMap<String, TensorData> =
         params.export().into_iter().map(|(k, (shape, v))| (k, TensorData::from_f32(shape, &v))).collect();
     write_safetensors(path, &tensors, params.metadata())?;
@@ -62,7 +62,7 @@ fn run(
         ema = Some(e);
         pb.set_position(p.step as u64);
         pb.set_message(format!("loss {e:.4}"));
-        if pb.is_hidden() && (p.step % 100 == 0 || p.step == p.steps) {
+        if pb.is_hidden() && (p.step.is_multiple_of(100) || p.step == p.steps) {
             eprintln!("{name}: step {}/{} loss {e:.4}", p.step, p.steps);
         }
     })?;

@@ -231,7 +231,7 @@ impl SceneSpec {
                     0 => (y as f32 / l.horizon as f32, 0.0),
                     1 => {
                         let d = (y - l.horizon) as f32;
-                        (d / (HEIGHT - l.horizon) as f32, if (d as usize / 3) % 2 == 0 { 1.0 } else { -1.0 })
+                        (d / (HEIGHT - l.horizon) as f32, if (d as usize / 3).is_multiple_of(2) { 1.0 } else { -1.0 })
                     }
                     2 => {
                         let d = y.saturating_sub(by);

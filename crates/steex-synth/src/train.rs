@@ -538,7 +538,7 @@ mod tests {
         let (b, l, s) = (4, REGIONS.len(), 3);
         let z: Vec<f32> = (0..b * l * s).map(|v| v as f32).collect();
         let zt = Tensor::<3>::from_data(TensorData::new(z.clone(), [b, l, s]), &device);
-        let mixed = plan.mix_codes(zt).into_data().convert::<f32>().to_vec::<f32>().unwrap();
+        let mixed = plan.mix_codes(zt).into_data().convert::<f32>().try_into_vec::<f32>().unwrap();
         for i in 0..b {
             for k in 0..l {
                 let src = plan.source[i][k];
@@ -552,7 +552,7 @@ mod tests {
     fn graded_targets_decide_by_the_rule() {
         let device = Device::flex();
         let scenes: Vec<Scene> = (0..200).map(|s| SceneSpec::sample_for_training(s).render()).collect();
-        let y = graded_targets(&scenes, &device).into_data().to_vec::<f32>().unwrap();
+        let y = graded_targets(&scenes, &device).into_data().try_into_vec::<f32>().unwrap();
         let mut graded = 0;
         for (s, y) in scenes.iter().zip(&y) {
             assert_eq!(*y > 0.5, s.stop, "{:?} -> {y}", s.spec.appearance[crate::scene::LAMP].colour);
@@ -576,7 +576,7 @@ mod tests {
     fn code_noise_leaves_the_cause_alone() {
         let device = Device::flex();
         let z = Tensor::<3>::zeros([3, REGIONS.len(), 4], &device);
-        let n = code_noise(&z, 0.5, &mut StdRng::seed_from_u64(2)).into_data().to_vec::<f32>().unwrap();
+        let n = code_noise(&z, 0.5, &mut StdRng::seed_from_u64(2)).into_data().try_into_vec::<f32>().unwrap();
         let row = |i: usize, k: usize| &n[(i * REGIONS.len() + k) * 4..(i * REGIONS.len() + k + 1) * 4];
         for i in 0..3 {
             for k in 0..REGIONS.len() {
