@@ -17,18 +17,26 @@ fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     steex::io::Array::from_tensor(t).data
 }
 
-/// Whether pixel `p` is outside the lamp but within 2 px of it.
-fn ring(sc: &steex::synth::Scene, p: usize) -> bool {
-    let (y, x) = ((p / WIDTH) as i64, (p % WIDTH) as i64);
-    sc.labels[p] as usize != LAMP
-        && (-2..=2i64).any(|dy| {
-            (-2..=2i64).any(|dx| {
-                let (yy, xx) = (y + dy, x + dx);
-                (0..HEIGHT as i64).contains(&yy)
-                    && (0..WIDTH as i64).contains(&xx)
-                    && sc.labels[(yy as usize) * WIDTH + xx as usize] as usize == LAMP
-            })
+/// Per pixel of a scene: 0 in the lamp, 1 outside it but within 2 px of it (the ring), 2
+/// elsewhere.
+fn zones(sc: &steex::synth::Scene) -> Vec<u8> {
+    let is_lamp = |y: i64, x: i64| {
+        (0..HEIGHT as i64).contains(&y)
+            && (0..WIDTH as i64).contains(&x)
+            && sc.labels[y as usize * WIDTH + x as usize] as usize == LAMP
+    };
+    (0..HEIGHT * WIDTH)
+        .map(|p| {
+            let (y, x) = ((p / WIDTH) as i64, (p % WIDTH) as i64);
+            if is_lamp(y, x) {
+                0
+            } else if (-2..=2).any(|dy| (-2..=2).any(|dx| is_lamp(y + dy, x + dx))) {
+                1
+            } else {
+                2
+            }
         })
+        .collect()
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -42,6 +50,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let c = steex::io::load_classifier(&dir.join("classifier.safetensors"), &device)?;
     let scenes: Vec<_> = (0..n as u64).map(|i| scene(HELD_OUT_SEED + i)).collect();
     let px = HEIGHT * WIDTH;
+    let zone: Vec<Vec<u8>> = scenes.iter().map(zones).collect();
     let images: Vec<f32> = scenes.iter().flat_map(|s| s.image.iter().copied()).collect();
     let labels: Vec<i64> = scenes.iter().flat_map(|s| s.labels.iter().map(|&k| k as i64)).collect();
     let images = Tensor::<4>::from_data(TensorData::new(images, [n, 3, HEIGHT, WIDTH]), &device);
@@ -87,21 +96,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Where each region's code gradient comes from: the decision model's pixel gradient kept
     // on one set of pixels (lamp, 2-px ring around it, the rest), through the generator.
     for (name, keep) in [("lamp", 0), ("ring", 1), ("rest", 2)] {
-        let m: Vec<f32> = scenes
+        let m: Vec<f32> = zone
             .iter()
-            .flat_map(|sc| {
-                let v: Vec<f32> = (0..px)
-                    .map(|p| {
-                        let k = if sc.labels[p] as usize == LAMP {
-                            0
-                        } else if ring(sc, p) {
-                            1
-                        } else {
-                            2
-                        };
-                        (k == keep) as u8 as f32
-                    })
-                    .collect();
+            .flat_map(|z| {
+                let v: Vec<f32> = z.iter().map(|&k| (k == keep) as u8 as f32).collect();
                 [v.clone(), v.clone(), v].concat()
             })
             .collect();
@@ -196,7 +194,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             // Ring: non-lamp pixels within 2 px of the lamp.
             for p in 0..px {
-                if ring(sc, p) {
+                if zone[i][p] == 1 {
                     for ch in 0..3 {
                         per[l] += (cf[(i * 3 + ch) * px + p] - rc[(i * 3 + ch) * px + p]).abs() as f64;
                     }

@@ -21,7 +21,6 @@ use std::time::Instant;
 
 use burn::tensor::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
-use steex::classifier::DecisionModel;
 use steex::classifier::resnet::ResNet;
 use steex::synth::params::ParamSet;
 use steex::synth::scene::HELD_OUT_SEED;
@@ -131,28 +130,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         save(&p, &out.join("classifier.safetensors"))?;
         // Held-out accuracy against the rule, on real scenes and on reconstructions.
         let c = ResNet::load(&p.weights()?, world::classifier_config(), 1, &device)?;
-        let (mut real, mut rec, n) = (0usize, 0usize, 400u64);
-        for chunk in (0..n).collect::<Vec<_>>().chunks(50) {
-            let seeds: Vec<u64> = chunk.iter().map(|i| HELD_OUT_SEED + i).collect();
-            let b = train::batch(&seeds, &device);
-            let truth: Vec<bool> = seeds.iter().map(|&s| steex::synth::scene(s).stop).collect();
-            let count = |logits: Tensor<2>| {
-                let v = logits.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default();
-                v.iter().zip(&truth).filter(|(l, t)| (**l > 0.0) == **t).count()
-            };
-            real += count(c.logits(b.images.clone()));
-            if let Some(g) = &g {
-                rec += count(c.logits(train::reconstruct(g, b.images, b.labels)?));
-            }
-        }
+        let n = 400;
+        let (real, rec) = train::held_out_accuracy(&c, g.as_ref(), n, &device)?;
         eprintln!(
-            "classifier: held-out accuracy {:.4} on {n} real scenes{}",
-            real as f64 / n as f64,
-            if g.is_some() {
-                format!(", {:.4} on their reconstructions", rec as f64 / n as f64)
-            } else {
-                String::new()
-            }
+            "classifier: held-out accuracy {real:.4} on {n} real scenes{}",
+            rec.map(|r| format!(", {r:.4} on their reconstructions")).unwrap_or_default()
         );
     }
     if wants("segmenter") {

@@ -91,8 +91,8 @@ pub fn is_red(c: [f32; 3]) -> bool {
 
 /// How red a colour is, as a signed margin to the rule's boundary, linear in RGB by pieces:
 /// `r - min(g, b) - 1.5 |g - b|`. Positive exactly when red is the largest channel and the
-/// hue is within 40 degrees of red (`tan`-free: `|g - b| < (r - min(g, b)) * 2 / 3`); zero
-/// for greys. Its gradient points from any colour toward red (raise red, lower the larger
+/// hue is within 40 degrees of red (equivalently `|g - b| < 2/3 (r - min(g, b))`); zero for
+/// greys. Its gradient points from any colour toward red (raise red, lower the larger
 /// of green and blue), which is what a decision model trained on it passes on to an
 /// explanation (a hue-based margin is undefined at the greys, where explanations stalled).
 pub fn redness(c: [f32; 3]) -> f32 {

@@ -481,6 +481,33 @@ fn region_noise(z: &Tensor<3>, rows: &[Vec<bool>], max: f64, rng: &mut impl Rng)
     Tensor::from_data(TensorData::new(v, [b, l, s]), &z.device())
 }
 
+/// Share of the first `n` held-out scenes (seeds from [`crate::scene::HELD_OUT_SEED`]) that
+/// the decision model decides as the rule does (logit above 0 exactly for `stop`): on the
+/// real scenes, and with a generator also on their reconstructions.
+pub fn held_out_accuracy(
+    classifier: &impl DecisionModel,
+    generator: Option<&SeanGenerator>,
+    n: usize,
+    device: &Device,
+) -> Result<(f64, Option<f64>), TrainError> {
+    let host = |t: Tensor<2>| {
+        t.into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| TrainError::Model(format!("{e:?}")))
+    };
+    let (mut real, mut rec) = (0usize, 0usize);
+    let seeds: Vec<u64> = (0..n as u64).map(|i| crate::scene::HELD_OUT_SEED + i).collect();
+    for chunk in seeds.chunks(50) {
+        let b = batch(chunk, device);
+        let truth = host(b.stop)?;
+        let right = |logits: Vec<f32>| logits.iter().zip(&truth).filter(|(l, t)| (**l > 0.0) == (**t > 0.5)).count();
+        real += right(host(classifier.logits(b.images.clone()))?);
+        if let Some(g) = generator {
+            rec += right(host(classifier.logits(reconstruct(g, b.images, b.labels)?))?);
+        }
+    }
+    let share = |k: usize| k as f64 / n.max(1) as f64;
+    Ok((share(real), generator.map(|_| share(rec))))
+}
+
 /// Binary cross-entropy from logits `x` and targets `y` in [0, 1], averaged:
 /// `max(x, 0) - x y + log(1 + exp(-|x|))`.
 pub fn bce(x: Tensor<2>, y: Tensor<2>) -> Tensor<1> {
@@ -560,6 +587,32 @@ mod tests {
         }
         // Lamps of any hue: some targets lie between the classes.
         assert!(graded > 10, "{graded}");
+    }
+
+    /// A decision model with one constant logit.
+    struct Constant(f32);
+
+    impl DecisionModel for Constant {
+        fn logits(&self, images: Tensor<4>) -> Tensor<2> {
+            let b = images.dims()[0];
+            Tensor::full([b, 1], self.0, &images.device())
+        }
+        fn num_outputs(&self) -> usize {
+            1
+        }
+    }
+
+    #[test]
+    fn held_out_accuracy_counts_the_rule_across_chunks() {
+        let device = Device::flex();
+        let n = 70; // two chunks, the second partial
+        let stops = (0..n as u64).filter(|i| scene(crate::scene::HELD_OUT_SEED + i).stop).count() as f64 / n as f64;
+        assert!(stops > 0.0 && stops < 1.0);
+        let (always_stop, rec) = held_out_accuracy(&Constant(1.0), None, n, &device).unwrap();
+        let (never_stop, _) = held_out_accuracy(&Constant(-1.0), None, n, &device).unwrap();
+        assert_eq!(rec, None);
+        assert!((always_stop - stops).abs() < 1e-12, "{always_stop} vs {stops}");
+        assert!((never_stop - (1.0 - stops)).abs() < 1e-12, "{never_stop} vs {}", 1.0 - stops);
     }
 
     #[test]
