@@ -170,6 +170,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut ok = 0;
         let mut steps = 0;
         let mut fr = 0f64;
+        let mut lens_share = 0f64;
         for (i, sc) in scenes.iter().enumerate() {
             let r = &e.images[i];
             steps += r.steps_run;
@@ -200,11 +201,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     }
                 }
             }
+            let lens = sc.spec.lens();
+            let mut in_lens = 0f64;
+            for p in (0..px).filter(|&p| lens[p]) {
+                for ch in 0..3 {
+                    in_lens += (cf[(i * 3 + ch) * px + p] - rc[(i * 3 + ch) * px + p]).abs() as f64;
+                }
+            }
             if tot > 0.0 {
                 for k in 0..=l {
                     share[k] += per[k] / tot;
                 }
                 fr += per[LAMP] / tot;
+                lens_share += in_lens / tot;
             }
             for (j, d) in dz.iter_mut().enumerate() {
                 let a = &e.z_initial[(i * l + j) * s..(i * l + j + 1) * s];
@@ -214,9 +223,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let k = ok.max(1) as f64;
         println!(
-            "{name}: success {ok}/{n}, mean steps {:.1}, lamp share {:.3}, {:.2} s/explanation",
+            "{name}: success {ok}/{n}, mean steps {:.1}, lamp share {:.3} (lens {:.3}), {:.2} s/explanation",
             steps as f64 / n as f64,
             fr / k,
+            lens_share / k,
             secs / n as f64
         );
         for j in 0..l {

@@ -21,6 +21,7 @@ fn demo_writes_a_summary_scored_against_the_known_cause() {
     for key in [
         "success_rate",
         "causal_change_fraction",
+        "lens_change_fraction",
         "targeted_success_causal",
         "targeted_success_noncausal",
         "classifier_accuracy",
@@ -52,6 +53,12 @@ fn demo_writes_a_summary_scored_against_the_known_cause() {
             let f = &r[m]["causal_change_fraction"];
             assert!(f.is_null() || (0.0..=1.0).contains(&f.as_f64().unwrap()), "{r}");
             assert_eq!(f.is_null(), r[m]["steps"] == 0, "null exactly when no step was taken: {r}");
+            // The lens is part of the lamp: its share is never larger.
+            let lens = &r[m]["lens_change_fraction"];
+            assert_eq!(lens.is_null(), f.is_null(), "{r}");
+            if let (Some(lens), Some(f)) = (lens.as_f64(), f.as_f64()) {
+                assert!((0.0..=f + 1e-12).contains(&lens), "{r}");
+            }
         }
         for key in ["initial_score", "reconstruction_score"] {
             assert!((0.0..=1.0).contains(&r[key].as_f64().unwrap()), "{r}");
@@ -67,6 +74,13 @@ fn demo_writes_a_summary_scored_against_the_known_cause() {
     if !fr.is_empty() {
         let mean = fr.iter().sum::<f64>() / fr.len() as f64;
         assert!((mean - s["causal_change_fraction"].as_f64().unwrap()).abs() < 1e-9, "{mean} vs {s}");
+        let lens: Vec<f64> = rows
+            .iter()
+            .filter(|r| r["general"]["success"] == true)
+            .filter_map(|r| r["general"]["lens_change_fraction"].as_f64())
+            .collect();
+        let mean = lens.iter().sum::<f64>() / lens.len() as f64;
+        assert!((mean - s["lens_change_fraction"].as_f64().unwrap()).abs() < 1e-9, "{mean} vs {s}");
     }
     let success = rows.iter().filter(|r| r["general"]["success"] == true).count() as f64 / 6.0;
     assert!((success - s["success_rate"].as_f64().unwrap()).abs() < 1e-9);

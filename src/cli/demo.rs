@@ -30,6 +30,9 @@ pub struct DemoArgs {
     /// Adam learning rate.
     #[arg(long, default_value_t = DemoOptions::default().lr)]
     pub lr: f64,
+    /// Adam's denominator epsilon (the published value is 1e-8).
+    #[arg(long, default_value_t = DemoOptions::default().adam_eps)]
+    pub adam_eps: f64,
     /// Weight of the proximity term.
     #[arg(long, default_value_t = DemoOptions::default().lambda_prox)]
     pub lambda_prox: f64,
@@ -53,6 +56,7 @@ pub fn run(a: DemoArgs, device: &Device) -> Result<(), steex::Error> {
         steps: a.steps,
         early_stop: a.early_stop,
         lr: a.lr,
+        adam_eps: a.adam_eps,
         lambda_prox: a.lambda_prox,
         models: a.models,
         ..DemoOptions::default()

@@ -1,5 +1,7 @@
 //! Street scenes with a traffic light, drawn from a seed, and the hidden rule that decides
-//! `stop`: the lamp is red. Everything else in the scene (sky, ground, building, pole: their
+//! `stop`: the lamp is red. The lamp is a disc: a lit lens of the lamp's colour in a dark
+//! housing ([`HOUSING_RIM`] pixels wide, labelled `lamp` too, as a traffic light's head is
+//! one object). Everything else in the scene (sky, ground, building, pole: their
 //! colours, shading, texture and placement) varies freely and has no bearing on the decision.
 
 use rand::rngs::StdRng;
@@ -17,6 +19,12 @@ pub const CAUSAL: [usize; 1] = [LAMP];
 pub const LAMP: usize = 4;
 /// The decision's name.
 pub const ATTRIBUTE: &str = "stop";
+/// Width in pixels of the lamp's housing: the outer ring of the lamp's disc, a dark grey of
+/// [`HOUSING_GREY`] whatever the lamp's colour (the lit lens is the disc inside it).
+pub const HOUSING_RIM: f32 = 3.0;
+/// The housing's grey level (RGB in [0, 1]). A grey adds nothing to a colour's redness, so
+/// the mean colour of the lamp's pixels is red exactly when the lens is.
+pub const HOUSING_GREY: f32 = 0.1;
 
 /// How one region looks: a base colour, a linear shading and a banded texture.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -28,6 +36,22 @@ pub struct Appearance {
     pub shading: f32,
     /// Contrast of the horizontal bands (floors of the building, furrows of the ground).
     pub texture: f32,
+}
+
+impl Appearance {
+    /// `self` moved by `t` toward `other` (colour, shading and texture alike; `t = 1` gives
+    /// `other` exactly).
+    pub fn lerp(&self, other: &Appearance, t: f32) -> Appearance {
+        if t == 1.0 {
+            return *other;
+        }
+        let mix = |a: f32, b: f32| a + (b - a) * t;
+        Appearance {
+            colour: [0, 1, 2].map(|c| mix(self.colour[c], other.colour[c])),
+            shading: mix(self.shading, other.shading),
+            texture: mix(self.texture, other.texture),
+        }
+    }
 }
 
 /// Where things are.
@@ -214,13 +238,29 @@ impl SceneSpec {
         m
     }
 
+    /// A pixel's distance from the lamp's centre, and the radius of its lens.
+    fn lamp_distance(&self, y: usize, x: usize) -> (f32, f32) {
+        let (ly, r) = self.layout.lamp;
+        let (dx, dy) = (x as f32 - (self.layout.pole_x as f32 + 1.5), y as f32 - ly as f32);
+        ((dx * dx + dy * dy).sqrt(), r as f32 + 0.5 - HOUSING_RIM)
+    }
+
+    /// Per pixel `[H, W]`: in the lamp's lit lens (labelled `lamp`, inside the housing).
+    pub fn lens(&self) -> Vec<bool> {
+        let labels = self.labels();
+        (0..HEIGHT * WIDTH)
+            .map(|p| {
+                let (d, lens) = self.lamp_distance(p / WIDTH, p % WIDTH);
+                labels[p] as usize == LAMP && d <= lens
+            })
+            .collect()
+    }
+
     /// Renders the scene.
     pub fn render(&self) -> Scene {
         let labels = self.labels();
         let l = &self.layout;
         let (bx, bw, by) = l.building;
-        let (ly, r) = l.lamp;
-        let lx = l.pole_x as f32 + 1.5;
         let mut image = vec![0f32; 3 * HEIGHT * WIDTH];
         for y in 0..HEIGHT {
             for x in 0..WIDTH {
@@ -239,8 +279,14 @@ impl SceneSpec {
                     }
                     3 => ((x - l.pole_x.min(x)) as f32 / 4.0, 0.0),
                     _ => {
-                        let (dx, dy) = (x as f32 - lx, y as f32 - ly as f32);
-                        ((dx * dx + dy * dy).sqrt() / (r as f32 + 0.5), 0.0)
+                        let (d, lens) = self.lamp_distance(y, x);
+                        if d > lens {
+                            for c in 0..3 {
+                                image[(c * HEIGHT + y) * WIDTH + x] = 2.0 * HOUSING_GREY - 1.0;
+                            }
+                            continue;
+                        }
+                        (d / lens, 0.0)
                     }
                 };
                 let gain = if k == LAMP { 1.0 - a.shading * t } else { 1.0 + a.shading * (t - 0.5) * 2.0 };
@@ -297,6 +343,39 @@ mod tests {
         }
         // Balanced classes.
         assert!(counts[0] > 150 && counts[1] > 150, "{counts:?}");
+    }
+
+    #[test]
+    fn the_lamp_is_a_lit_lens_in_a_grey_housing() {
+        for seed in 0..100 {
+            let spec = SceneSpec::sample(seed);
+            let s = spec.render();
+            let lens = spec.lens();
+            let lit = lens.iter().filter(|&&v| v).count();
+            assert!(lit >= 40, "seed {seed}: lens of {lit} pixels");
+            let px = HEIGHT * WIDTH;
+            let mut housing = 0;
+            for p in 0..px {
+                let rgb = [0, 1, 2].map(|c| (s.image[c * px + p] + 1.0) / 2.0);
+                if lens[p] {
+                    assert_eq!(s.labels[p] as usize, LAMP);
+                    // The lens wears the lamp's colour, shaded: every lens pixel decides alike.
+                    assert_eq!(is_red(rgb), spec.stop(), "seed {seed} pixel {p}: {rgb:?}");
+                } else if s.labels[p] as usize == LAMP {
+                    housing += 1;
+                    assert!(rgb.iter().all(|v| (v - HOUSING_GREY).abs() < 1e-6), "seed {seed} pixel {p}: {rgb:?}");
+                }
+            }
+            assert!(housing >= 30, "seed {seed}: housing of {housing} pixels");
+            // The lens's mean colour alone decides as the rule does.
+            let mut mean = [0f32; 3];
+            for p in (0..px).filter(|&p| lens[p]) {
+                for (c, m) in mean.iter_mut().enumerate() {
+                    *m += (s.image[c * px + p] + 1.0) / 2.0 / lit as f32;
+                }
+            }
+            assert_eq!(is_red(mean), s.stop, "seed {seed}");
+        }
     }
 
     #[test]

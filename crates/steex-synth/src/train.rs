@@ -11,7 +11,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::params::ParamSet;
-use crate::scene::{CAUSAL, HEIGHT, REGIONS, Scene, SceneSpec, WIDTH, scene};
+use crate::scene::{CAUSAL, HEIGHT, LAMP, REGIONS, Scene, SceneSpec, WIDTH, scene};
 use crate::world;
 
 /// What can go wrong while training.
@@ -63,12 +63,15 @@ pub fn batch_of(scenes: &[Scene], device: &Device) -> Batch {
 pub struct SwapPlan {
     /// `[B][L]` source scene indices.
     pub source: Vec<[usize; REGIONS.len()]>,
+    /// `[B][L]` how much of the source's appearance (and code) a region takes: 1 for a full
+    /// swap, between 0 and 1 for a blend of its own and the source's.
+    pub share: Vec<[f32; REGIONS.len()]>,
 }
 
 impl SwapPlan {
     /// Every scene wears its own appearances.
     pub fn identity(b: usize) -> Self {
-        SwapPlan { source: (0..b).map(|i| [i; REGIONS.len()]).collect() }
+        SwapPlan { source: (0..b).map(|i| [i; REGIONS.len()]).collect(), share: vec![[1.0; REGIONS.len()]; b] }
     }
 
     /// Each region of each scene takes the appearance of another scene of the batch with
@@ -89,6 +92,20 @@ impl SwapPlan {
         plan
     }
 
+    /// Turns each swap into a blend with probability `p` (the source's share drawn uniformly
+    /// from (0, 1)): the generator then learns codes between scenes' codes, which an
+    /// explanation walks through, as the appearances between theirs.
+    pub fn with_blends(mut self, p: f64, rng: &mut impl Rng) -> Self {
+        for (i, (row, share)) in self.source.iter().zip(&mut self.share).enumerate() {
+            for (src, w) in row.iter().zip(share.iter_mut()) {
+                if *src != i && rng.random_bool(p) {
+                    *w = rng.random_range(0.0..1.0);
+                }
+            }
+        }
+        self
+    }
+
     /// The scenes as the plan dresses them: scene `i`'s layout with the appearances of the
     /// sources (rendered: the exact target for generating from swapped codes, and the
     /// rule's decision for it).
@@ -99,7 +116,7 @@ impl SwapPlan {
             .map(|(i, row)| {
                 let mut s = specs[i];
                 for (k, &src) in row.iter().enumerate() {
-                    s.appearance[k] = specs[src].appearance[k];
+                    s.appearance[k] = specs[i].appearance[k].lerp(&specs[src].appearance[k], self.share[i][k]);
                 }
                 s.render()
             })
@@ -107,13 +124,19 @@ impl SwapPlan {
     }
 
     /// The codes `[B, L, S]` as the plan dresses them: row `(i, k)` is row `(source[i][k], k)`
-    /// of `z` (differentiable).
+    /// of `z`, blended with its own by `share[i][k]` (differentiable).
     pub fn mix_codes(&self, z: Tensor<3>) -> Tensor<3> {
         let [b, l, s] = z.dims();
+        let device = z.device();
         let idx: Vec<i64> =
             self.source.iter().flat_map(|row| row.iter().enumerate().map(|(k, &src)| (src * l + k) as i64)).collect();
-        let idx = Tensor::<1, Int>::from_data(TensorData::new(idx, [b * l]), &z.device());
-        z.reshape([b * l, s]).select(0, idx).reshape([b, l, s])
+        let idx = Tensor::<1, Int>::from_data(TensorData::new(idx, [b * l]), &device);
+        let theirs = z.clone().reshape([b * l, s]).select(0, idx).reshape([b, l, s]);
+        if self.share.iter().flatten().all(|&w| w == 1.0) {
+            return theirs;
+        }
+        let w = Tensor::<3>::from_data(TensorData::new(self.share.concat(), [b, l, 1]), &device);
+        z * w.clone().neg().add_scalar(1.0) + theirs * w
     }
 }
 
@@ -213,12 +236,15 @@ pub fn reconstruct(g: &SeanGenerator, images: Tensor<4>, labels: Tensor<3, Int>)
 /// Probability that a region's appearance is swapped with another scene's while the
 /// generator trains (per region, sky ... lamp).
 pub const GENERATOR_SWAP: [f64; 5] = [0.25, 0.25, 0.25, 0.25, 0.4];
+/// Probability that a swap is a blend instead ([`SwapPlan::with_blends`]).
+pub const GENERATOR_BLEND: f64 = 0.5;
 /// Probability that a region's code is perturbed (Gaussian noise, deviation drawn from
 /// `[0, GENERATOR_NOISE]`) while the generator trains; the loss then ignores that region's
-/// pixels and asks every other pixel to stay as it is.
+/// pixels (of the lamp, its lens only: the housing stays grey) and asks every other pixel to
+/// stay as it is.
 pub const GENERATOR_PERTURB: f64 = 0.2;
 /// Largest deviation of that noise.
-pub const GENERATOR_NOISE: f64 = 0.5;
+pub const GENERATOR_NOISE: f64 = 1.0;
 
 /// Trains the SEAN encoder-generator (L1 + L2 pixel loss). Every scene is encoded; some of
 /// its regions' codes are replaced by another scene's codes for the same region
@@ -242,7 +268,7 @@ pub fn train_generator(
             let specs: Vec<SceneSpec> = seeds(cfg, step).iter().map(|&s| SceneSpec::sample_for_training(s)).collect();
             let real: Vec<Scene> = specs.iter().map(|s| s.render()).collect();
             let mut rng = step_rng(cfg, step);
-            let plan = SwapPlan::random(specs.len(), GENERATOR_SWAP, &mut rng);
+            let plan = SwapPlan::random(specs.len(), GENERATOR_SWAP, &mut rng).with_blends(GENERATOR_BLEND, &mut rng);
             let perturbed: Vec<Vec<bool>> =
                 specs.iter().map(|_| (0..l).map(|_| rng.random_bool(GENERATOR_PERTURB)).collect()).collect();
             let input = batch_of(&real, device);
@@ -262,11 +288,16 @@ pub fn train_generator(
                     sc.labels.iter().for_each(|&k| area[k as usize] += 1.0);
                     let full = (HEIGHT * WIDTH) as f32;
                     let border = near_border(&sc.labels, 2);
+                    let lens = sc.spec.lens();
                     sc.labels
                         .iter()
                         .zip(border)
-                        .map(|(&k, b)| {
-                            if p[k as usize] {
+                        .zip(lens)
+                        .map(|((&k, b), lens)| {
+                            // A perturbed lamp's housing is grey all the same: only its
+                            // lens is free.
+                            let free = p[k as usize] && (k as usize != LAMP || lens);
+                            if free {
                                 0.0
                             } else {
                                 (full / area[k as usize] / REGIONS.len() as f32).sqrt() * if b { 2.0 } else { 1.0 }
@@ -307,6 +338,9 @@ pub struct ClassifierAugment {
     /// Per region, probability that a generated scene wears another scene's code for it
     /// (the label follows the lamp's source).
     pub swap: [f64; 5],
+    /// Probability that such a swap is a blend ([`SwapPlan::with_blends`]; the label
+    /// follows the blended lamp).
+    pub blend: f64,
     /// Gaussian noise added to the non-causal regions' codes of generated scenes: its
     /// standard deviation is drawn per scene from `[0, noise]`.
     pub noise: f64,
@@ -317,10 +351,16 @@ pub struct ClassifierAugment {
 }
 
 impl Default for ClassifierAugment {
-    /// The bundled recipe's: three quarters generated, every region swapped half the time,
-    /// noise up to 0.3, adversarial radius 0.15 in 2 steps.
+    /// The bundled recipe's: three quarters generated, every region swapped half the time
+    /// (half of the swaps blends), noise up to 0.3, adversarial radius 0.15 in 2 steps.
     fn default() -> Self {
-        ClassifierAugment { generated: 0.75, swap: [0.5, 0.5, 0.5, 0.5, 0.5], noise: 0.3, adversarial: (0.15, 2) }
+        ClassifierAugment {
+            generated: 0.75,
+            swap: [0.5, 0.5, 0.5, 0.5, 0.5],
+            blend: 0.5,
+            noise: 0.3,
+            adversarial: (0.15, 2),
+        }
     }
 }
 
@@ -363,7 +403,7 @@ pub const GRADE: f32 = 6.0;
 pub fn graded_targets(scenes: &[Scene], device: &Device) -> Tensor<2> {
     let y: Vec<f32> = scenes
         .iter()
-        .map(|s| 1.0 / (1.0 + (-GRADE * crate::scene::redness(s.spec.appearance[crate::scene::LAMP].colour)).exp()))
+        .map(|s| 1.0 / (1.0 + (-GRADE * crate::scene::redness(s.spec.appearance[LAMP].colour)).exp()))
         .collect();
     Tensor::from_data(TensorData::new(y, [scenes.len(), 1]), device)
 }
@@ -395,7 +435,7 @@ pub fn train_classifier(
             };
             let n = ((specs.len() as f64 * aug.generated).round() as usize).min(specs.len());
             let mut rng = step_rng(cfg, step);
-            let plan = SwapPlan::random(n, aug.swap, &mut rng);
+            let plan = SwapPlan::random(n, aug.swap, &mut rng).with_blends(aug.blend, &mut rng);
             let gen_in = batch_of(&real[..n], device);
             let gen_labels = graded_targets(&plan.apply(&specs[..n]), device);
             let mask = g.mask(gen_in.labels).map_err(model_err)?;
@@ -576,13 +616,48 @@ mod tests {
     }
 
     #[test]
+    fn blended_swaps_dress_scenes_and_codes_between_the_two() {
+        let specs: Vec<SceneSpec> = (0..4).map(SceneSpec::sample).collect();
+        let mut rng = StdRng::seed_from_u64(3);
+        let plan = SwapPlan::random(4, [0.0, 0.0, 0.0, 0.0, 1.0], &mut rng).with_blends(1.0, &mut rng);
+        let dressed = plan.apply(&specs);
+        let device = Device::flex();
+        let (b, l, s) = (4, REGIONS.len(), 2);
+        let z: Vec<f32> = (0..b * l * s).map(|v| (v * v) as f32 * 0.01).collect();
+        let zt = Tensor::<3>::from_data(TensorData::new(z.clone(), [b, l, s]), &device);
+        let mixed = plan.mix_codes(zt).into_data().convert::<f32>().try_into_vec::<f32>().unwrap();
+        for i in 0..b {
+            let (src, w) = (plan.source[i][LAMP], plan.share[i][LAMP]);
+            assert!(src != i && w > 0.0 && w < 1.0, "scene {i}: source {src}, share {w}");
+            assert_eq!(&plan.share[i][..LAMP], &[1.0; LAMP], "unswapped regions keep share 1");
+            let (own, theirs) = (specs[i].appearance[LAMP], specs[src].appearance[LAMP]);
+            let got = dressed[i].spec.appearance[LAMP];
+            for c in 0..3 {
+                let want = own.colour[c] + (theirs.colour[c] - own.colour[c]) * w;
+                assert!((got.colour[c] - want).abs() < 1e-6, "scene {i} channel {c}");
+            }
+            assert_eq!(dressed[i].spec.appearance[0], specs[i].appearance[0]);
+            // The decision follows the blended colour.
+            assert_eq!(dressed[i].stop, crate::scene::is_red(got.colour));
+            for k in 0..l {
+                for c in 0..s {
+                    let own = z[(i * l + k) * s + c];
+                    let want = if k == LAMP { own + (z[(src * l + k) * s + c] - own) * w } else { own };
+                    let have = mixed[(i * l + k) * s + c];
+                    assert!((have - want).abs() < 1e-4 * (1.0 + want.abs()), "({i}, {k}, {c}): {have} vs {want}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn graded_targets_decide_by_the_rule() {
         let device = Device::flex();
         let scenes: Vec<Scene> = (0..200).map(|s| SceneSpec::sample_for_training(s).render()).collect();
         let y = graded_targets(&scenes, &device).into_data().try_into_vec::<f32>().unwrap();
         let mut graded = 0;
         for (s, y) in scenes.iter().zip(&y) {
-            assert_eq!(*y > 0.5, s.stop, "{:?} -> {y}", s.spec.appearance[crate::scene::LAMP].colour);
+            assert_eq!(*y > 0.5, s.stop, "{:?} -> {y}", s.spec.appearance[LAMP].colour);
             graded += (0.05..0.95).contains(y) as usize;
         }
         // Lamps of any hue: some targets lie between the classes.
