@@ -240,8 +240,7 @@ pub const GENERATOR_SWAP: [f64; 5] = [0.25, 0.25, 0.25, 0.25, 0.4];
 pub const GENERATOR_BLEND: f64 = 0.5;
 /// Probability that a region's code is perturbed (Gaussian noise, deviation drawn from
 /// `[0, GENERATOR_NOISE]`) while the generator trains; the loss then ignores that region's
-/// pixels (of the lamp, its lens only: the housing stays grey) and asks every other pixel to
-/// stay as it is.
+/// pixels and asks every other pixel to stay as it is.
 pub const GENERATOR_PERTURB: f64 = 0.2;
 /// Largest deviation of that noise.
 pub const GENERATOR_NOISE: f64 = 1.0;
@@ -288,16 +287,11 @@ pub fn train_generator(
                     sc.labels.iter().for_each(|&k| area[k as usize] += 1.0);
                     let full = (HEIGHT * WIDTH) as f32;
                     let border = near_border(&sc.labels, 2);
-                    let lens = sc.spec.lens();
                     sc.labels
                         .iter()
                         .zip(border)
-                        .zip(lens)
-                        .map(|((&k, b), lens)| {
-                            // A perturbed lamp's housing is grey all the same: only its
-                            // lens is free.
-                            let free = p[k as usize] && (k as usize != LAMP || lens);
-                            if free {
+                        .map(|(&k, b)| {
+                            if p[k as usize] {
                                 0.0
                             } else {
                                 (full / area[k as usize] / REGIONS.len() as f32).sqrt() * if b { 2.0 } else { 1.0 }
