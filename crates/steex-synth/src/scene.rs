@@ -355,9 +355,9 @@ mod tests {
             assert!(lit >= 40, "seed {seed}: lens of {lit} pixels");
             let px = HEIGHT * WIDTH;
             let mut housing = 0;
-            for p in 0..px {
+            for (p, &in_lens) in lens.iter().enumerate() {
                 let rgb = [0, 1, 2].map(|c| (s.image[c * px + p] + 1.0) / 2.0);
-                if lens[p] {
+                if in_lens {
                     assert_eq!(s.labels[p] as usize, LAMP);
                     // The lens wears the lamp's colour, shaded: every lens pixel decides alike.
                     assert_eq!(is_red(rgb), spec.stop(), "seed {seed} pixel {p}: {rgb:?}");
