@@ -51,6 +51,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let scenes: Vec<_> = (0..n as u64).map(|i| scene(HELD_OUT_SEED + i)).collect();
     let px = HEIGHT * WIDTH;
     let zone: Vec<Vec<u8>> = scenes.iter().map(zones).collect();
+    let lens: Vec<Vec<bool>> = scenes.iter().map(|s| s.lens()).collect();
     let images: Vec<f32> = scenes.iter().flat_map(|s| s.image.iter().copied()).collect();
     let labels: Vec<i64> = scenes.iter().flat_map(|s| s.labels.iter().map(|&k| k as i64)).collect();
     let images = Tensor::<4>::from_data(TensorData::new(images, [n, 3, HEIGHT, WIDTH]), &device);
@@ -201,9 +202,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     }
                 }
             }
-            let lens = sc.spec.lens();
             let mut in_lens = 0f64;
-            for p in (0..px).filter(|&p| lens[p]) {
+            for p in (0..px).filter(|&p| lens[i][p]) {
                 for ch in 0..3 {
                     in_lens += (cf[(i * 3 + ch) * px + p] - rc[(i * 3 + ch) * px + p]).abs() as f64;
                 }

@@ -302,7 +302,7 @@ pub fn run(options: &DemoOptions, device: &Device, progress: &mut dyn FnMut(usiz
             correct_rec += ((rec_logits[i] > 0.0) == sc.stop) as usize;
             mae += im(&rec).iter().zip(im(&real)).map(|(a, b)| (a - b).abs() as f64).sum::<f64>() / (3 * px) as f64;
             let causal: Vec<bool> = sc.labels.iter().map(|&k| CAUSAL.contains(&(k as usize))).collect();
-            let lens = sc.spec.lens();
+            let lens = sc.lens();
             let mode = |m: usize| {
                 let r = &outcomes[m].images[i];
                 ModeResult {
@@ -368,17 +368,18 @@ pub fn run(options: &DemoOptions, device: &Device, progress: &mut dyn FnMut(usiz
 
     let n = results.len() as f64;
     let rate = |f: &dyn Fn(&SceneResult) -> bool| results.iter().filter(|r| f(r)).count() as f64 / n;
-    let ok: Vec<f64> =
-        results.iter().filter(|r| r.general.success).filter_map(|r| r.general.causal_change_fraction).collect();
-    let ok_lens: Vec<f64> =
-        results.iter().filter(|r| r.general.success).filter_map(|r| r.general.lens_change_fraction).collect();
+    // Mean of a share over the successful general explanations that changed something.
+    let mean_share = |f: fn(&ModeResult) -> Option<f64>| {
+        let v: Vec<f64> = results.iter().filter(|r| r.general.success).filter_map(|r| f(&r.general)).collect();
+        v.iter().sum::<f64>() / v.len().max(1) as f64
+    };
     let n_unchanged =
         results.iter().filter(|r| r.general.success && r.general.causal_change_fraction.is_none()).count();
     let summary = DemoSummary {
         n_scenes: results.len(),
         success_rate: success.rate().unwrap_or(0.0),
-        causal_change_fraction: ok.iter().sum::<f64>() / ok.len().max(1) as f64,
-        lens_change_fraction: ok_lens.iter().sum::<f64>() / ok_lens.len().max(1) as f64,
+        causal_change_fraction: mean_share(|m| m.causal_change_fraction),
+        lens_change_fraction: mean_share(|m| m.lens_change_fraction),
         n_unchanged,
         targeted_success_causal: rate(&|r| r.causal_only.success),
         targeted_success_noncausal: rate(&|r| r.noncausal_only.success),

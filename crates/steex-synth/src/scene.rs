@@ -245,17 +245,6 @@ impl SceneSpec {
         ((dx * dx + dy * dy).sqrt(), r as f32 + 0.5 - HOUSING_RIM)
     }
 
-    /// Per pixel `[H, W]`: in the lamp's lit lens (labelled `lamp`, inside the housing).
-    pub fn lens(&self) -> Vec<bool> {
-        let labels = self.labels();
-        (0..HEIGHT * WIDTH)
-            .map(|p| {
-                let (d, lens) = self.lamp_distance(p / WIDTH, p % WIDTH);
-                labels[p] as usize == LAMP && d <= lens
-            })
-            .collect()
-    }
-
     /// Renders the scene.
     pub fn render(&self) -> Scene {
         let labels = self.labels();
@@ -297,6 +286,18 @@ impl SceneSpec {
             }
         }
         Scene { spec: *self, image, labels, stop: self.stop() }
+    }
+}
+
+impl Scene {
+    /// Per pixel `[H, W]`: in the lamp's lit lens (labelled `lamp`, inside the housing).
+    pub fn lens(&self) -> Vec<bool> {
+        (0..HEIGHT * WIDTH)
+            .map(|p| {
+                let (d, lens) = self.spec.lamp_distance(p / WIDTH, p % WIDTH);
+                self.labels[p] as usize == LAMP && d <= lens
+            })
+            .collect()
     }
 }
 
@@ -350,7 +351,7 @@ mod tests {
         for seed in 0..100 {
             let spec = SceneSpec::sample(seed);
             let s = spec.render();
-            let lens = spec.lens();
+            let lens = s.lens();
             let lit = lens.iter().filter(|&&v| v).count();
             assert!(lit >= 40, "seed {seed}: lens of {lit} pixels");
             let px = HEIGHT * WIDTH;

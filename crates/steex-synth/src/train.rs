@@ -248,10 +248,11 @@ pub const GENERATOR_NOISE: f64 = 1.0;
 /// Trains the SEAN encoder-generator (L1 + L2 pixel loss). Every scene is encoded; some of
 /// its regions' codes are replaced by another scene's codes for the same region
 /// ([`GENERATOR_SWAP`]), or blended with them ([`GENERATOR_BLEND`]), and the target is the
-/// scene rendered with those appearances (blended alike); some regions' codes are perturbed off the data ([`GENERATOR_PERTURB`]), and the pixels of
-/// the other regions must not change. So a region's code must carry its appearance alone,
-/// and must not move the pixels of other regions, even where an explanation takes it:
-/// what makes an explanation that moves one code change one region.
+/// scene rendered with those appearances (blended alike); some regions' codes are perturbed
+/// off the data ([`GENERATOR_PERTURB`]), and the pixels of the other regions must not change.
+/// So a region's code must carry its appearance alone, and must not move the pixels of other
+/// regions, even where an explanation takes it: what makes an explanation that moves one
+/// code change one region.
 pub fn train_generator(
     cfg: &TrainConfig,
     device: &Device,
