@@ -155,8 +155,8 @@ impl SceneSpec {
         let bw = rng.random_range(14..=26);
         let building = (rng.random_range(0..=WIDTH - bw), bw, rng.random_range(8..=horizon - 12));
         let pole_x = rng.random_range(8..=WIDTH - 12);
-        let radius = rng.random_range(8..=11);
-        let lamp = (rng.random_range(radius + 2..=horizon - radius - 12), radius);
+        let radius = rng.random_range(11..=14);
+        let lamp = (rng.random_range(radius + 2..=horizon - radius - 6), radius);
         let region =
             |rng: &mut StdRng, h: (f32, f32), s: (f32, f32), v: (f32, f32), shading: f32, texture: (f32, f32)| {
                 Appearance {

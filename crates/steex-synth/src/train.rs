@@ -347,13 +347,13 @@ pub struct ClassifierAugment {
 
 impl Default for ClassifierAugment {
     /// The bundled recipe's: three quarters generated, every region swapped half the time
-    /// (half of the swaps blends), noise up to 0.3, adversarial radius 0.15 in 2 steps.
+    /// (half of the swaps blends), noise up to 1.0, adversarial radius 0.15 in 2 steps.
     fn default() -> Self {
         ClassifierAugment {
             generated: 0.75,
             swap: [0.5, 0.5, 0.5, 0.5, 0.5],
             blend: 0.5,
-            noise: 0.3,
+            noise: 1.0,
             adversarial: (0.15, 2),
         }
     }

@@ -12,7 +12,7 @@ use crate::scene::{ATTRIBUTE, REGIONS, WIDTH};
 /// Metadata key naming the world a file was trained on.
 pub const WORLD_KEY: &str = "world";
 /// Its value for this world.
-pub const WORLD: &str = "steex-synth-street-v3";
+pub const WORLD: &str = "steex-synth-street-v4";
 
 /// A tiny SEAN: 5 labels, ngf 4, style length 16, SPADE width 16, encoder width 8, 64 x 64
 /// (the published layout otherwise).
