@@ -4,6 +4,8 @@
 //!
 //!     cargo run --release --example synth_diagnostics -- [--models DIR] [--scenes N]
 //!         [--lr X] [--eps X] [--steps N] [--lambda X] [--early-stop K]
+//!
+//! The settings default to the demo's (`steex::demo::DemoOptions::default()`).
 
 use std::path::PathBuf;
 
@@ -148,13 +150,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("  code range {:<10} [{lo:.2}, {hi:.2}]", REGIONS[j]);
     }
 
+    // Defaults: the demo's settings.
+    let demo = steex::demo::DemoOptions::default();
     let settings = |regions: Option<Vec<usize>>| ExplainSettings {
         attribute: 0,
-        steps: num("--steps", 30.0) as usize,
-        adam: AdamConfig { lr: num("--lr", 0.05), eps: num("--eps", 1e-8), ..AdamConfig::default() },
-        lambda_prox: num("--lambda", 0.3),
+        steps: num("--steps", demo.steps as f64) as usize,
+        adam: AdamConfig { lr: num("--lr", demo.lr), eps: num("--eps", demo.adam_eps), ..AdamConfig::default() },
+        lambda_prox: num("--lambda", demo.lambda_prox),
         noise: NoiseMode::Off,
-        early_stop: Some(num("--early-stop", 1.0) as usize).filter(|k| *k > 0),
+        early_stop: Some(num("--early-stop", demo.early_stop as f64) as usize).filter(|k| *k > 0),
         target: None,
         regions,
     };
