@@ -11,7 +11,8 @@ use std::path::PathBuf;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use steex::classifier::DecisionModel;
-use steex::explain::{AdamConfig, ExplainSettings, explain};
+use steex::demo::DemoOptions;
+use steex::explain::explain;
 use steex::sean::NoiseMode;
 use steex::synth::scene::{HEIGHT, HELD_OUT_SEED, LAMP, REGIONS, WIDTH, scene};
 
@@ -150,23 +151,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("  code range {:<10} [{lo:.2}, {hi:.2}]", REGIONS[j]);
     }
 
-    // Defaults: the demo's settings.
-    let demo = steex::demo::DemoOptions::default();
-    let settings = |regions: Option<Vec<usize>>| ExplainSettings {
-        attribute: 0,
-        steps: num("--steps", demo.steps as f64) as usize,
-        adam: AdamConfig { lr: num("--lr", demo.lr), eps: num("--eps", demo.adam_eps), ..AdamConfig::default() },
-        lambda_prox: num("--lambda", demo.lambda_prox),
-        noise: NoiseMode::Off,
-        early_stop: Some(num("--early-stop", demo.early_stop as f64) as usize).filter(|k| *k > 0),
-        target: None,
-        regions,
+    // Defaults: the demo's settings (early stop 0: off).
+    let d = DemoOptions::default();
+    let options = DemoOptions {
+        steps: num("--steps", d.steps as f64) as usize,
+        lr: num("--lr", d.lr),
+        adam_eps: num("--eps", d.adam_eps),
+        lambda_prox: num("--lambda", d.lambda_prox),
+        early_stop: num("--early-stop", d.early_stop as f64) as usize,
+        ..d
     };
     for (name, regions) in
         [("general", None), ("lamp only", Some(vec![LAMP])), ("all but lamp", Some((0..LAMP).collect()))]
     {
         let t = std::time::Instant::now();
-        let e = explain(&g, &c, images.clone(), &mask, &settings(regions), &mut |_| {})?;
+        let e = explain(&g, &c, images.clone(), &mask, &options.explain_settings(regions), &mut |_| {})?;
         let secs = t.elapsed().as_secs_f64();
         let cf = host(e.counterfactual.clone());
         let rc = host(e.reconstruction.clone());

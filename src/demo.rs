@@ -79,6 +79,23 @@ impl Default for DemoOptions {
     }
 }
 
+impl DemoOptions {
+    /// The explainer's settings for the world's one attribute (`stop`), with these options'
+    /// steps, Adam, lambda and early stop, noise off, and `regions` free (`None`: all).
+    pub fn explain_settings(&self, regions: Option<Vec<usize>>) -> ExplainSettings {
+        ExplainSettings {
+            attribute: 0,
+            steps: self.steps,
+            adam: AdamConfig { lr: self.lr, eps: self.adam_eps, ..AdamConfig::default() },
+            lambda_prox: self.lambda_prox,
+            noise: NoiseMode::Off,
+            early_stop: Some(self.early_stop),
+            target: None,
+            regions,
+        }
+    }
+}
+
 /// The figures `summary.json` holds.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DemoSummary {
@@ -242,18 +259,12 @@ pub fn run(options: &DemoOptions, device: &Device, progress: &mut dyn FnMut(usiz
         None => DemoModels::load(device)?,
     };
     let (g, c) = (&models.generator, &models.classifier);
-    let settings = |regions: Option<Vec<usize>>| ExplainSettings {
-        attribute: 0,
-        steps: options.steps,
-        adam: AdamConfig { lr: options.lr, eps: options.adam_eps, ..AdamConfig::default() },
-        lambda_prox: options.lambda_prox,
-        noise: NoiseMode::Off,
-        early_stop: Some(options.early_stop),
-        target: None,
-        regions,
-    };
     let noncausal: Vec<usize> = (0..REGIONS.len()).filter(|k| !CAUSAL.contains(k)).collect();
-    let modes = [settings(None), settings(Some(CAUSAL.to_vec())), settings(Some(noncausal))];
+    let modes = [
+        options.explain_settings(None),
+        options.explain_settings(Some(CAUSAL.to_vec())),
+        options.explain_settings(Some(noncausal)),
+    ];
 
     let mut results: Vec<SceneResult> = Vec::new();
     let mut report_rows = Vec::new();
