@@ -6,6 +6,8 @@
 //! lamp may change and fails when only the other regions may.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, mpsc};
 use std::time::Instant;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -41,6 +43,9 @@ pub struct DemoOptions {
     pub scenes: usize,
     /// Scenes optimised together.
     pub batch: usize,
+    /// Batches optimised at the same time, each on its own thread (the CPU backend keeps
+    /// only about one core busy on these small models).
+    pub workers: usize,
     /// Step budget per explanation.
     pub steps: usize,
     /// Stop an image once flipped for this many steps.
@@ -68,6 +73,7 @@ impl Default for DemoOptions {
             force: false,
             scenes: 200,
             batch: 100,
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             steps: 40,
             early_stop: 25,
             lr: 0.3,
@@ -245,11 +251,88 @@ fn upscale(img: &image::RgbImage, k: u32) -> image::RgbImage {
     image::imageops::resize(img, img.width() * k, img.height() * k, image::imageops::FilterType::Nearest)
 }
 
+/// A batch of scenes as tensors: images `[B, 3, H, W]` in [-1, 1] and label maps `[B, H, W]`.
+fn scene_batch(scenes: &[Scene], device: &Device) -> (Tensor<4>, Tensor<3, Int>) {
+    let b = scenes.len();
+    let images: Vec<f32> = scenes.iter().flat_map(|s| s.image.iter().copied()).collect();
+    let labels: Vec<i64> = scenes.iter().flat_map(|s| s.labels.iter().map(|&k| k as i64)).collect();
+    (
+        Tensor::<4>::from_data(TensorData::new(images, [b, 3, HEIGHT, WIDTH]), device),
+        Tensor::<3, Int>::from_data(TensorData::new(labels, [b, HEIGHT, WIDTH]), device),
+    )
+}
+
+/// Explains every chunk of seeds in every mode, on `workers` threads that take the
+/// (chunk, mode) jobs in turn, the all-but-the-lamp ones (never stopped early, so the
+/// longest) first. Each job's result depends on its chunk and mode only, so the figures do
+/// not depend on `workers`. `progress` (called on this thread) is told the explanations
+/// finished so far, and their total, after every optimisation step of any job. Returns,
+/// per chunk, its explanations in the order of `modes`.
+fn explain_all(
+    models: &DemoModels,
+    chunks: &[&[u64]],
+    modes: &[ExplainSettings],
+    workers: usize,
+    device: &Device,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<Vec<Explanation>>> {
+    let jobs: Vec<(usize, usize)> =
+        (0..modes.len()).rev().flat_map(|m| (0..chunks.len()).map(move |k| (k, m))).collect();
+    let total: usize = chunks.iter().map(|c| c.len()).sum::<usize>() * modes.len();
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let done: Mutex<Vec<Option<Result<Explanation>>>> = Mutex::new((0..jobs.len()).map(|_| None).collect());
+    let (tx, rx) = mpsc::channel::<usize>();
+    std::thread::scope(|scope| {
+        for _ in 0..workers.clamp(1, jobs.len()) {
+            let tx = tx.clone();
+            let (jobs, next, stop, done) = (&jobs, &next, &stop, &done);
+            scope.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let j = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&(k, m)) = jobs.get(j) else { break };
+                    let scenes: Vec<Scene> = chunks[k].iter().map(|&s| scene(s)).collect();
+                    let (images, labels) = scene_batch(&scenes, device);
+                    let mut finished = 0;
+                    let r = models.generator.mask(labels).map_err(Error::from).and_then(|mask| {
+                        explain(&models.generator, &models.classifier, images, &mask, &modes[m], &mut |r| {
+                            let now = r.active.iter().filter(|a| !**a).count();
+                            let _ = tx.send(now - finished);
+                            finished = now;
+                        })
+                        .map_err(|e| bundled_error("models", e.to_string()))
+                    });
+                    // Images still active after the last step are finished too.
+                    let _ = tx.send(scenes.len() - finished);
+                    stop.fetch_or(r.is_err(), Ordering::Relaxed);
+                    done.lock().unwrap_or_else(|p| p.into_inner())[j] = Some(r);
+                }
+            });
+        }
+        drop(tx);
+        let mut finished = 0;
+        for n in rx {
+            finished += n;
+            progress(finished.min(total), total);
+        }
+    });
+    let mut done = done.into_inner().unwrap_or_else(|p| p.into_inner()).into_iter();
+    let mut per_chunk: Vec<Vec<Option<Explanation>>> = vec![(0..modes.len()).map(|_| None).collect(); chunks.len()];
+    for &(k, m) in &jobs {
+        match done.next().flatten() {
+            Some(r) => per_chunk[k][m] = Some(r?),
+            None => return Err(bundled_error("models", "an explanation job did not run".into())),
+        }
+    }
+    Ok(per_chunk.into_iter().map(|c| c.into_iter().flatten().collect()).collect())
+}
+
 /// Runs the demo, writing `summary.json`, `scenes.jsonl` and `report.png` into
-/// `options.out`; `progress` is told the scenes done after every batch.
-pub fn run(options: &DemoOptions, device: &Device, progress: &mut dyn FnMut(usize, &str)) -> Result<DemoSummary> {
-    if options.scenes == 0 || options.batch == 0 || options.steps == 0 {
-        return Err(Error::Argument("--scenes, --batch and --steps must be positive".into()));
+/// `options.out`; `progress` is told the explanations finished and their total (three per
+/// scene) as they finish.
+pub fn run(options: &DemoOptions, device: &Device, progress: &mut dyn FnMut(usize, usize)) -> Result<DemoSummary> {
+    if options.scenes == 0 || options.batch == 0 || options.workers == 0 || options.steps == 0 {
+        return Err(Error::Argument("--scenes, --batch, --workers and --steps must be positive".into()));
     }
     let out = OutDir::create(&options.out, options.force)?;
     // Gradients reach the style codes only.
@@ -258,7 +341,7 @@ pub fn run(options: &DemoOptions, device: &Device, progress: &mut dyn FnMut(usiz
         Some(dir) => DemoModels::load_dir(dir, device)?,
         None => DemoModels::load(device)?,
     };
-    let (g, c) = (&models.generator, &models.classifier);
+    let c = &models.classifier;
     let noncausal: Vec<usize> = (0..REGIONS.len()).filter(|k| !CAUSAL.contains(k)).collect();
     let modes = [
         options.explain_settings(None),
@@ -266,22 +349,22 @@ pub fn run(options: &DemoOptions, device: &Device, progress: &mut dyn FnMut(usiz
         options.explain_settings(Some(noncausal)),
     ];
 
+    let seeds: Vec<u64> = (0..options.scenes as u64).map(|i| HELD_OUT_SEED + i).collect();
+    let chunks: Vec<&[u64]> = seeds.chunks(options.batch).collect();
+    let t = Instant::now();
+    let mut outcomes = explain_all(&models, &chunks, &modes, options.workers, device, progress)?;
+    let explain_seconds = t.elapsed().as_secs_f64();
+
     let mut results: Vec<SceneResult> = Vec::new();
     let mut report_rows = Vec::new();
     let (mut correct_real, mut correct_rec, mut mae, mut seg_right) = (0usize, 0usize, 0f64, 0usize);
-    let mut explain_seconds = 0f64;
     let mut success = SuccessTally::default();
     let mut prox = ProximityTally::default();
     let mut n_failed = 0;
     let px = HEIGHT * WIDTH;
-    let seeds: Vec<u64> = (0..options.scenes as u64).map(|i| HELD_OUT_SEED + i).collect();
-    for chunk in seeds.chunks(options.batch) {
+    for (chunk, outcomes) in chunks.iter().zip(outcomes.drain(..)) {
         let scenes: Vec<Scene> = chunk.iter().map(|&s| scene(s)).collect();
-        let b = scenes.len();
-        let images: Vec<f32> = scenes.iter().flat_map(|s| s.image.iter().copied()).collect();
-        let labels: Vec<i64> = scenes.iter().flat_map(|s| s.labels.iter().map(|&k| k as i64)).collect();
-        let images = Tensor::<4>::from_data(TensorData::new(images.clone(), [b, 3, HEIGHT, WIDTH]), device);
-        let labels = Tensor::<3, Int>::from_data(TensorData::new(labels, [b, HEIGHT, WIDTH]), device);
+        let images = scene_batch(&scenes, device).0;
         // Segmenter and classifier on the real scenes.
         let seg = host(models.segmenter.forward(images.clone().detach()));
         for (i, s) in scenes.iter().enumerate() {
@@ -290,17 +373,6 @@ pub fn run(options: &DemoOptions, device: &Device, progress: &mut dyn FnMut(usiz
             seg_right += pred.iter().zip(&s.labels).filter(|(p, l)| **p == **l as usize).count();
         }
         let real_logits: Vec<f32> = host(c.logits(images.clone().detach()));
-        let mask = g.mask(labels)?;
-        let mut outcomes: Vec<Explanation> = Vec::new();
-        for (m, st) in modes.iter().enumerate() {
-            let t = Instant::now();
-            let name = ["general", "lamp only", "all but the lamp"][m];
-            progress(results.len(), name);
-            let e = explain(g, c, images.clone(), &mask, st, &mut |_| {})
-                .map_err(|e| bundled_error("models", e.to_string()))?;
-            explain_seconds += t.elapsed().as_secs_f64();
-            outcomes.push(e);
-        }
         let rec = host(outcomes[0].reconstruction.clone());
         let rec_logits: Vec<f32> = host(c.logits(outcomes[0].reconstruction.clone()));
         let cfs: Vec<Vec<f32>> = outcomes.iter().map(|e| host(e.counterfactual.clone())).collect();
@@ -374,7 +446,6 @@ pub fn run(options: &DemoOptions, device: &Device, progress: &mut dyn FnMut(usiz
             }
             results.push(result);
         }
-        progress(results.len(), "");
     }
 
     let n = results.len() as f64;

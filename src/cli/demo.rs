@@ -21,6 +21,9 @@ pub struct DemoArgs {
     /// Scenes optimised together.
     #[arg(long, default_value_t = DemoOptions::default().batch)]
     pub batch: usize,
+    /// Batches optimised at the same time, each on its own thread (default: the CPU cores).
+    #[arg(long, default_value_t = DemoOptions::default().workers)]
+    pub workers: usize,
     /// Step budget per explanation.
     #[arg(long, default_value_t = DemoOptions::default().steps)]
     pub steps: usize,
@@ -53,6 +56,7 @@ pub fn run(a: DemoArgs, device: &Device) -> Result<(), steex::Error> {
         force: a.force,
         scenes: a.scenes,
         batch: a.batch,
+        workers: a.workers,
         steps: a.steps,
         early_stop: a.early_stop,
         lr: a.lr,
@@ -66,16 +70,13 @@ pub fn run(a: DemoArgs, device: &Device) -> Result<(), steex::Error> {
          Explaining each three ways (all regions free, lamp only, all but the lamp) with the bundled models.",
         options.scenes
     );
-    let pb = ProgressBar::new(options.scenes as u64);
+    let pb = ProgressBar::new(3 * options.scenes as u64);
     pb.set_style(
-        ProgressStyle::with_template("[{bar:30}] {pos}/{len} scenes {msg} ({elapsed} < {eta})")
+        ProgressStyle::with_template("[{bar:30}] {pos}/{len} explanations ({elapsed} < {eta})")
             .expect("a valid template")
             .progress_chars("=> "),
     );
-    let summary = demo::run(&options, device, &mut |done, mode| {
-        pb.set_position(done as u64);
-        pb.set_message(if mode.is_empty() { String::new() } else { format!("({mode})") });
-    });
+    let summary = demo::run(&options, device, &mut |done, _total| pb.set_position(done as u64));
     pb.finish_and_clear();
     let summary = summary?;
     let table = demo::table(&summary);
