@@ -10,8 +10,8 @@ fn demo_writes_a_summary_scored_against_the_known_cause() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("demo");
     let o = out.to_str().unwrap();
-    let r =
-        run_bin(dir.path(), "steex", &["demo", "--scenes", "6", "--batch", "3", "--steps", "12", "--out", o, "--json"]);
+    let args = ["demo", "--scenes", "6", "--batch", "3", "--steps", "12", "--json", "--workers"];
+    let r = run_bin(dir.path(), "steex", &[&args[..], &["2", "--out", o]].concat());
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     // --json: stdout is exactly the summary object.
     let s: serde_json::Value = serde_json::from_slice(&r.stdout).expect("stdout is JSON");
@@ -86,6 +86,18 @@ fn demo_writes_a_summary_scored_against_the_known_cause() {
     assert!((success - s["success_rate"].as_f64().unwrap()).abs() < 1e-9);
     let report = image::open(out.join("report.png")).expect("report.png decodes");
     assert!(report.width() > 4 * 128 && report.height() > 6 * 128, "{:?}", (report.width(), report.height()));
+
+    // The (batch, mode) jobs are independent: one worker gives the same per-scene results.
+    let one = dir.path().join("one-worker");
+    let r = run_bin(dir.path(), "steex", &[&args[..], &["1", "--out", one.to_str().unwrap()]].concat());
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(std::fs::read_to_string(one.join("scenes.jsonl")).unwrap(), lines);
+    let s1: serde_json::Value = serde_json::from_slice(&r.stdout).expect("stdout is JSON");
+    assert_eq!((s1["settings"]["workers"].as_u64(), s["settings"]["workers"].as_u64()), (Some(1), Some(2)));
+    assert_eq!(s1["causal_change_fraction"], s["causal_change_fraction"]);
+    let zero =
+        run_bin(dir.path(), "steex", &[&args[..], &["0", "--out", dir.path().join("z").to_str().unwrap()]].concat());
+    assert_fails(&zero, &["--workers"]);
 
     // A non-empty folder needs --force.
     let again = run_bin(dir.path(), "steex", &["demo", "--scenes", "1", "--steps", "1", "--out", o]);
