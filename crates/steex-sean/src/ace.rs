@@ -188,7 +188,9 @@ pub struct AceCache {
 }
 
 impl Ace {
-    /// The mask-only part of this layer for `onehot` at its activation's size (detached).
+    /// The mask-only part of this layer for `onehot` at its activation's size. It stays in
+    /// the autodiff graph, so a trainable generator's SPADE weights get their gradients
+    /// through it (for a loaded generator, whose weights need no gradient, it holds none).
     pub fn cache(&self, onehot: Tensor<4>) -> AceCache {
         let (gamma_s, beta_s) = self.spade.forward(onehot);
         let (gamma, beta) = match &self.style {
@@ -205,7 +207,7 @@ impl Ace {
                 )
             }
         };
-        AceCache { gamma: gamma.detach(), beta: beta.detach() }
+        AceCache { gamma, beta }
     }
 
     /// The fast forward: the SPADE branch from `cache`, the style convolutions folded onto

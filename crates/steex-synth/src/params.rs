@@ -111,6 +111,18 @@ impl ParamSet {
         }
     }
 
+    /// The gradient of the trained parameter `name` in `grads` (`None` for buffers, unknown
+    /// names and parameters the loss did not reach).
+    pub fn gradient(&self, name: &str, grads: &burn::tensor::Gradients) -> Option<Vec<f32>> {
+        let p = self.params.get(name).filter(|p| p.moments.is_some())?;
+        p.value.grad(grads)?.into_data().convert::<f32>().try_into_vec::<f32>().ok()
+    }
+
+    /// Names of the trained parameters.
+    pub fn trained_names(&self) -> impl Iterator<Item = &str> {
+        self.params.iter().filter(|(_, p)| p.moments.is_some()).map(|(k, _)| k.as_str())
+    }
+
     /// Number of trained scalars.
     pub fn num_trained(&self) -> usize {
         self.params.values().filter(|p| p.moments.is_some()).map(|p| p.shape.iter().product::<usize>()).sum()
