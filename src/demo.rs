@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, mpsc};
+use std::sync::mpsc;
 use std::time::Instant;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -17,7 +17,7 @@ use steex_deeplab::{DeepLabConfig, DeepLabV3, argmax_classes};
 use steex_explain::{AdamConfig, ExplainSettings, Explanation, explain};
 use steex_metrics::{ProximityTally, SuccessTally, code_change, proximity};
 use steex_nn::Weights;
-use steex_sean::{NoiseMode, SeanGenerator};
+use steex_sean::{NoiseMode, SeanGenerator, SemanticMask};
 use steex_synth::scene::{ATTRIBUTE, CAUSAL, HEIGHT, HELD_OUT_SEED, REGIONS, Scene, WIDTH, scene};
 
 use crate::error::{Error, Result};
@@ -43,8 +43,8 @@ pub struct DemoOptions {
     pub scenes: usize,
     /// Scenes optimised together.
     pub batch: usize,
-    /// Batches optimised at the same time, each on its own thread (the CPU backend keeps
-    /// only about one core busy on these small models).
+    /// Batches optimised at the same time, each on its own thread (on these small models
+    /// the CPU backend keeps only about 1.3 of 2 cores busy with one).
     pub workers: usize,
     /// Step budget per explanation.
     pub steps: usize,
@@ -126,7 +126,8 @@ pub struct DemoSummary {
     pub targeted_success_noncausal: f64,
     /// Mean Adam steps of the general explanations (early stopping).
     pub mean_steps: f64,
-    /// Wall time of all explanations divided by their number (3 per scene).
+    /// Wall time of all explanations (run by `settings.workers` threads) divided by their
+    /// number (3 per scene).
     pub seconds_per_explanation: f64,
     /// General explanations: mean L1 / L2 pixel distance query to counterfactual, mean
     /// style-code distance and regions changed (the `steex metrics` code; pixels in [0, 1]).
@@ -251,80 +252,99 @@ fn upscale(img: &image::RgbImage, k: u32) -> image::RgbImage {
     image::imageops::resize(img, img.width() * k, img.height() * k, image::imageops::FilterType::Nearest)
 }
 
-/// A batch of scenes as tensors: images `[B, 3, H, W]` in [-1, 1] and label maps `[B, H, W]`.
-fn scene_batch(scenes: &[Scene], device: &Device) -> (Tensor<4>, Tensor<3, Int>) {
-    let b = scenes.len();
-    let images: Vec<f32> = scenes.iter().flat_map(|s| s.image.iter().copied()).collect();
-    let labels: Vec<i64> = scenes.iter().flat_map(|s| s.labels.iter().map(|&k| k as i64)).collect();
-    (
-        Tensor::<4>::from_data(TensorData::new(images, [b, 3, HEIGHT, WIDTH]), device),
-        Tensor::<3, Int>::from_data(TensorData::new(labels, [b, HEIGHT, WIDTH]), device),
-    )
+/// A batch of held-out scenes, ready for the explainer (built once, shared by its jobs).
+struct Chunk<'a> {
+    seeds: &'a [u64],
+    scenes: Vec<Scene>,
+    /// Images `[B, 3, H, W]` in [-1, 1].
+    images: Tensor<4>,
+    /// The true label maps, as the generator's mask.
+    mask: SemanticMask,
 }
 
-/// Explains every chunk of seeds in every mode, on `workers` threads that take the
-/// (chunk, mode) jobs in turn, the all-but-the-lamp ones (never stopped early, so the
-/// longest) first. Each job's result depends on its chunk and mode only, so the figures do
-/// not depend on `workers`. `progress` (called on this thread) is told the explanations
-/// finished so far, and their total, after every optimisation step of any job. Returns,
-/// per chunk, its explanations in the order of `modes`.
+impl<'a> Chunk<'a> {
+    fn new(seeds: &'a [u64], generator: &SeanGenerator, device: &Device) -> Result<Self> {
+        let scenes: Vec<Scene> = seeds.iter().map(|&s| scene(s)).collect();
+        let b = scenes.len();
+        let images: Vec<f32> = scenes.iter().flat_map(|s| s.image.iter().copied()).collect();
+        let labels: Vec<i64> = scenes.iter().flat_map(|s| s.labels.iter().map(|&k| k as i64)).collect();
+        let images = Tensor::<4>::from_data(TensorData::new(images, [b, 3, HEIGHT, WIDTH]), device);
+        let mask = generator.mask(Tensor::<3, Int>::from_data(TensorData::new(labels, [b, HEIGHT, WIDTH]), device))?;
+        Ok(Chunk { seeds, scenes, images, mask })
+    }
+}
+
+/// Explains every chunk in every mode, on `workers` threads that take the (chunk, mode)
+/// jobs in turn, the all-but-the-lamp ones (never stopped early, so the longest) first.
+/// Each job's result depends on its chunk and mode only, so the figures do not depend on
+/// `workers`. `progress` (called on this thread) is told the explanations finished so far,
+/// and their total, after every optimisation step of any job. Returns, per chunk, its
+/// explanations in the order of `modes`.
 fn explain_all(
     models: &DemoModels,
-    chunks: &[&[u64]],
+    chunks: &[Chunk],
     modes: &[ExplainSettings],
     workers: usize,
-    device: &Device,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<Vec<Explanation>>> {
     let jobs: Vec<(usize, usize)> =
         (0..modes.len()).rev().flat_map(|m| (0..chunks.len()).map(move |k| (k, m))).collect();
-    let total: usize = chunks.iter().map(|c| c.len()).sum::<usize>() * modes.len();
-    let next = AtomicUsize::new(0);
-    let stop = AtomicBool::new(false);
-    let done: Mutex<Vec<Option<Result<Explanation>>>> = Mutex::new((0..jobs.len()).map(|_| None).collect());
+    let total: usize = chunks.iter().map(|c| c.scenes.len()).sum::<usize>() * modes.len();
+    let (next, failed) = (AtomicUsize::new(0), AtomicBool::new(false));
     let (tx, rx) = mpsc::channel::<usize>();
-    std::thread::scope(|scope| {
-        for _ in 0..workers.clamp(1, jobs.len()) {
-            let tx = tx.clone();
-            let (jobs, next, stop, done) = (&jobs, &next, &stop, &done);
-            scope.spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let j = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&(k, m)) = jobs.get(j) else { break };
-                    let scenes: Vec<Scene> = chunks[k].iter().map(|&s| scene(s)).collect();
-                    let (images, labels) = scene_batch(&scenes, device);
-                    let mut finished = 0;
-                    let r = models.generator.mask(labels).map_err(Error::from).and_then(|mask| {
-                        explain(&models.generator, &models.classifier, images, &mask, &modes[m], &mut |r| {
-                            let now = r.active.iter().filter(|a| !**a).count();
-                            let _ = tx.send(now - finished);
-                            finished = now;
-                        })
-                        .map_err(|e| bundled_error("models", e.to_string()))
-                    });
-                    // Images still active after the last step are finished too.
-                    let _ = tx.send(scenes.len() - finished);
-                    stop.fetch_or(r.is_err(), Ordering::Relaxed);
-                    done.lock().unwrap_or_else(|p| p.into_inner())[j] = Some(r);
-                }
-            });
-        }
+    let finished: Vec<(usize, Result<Explanation>)> = std::thread::scope(|scope| {
+        let (jobs, next, failed) = (&jobs, &next, &failed);
+        let handles: Vec<_> = (0..workers.min(jobs.len()))
+            .map(|_| {
+                let tx = tx.clone();
+                scope.spawn(move || {
+                    let mut mine = Vec::new();
+                    while !failed.load(Ordering::Relaxed) {
+                        let j = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(&(k, m)) = jobs.get(j) else { break };
+                        let c = &chunks[k];
+                        let mut stopped = 0;
+                        let r = explain(
+                            &models.generator,
+                            &models.classifier,
+                            c.images.clone(),
+                            &c.mask,
+                            &modes[m],
+                            &mut |r| {
+                                let now = r.active.iter().filter(|a| !**a).count();
+                                let _ = tx.send(now - stopped);
+                                stopped = now;
+                            },
+                        )
+                        .map_err(|e| bundled_error("models", e.to_string()));
+                        // Images still active after the last step are finished too.
+                        let _ = tx.send(c.scenes.len() - stopped);
+                        failed.fetch_or(r.is_err(), Ordering::Relaxed);
+                        mine.push((j, r));
+                    }
+                    mine
+                })
+            })
+            .collect();
         drop(tx);
-        let mut finished = 0;
+        let mut done = 0;
         for n in rx {
-            finished += n;
-            progress(finished.min(total), total);
+            done += n;
+            progress(done.min(total), total);
         }
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
     });
-    let mut done = done.into_inner().unwrap_or_else(|p| p.into_inner()).into_iter();
-    let mut per_chunk: Vec<Vec<Option<Explanation>>> = vec![(0..modes.len()).map(|_| None).collect(); chunks.len()];
-    for &(k, m) in &jobs {
-        match done.next().flatten() {
-            Some(r) => per_chunk[k][m] = Some(r?),
-            None => return Err(bundled_error("models", "an explanation job did not run".into())),
-        }
+    let mut per_chunk: Vec<Vec<Option<Explanation>>> =
+        chunks.iter().map(|_| modes.iter().map(|_| None).collect()).collect();
+    for (j, r) in finished {
+        let (k, m) = jobs[j];
+        per_chunk[k][m] = Some(r?);
     }
-    Ok(per_chunk.into_iter().map(|c| c.into_iter().flatten().collect()).collect())
+    per_chunk
+        .into_iter()
+        .map(|c| c.into_iter().collect::<Option<Vec<_>>>())
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| bundled_error("models", "an explanation job did not run".into()))
 }
 
 /// Runs the demo, writing `summary.json`, `scenes.jsonl` and `report.png` into
@@ -350,9 +370,10 @@ pub fn run(options: &DemoOptions, device: &Device, progress: &mut dyn FnMut(usiz
     ];
 
     let seeds: Vec<u64> = (0..options.scenes as u64).map(|i| HELD_OUT_SEED + i).collect();
-    let chunks: Vec<&[u64]> = seeds.chunks(options.batch).collect();
+    let chunks: Vec<Chunk> =
+        seeds.chunks(options.batch).map(|s| Chunk::new(s, &models.generator, device)).collect::<Result<_>>()?;
     let t = Instant::now();
-    let mut outcomes = explain_all(&models, &chunks, &modes, options.workers, device, progress)?;
+    let mut outcomes = explain_all(&models, &chunks, &modes, options.workers, progress)?;
     let explain_seconds = t.elapsed().as_secs_f64();
 
     let mut results: Vec<SceneResult> = Vec::new();
@@ -363,8 +384,7 @@ pub fn run(options: &DemoOptions, device: &Device, progress: &mut dyn FnMut(usiz
     let mut n_failed = 0;
     let px = HEIGHT * WIDTH;
     for (chunk, outcomes) in chunks.iter().zip(outcomes.drain(..)) {
-        let scenes: Vec<Scene> = chunk.iter().map(|&s| scene(s)).collect();
-        let images = scene_batch(&scenes, device).0;
+        let (scenes, images) = (&chunk.scenes, &chunk.images);
         // Segmenter and classifier on the real scenes.
         let seg = host(models.segmenter.forward(images.clone().detach()));
         for (i, s) in scenes.iter().enumerate() {
@@ -376,7 +396,7 @@ pub fn run(options: &DemoOptions, device: &Device, progress: &mut dyn FnMut(usiz
         let rec = host(outcomes[0].reconstruction.clone());
         let rec_logits: Vec<f32> = host(c.logits(outcomes[0].reconstruction.clone()));
         let cfs: Vec<Vec<f32>> = outcomes.iter().map(|e| host(e.counterfactual.clone())).collect();
-        let real = host(images);
+        let real = host(images.clone());
         let (l, s_len) = (outcomes[0].codes_shape[1], outcomes[0].codes_shape[2]);
         for (i, sc) in scenes.iter().enumerate() {
             let im = |v: &[f32]| v[i * 3 * px..(i + 1) * 3 * px].to_vec();
@@ -398,7 +418,7 @@ pub fn run(options: &DemoOptions, device: &Device, progress: &mut dyn FnMut(usiz
                 }
             };
             let result = SceneResult {
-                seed: chunk[i],
+                seed: chunk.seeds[i],
                 stop: sc.stop,
                 initial_score: e0.initial_scores[0],
                 reconstruction_score: 1.0 / (1.0 + (-rec_logits[i]).exp()),
