@@ -9,7 +9,7 @@
 
 use std::path::PathBuf;
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 use steex::classifier::DecisionModel;
 use steex::demo::DemoOptions;
 use steex::explain::explain;
@@ -55,11 +55,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let px = HEIGHT * WIDTH;
     let zone: Vec<Vec<u8>> = scenes.iter().map(zones).collect();
     let lens: Vec<Vec<bool>> = scenes.iter().map(|s| s.lens()).collect();
-    let images: Vec<f32> = scenes.iter().flat_map(|s| s.image.iter().copied()).collect();
-    let labels: Vec<i64> = scenes.iter().flat_map(|s| s.labels.iter().map(|&k| k as i64)).collect();
-    let images = Tensor::<4>::from_data(TensorData::new(images, [n, 3, HEIGHT, WIDTH]), &device);
-    let labels_t = Tensor::<3, Int>::from_data(TensorData::new(labels, [n, HEIGHT, WIDTH]), &device);
-    let mask = g.mask(labels_t)?;
+    let batch = steex::synth::train::batch_of(&scenes, &device);
+    let images = batch.images;
+    let mask = g.mask(batch.labels)?;
     let z0 = g.encode(images.clone(), &mask)?.detach();
     let [_, l, s] = z0.dims();
     let z = z0.clone().require_grad();

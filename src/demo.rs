@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Instant;
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use serde::Serialize;
 use steex_classifier::{AnyClassifier, DecisionModel};
 use steex_deeplab::{DeepLabConfig, DeepLabV3, argmax_classes};
@@ -19,6 +19,7 @@ use steex_metrics::{ProximityTally, SuccessTally, code_change, proximity};
 use steex_nn::Weights;
 use steex_sean::{NoiseMode, SeanGenerator, SemanticMask};
 use steex_synth::scene::{ATTRIBUTE, CAUSAL, HEIGHT, HELD_OUT_SEED, REGIONS, Scene, WIDTH, scene};
+use steex_synth::train::batch_of;
 
 use crate::error::{Error, Result};
 use crate::outdir::OutDir;
@@ -265,11 +266,8 @@ struct Chunk<'a> {
 impl<'a> Chunk<'a> {
     fn new(seeds: &'a [u64], generator: &SeanGenerator, device: &Device) -> Result<Self> {
         let scenes: Vec<Scene> = seeds.iter().map(|&s| scene(s)).collect();
-        let b = scenes.len();
-        let images: Vec<f32> = scenes.iter().flat_map(|s| s.image.iter().copied()).collect();
-        let labels: Vec<i64> = scenes.iter().flat_map(|s| s.labels.iter().map(|&k| k as i64)).collect();
-        let images = Tensor::<4>::from_data(TensorData::new(images, [b, 3, HEIGHT, WIDTH]), device);
-        let mask = generator.mask(Tensor::<3, Int>::from_data(TensorData::new(labels, [b, HEIGHT, WIDTH]), device))?;
+        let batch = batch_of(&scenes, device);
+        let (images, mask) = (batch.images, generator.mask(batch.labels)?);
         Ok(Chunk { seeds, scenes, images, mask })
     }
 }
