@@ -6,8 +6,10 @@
 //! looked up by the name the PyTorch checkpoint gives it and checked against the shape the
 //! module expects; [`Weights::finish`] then refuses tensors nobody used.
 
+pub mod conv3x3;
 pub mod layers;
 pub mod weights;
 
+pub use conv3x3::Conv3x3;
 pub use layers::{BatchNorm2d, batch_norm_shapes, conv2d, linear};
 pub use weights::{Weights, WeightsError};

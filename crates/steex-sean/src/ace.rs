@@ -8,11 +8,13 @@
 
 use burn::module::{Module, Param, ParamId};
 use burn::nn::conv::Conv2d;
-use burn::tensor::activation::{relu, sigmoid};
+use burn::tensor::activation::{leaky_relu, relu, sigmoid};
 use burn::tensor::module::conv2d as conv2d_op;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor};
 use steex_nn::{BatchNorm2d, Weights, WeightsError, conv2d};
+
+use crate::neighbourhood::Neighbourhoods;
 
 /// The mask branch (`Spade.*`): `relu(mlp_shared(mask))` then `mlp_gamma`, `mlp_beta`.
 #[derive(Module, Debug)]
@@ -74,6 +76,16 @@ impl StyleBranch {
         let q = q.reshape([b, c2, 3, 3, l]).permute([0, 1, 4, 2, 3]).reshape([b * c2, l, 3, 3]);
         let y = conv2d_op(onehot.reshape([1, b * l, h, w]), q, None, ConvOptions::new([1, 1], [1, 1], [1, 1], b));
         y.reshape([b, c2, h, w])
+    }
+
+    /// The same as [`Self::style_convs_folded`], through the mask's distinct 3x3 label
+    /// neighbourhoods ([`Neighbourhoods::convolve`]): exact, and a fraction of the work.
+    pub fn style_convs_patterns(&self, v: Tensor<3>, nb: &Neighbourhoods) -> Tensor<4> {
+        let [b, l, _] = v.dims();
+        let c2 = self.offsets.dims()[0] / 9;
+        // q[b, (c, kh, kw), j] = sum_s W[c, s, kh, kw] v[b, j, s], read as [B, 2C, 9 L].
+        let q = self.offsets.val().unsqueeze_dim::<3>(0).matmul(v.swap_dims(1, 2)).reshape([b, c2, 9 * l]);
+        nb.convolve(q)
     }
 
     /// The style map `M[:, p] = v_{label(p)}` (`[B, S, H, W]`, zero where no label).
@@ -210,17 +222,27 @@ impl Ace {
         AceCache { gamma, beta }
     }
 
-    /// The fast forward: the SPADE branch from `cache`, the style convolutions folded onto
-    /// the one-hot mask ([`StyleBranch::style_convs_folded`]). Equal to [`Ace::forward`]
-    /// up to float rounding.
+    /// The fast forward: the SPADE branch from `cache`, the style convolutions through the
+    /// mask's label neighbourhoods ([`StyleBranch::style_convs_patterns`]), then a leaky
+    /// ReLU (slope 0.2) when `leaky`. Equal to [`Ace::forward`] (and the ReLU) up to float
+    /// rounding. On the CPU backend the modulation is one fused operation
+    /// ([`crate::fused`]).
+    ///
+    /// # Shapes
+    /// - `x`: `[B, C, H, W]`, `z`: `[B, L, S]`, `noise`: `[B, 1, H, W]`
+    /// - output: `[B, C, H, W]`
     pub fn forward_fast(
         &self,
         x: Tensor<4>,
-        onehot: Tensor<4>,
+        nb: &Neighbourhoods,
         z: Tensor<3>,
         noise: Option<Tensor<4>>,
         cache: &AceCache,
+        leaky: bool,
     ) -> Tensor<4> {
+        if crate::fused::is_fused(&x.device()) {
+            return self.forward_fused(x, nb, z, noise, cache, leaky);
+        }
         let c = x.dims()[1];
         let x = match noise {
             Some(n) => x + n * self.noise_var.val().reshape([1, c, 1, 1]),
@@ -230,7 +252,7 @@ impl Ace {
         let (gamma, beta) = match &self.style {
             None => (cache.gamma.clone(), cache.beta.clone()),
             Some(st) => {
-                let y = st.style_convs_folded(st.mu(z), onehot);
+                let y = st.style_convs_patterns(st.mu(z), nb);
                 let [b, _, h, w] = y.dims();
                 let ga = y.clone().slice([0..b, 0..c, 0..h, 0..w]);
                 let ba = y.slice([0..b, c..2 * c, 0..h, 0..w]);
@@ -239,6 +261,46 @@ impl Ace {
                 (ga * ag + cache.gamma.clone(), ba * ab + cache.beta.clone())
             }
         };
-        normalized * gamma.add_scalar(1.0) + beta
+        let out = normalized * gamma.add_scalar(1.0) + beta;
+        if leaky { leaky_relu(out, 0.2) } else { out }
+    }
+
+    fn forward_fused(
+        &self,
+        x: Tensor<4>,
+        nb: &Neighbourhoods,
+        z: Tensor<3>,
+        noise: Option<Tensor<4>>,
+        cache: &AceCache,
+        leaky: bool,
+    ) -> Tensor<4> {
+        let c = x.dims()[1];
+        let (scale, shift) = self.param_free_norm.scale_shift();
+        let nv = self.noise_var.val();
+        let flags = crate::fused::AceFlags { noise: noise.is_some(), style: self.style.is_some(), leaky };
+        let noise = noise.unwrap_or_else(|| nv.clone().reshape([1, c, 1, 1]));
+        let (styles, index) = match &self.style {
+            Some(st) => {
+                let v = st.mu(z);
+                let [b, l, _] = v.dims();
+                let q = st.offsets.val().unsqueeze_dim::<3>(0).matmul(v.swap_dims(1, 2)).reshape([b, 2 * c, 9 * l]);
+                let ag = sigmoid(st.blending_gamma.val()).reshape([1, 1, 1]).expand([1, c, 1]);
+                let ab = sigmoid(st.blending_beta.val()).reshape([1, 1, 1]).expand([1, c, 1]);
+                (nb.per_pattern(q) * Tensor::cat(vec![ag, ab], 1), nb.batch_index.clone())
+            }
+            None => (nv.clone().reshape([1, 1, c]), nb.batch_index.clone()),
+        };
+        crate::fused::ace_modulate(
+            x,
+            noise,
+            nv,
+            scale,
+            shift,
+            styles,
+            index,
+            cache.gamma.clone(),
+            cache.beta.clone(),
+            flags,
+        )
     }
 }

@@ -5,18 +5,19 @@ use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::tensor::activation::leaky_relu;
 use burn::tensor::{Device, Tensor};
-use steex_nn::{Weights, WeightsError, conv2d};
+use steex_nn::{Conv3x3, Weights, WeightsError, conv2d};
 
 use crate::ace::{Ace, AceCache};
+use crate::neighbourhood::Neighbourhoods;
 use crate::noise::NoiseSource;
 
 /// One residual block (`head_0`, `G_middle_0`, ..., `up_3`).
 #[derive(Module, Debug)]
 pub struct SpadeResnetBlock {
     /// conv3x3 fin -> fmid.
-    pub conv_0: Conv2d,
+    pub conv_0: Conv3x3,
     /// conv3x3 fmid -> fout.
-    pub conv_1: Conv2d,
+    pub conv_1: Conv3x3,
     /// conv1x1 fin -> fout, no bias: the learned shortcut, present iff fin != fout.
     pub conv_s: Option<Conv2d>,
     /// ACE before conv_0.
@@ -43,8 +44,8 @@ impl SpadeResnetBlock {
         let p = |n: &str| format!("{name}.{n}");
         let learned = fin != fout;
         Ok(SpadeResnetBlock {
-            conv_0: conv2d(w, &p("conv_0"), [fin, fmid], 3, 1, 1, 1, true, device)?,
-            conv_1: conv2d(w, &p("conv_1"), [fmid, fout], 3, 1, 1, 1, true, device)?,
+            conv_0: Conv3x3::from_conv(&conv2d(w, &p("conv_0"), [fin, fmid], 3, 1, 1, 1, true, device)?),
+            conv_1: Conv3x3::from_conv(&conv2d(w, &p("conv_1"), [fmid, fout], 3, 1, 1, 1, true, device)?),
             conv_s: if learned { Some(conv2d(w, &p("conv_s"), [fin, fout], 1, 1, 0, 1, false, device)?) } else { None },
             ace_0: Ace::load(w, &p("ace_0"), fin, sizes, style, device)?,
             ace_1: Ace::load(w, &p("ace_1"), fmid, sizes, style, device)?,
@@ -80,7 +81,7 @@ impl SpadeResnetBlock {
     pub(crate) fn forward_fast(
         &self,
         x: Tensor<4>,
-        onehot: Tensor<4>,
+        nb: &Neighbourhoods,
         z: Tensor<3>,
         noise: &mut NoiseSource,
         caches: &[AceCache],
@@ -91,15 +92,15 @@ impl SpadeResnetBlock {
         let xs = match (&self.ace_s, &self.conv_s) {
             (Some(ace), Some(conv)) => {
                 let n = noise.draw([b, h, w], &device);
-                conv.forward(ace.forward_fast(x.clone(), onehot.clone(), z.clone(), n, caches.next().expect("cache")))
+                conv.forward(ace.forward_fast(x.clone(), nb, z.clone(), n, caches.next().expect("cache"), false))
             }
             _ => x.clone(),
         };
         let n = noise.draw([b, h, w], &device);
-        let dx = self.ace_0.forward_fast(x, onehot.clone(), z.clone(), n, caches.next().expect("cache"));
-        let dx = self.conv_0.forward(leaky_relu(dx, 0.2));
+        let dx = self.ace_0.forward_fast(x, nb, z.clone(), n, caches.next().expect("cache"), true);
+        let dx = self.conv_0.forward(dx);
         let n = noise.draw([b, h, w], &device);
-        let dx = self.ace_1.forward_fast(dx, onehot, z, n, caches.next().expect("cache"));
-        xs + self.conv_1.forward(leaky_relu(dx, 0.2))
+        let dx = self.ace_1.forward_fast(dx, nb, z, n, caches.next().expect("cache"), true);
+        xs + self.conv_1.forward(dx)
     }
 }

@@ -2,10 +2,9 @@
 //! "normal") with its style encoder.
 
 use burn::module::Module;
-use burn::nn::conv::Conv2d;
 use burn::tensor::activation::{leaky_relu, tanh};
 use burn::tensor::{Device, Tensor};
-use steex_nn::{Weights, conv2d};
+use steex_nn::{Conv3x3, Weights, conv2d};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,7 +48,7 @@ pub struct SeanGenerator {
     /// The style encoder.
     pub zencoder: Zencoder,
     /// conv3x3 L -> 16 ngf on the mask at the start size.
-    pub fc: Conv2d,
+    pub fc: Conv3x3,
     /// Residual blocks in forward order.
     pub head_0: SpadeResnetBlock,
     pub g_middle_0: SpadeResnetBlock,
@@ -60,7 +59,7 @@ pub struct SeanGenerator {
     /// The last block has no style branch.
     pub up_3: SpadeResnetBlock,
     /// conv3x3 ngf -> 3.
-    pub conv_img: Conv2d,
+    pub conv_img: Conv3x3,
     #[module(skip)]
     config: SeanConfig,
     #[module(skip)]
@@ -83,7 +82,7 @@ impl SeanGenerator {
         };
         let g = SeanGenerator {
             zencoder: Zencoder::load(weights, s, config.encoder_ngf, device)?,
-            fc: conv2d(weights, "fc", [l, 16 * config.ngf], 3, 1, 1, 1, true, device)?,
+            fc: Conv3x3::from_conv(&conv2d(weights, "fc", [l, 16 * config.ngf], 3, 1, 1, 1, true, device)?),
             head_0: block(0)?,
             g_middle_0: block(1)?,
             g_middle_1: block(2)?,
@@ -91,7 +90,7 @@ impl SeanGenerator {
             up_1: block(4)?,
             up_2: block(5)?,
             up_3: block(6)?,
-            conv_img: conv2d(weights, "conv_img", [config.ngf, 3], 3, 1, 1, 1, true, device)?,
+            conv_img: Conv3x3::from_conv(&conv2d(weights, "conv_img", [config.ngf, 3], 3, 1, 1, 1, true, device)?),
             config,
             path: ForwardPath::Fast,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -224,7 +223,8 @@ impl SeanGenerator {
                     if i == 1 || i >= 3 {
                         x = upsample2x(x);
                     }
-                    x = block.forward_fast(x, mask.at_scale(k), z.clone(), &mut noise, &cache[i]);
+                    // up_3 (scale 5) has no style branch: the neighbourhoods it gets are unused.
+                    x = block.forward_fast(x, mask.neighbourhoods(k.min(4)), z.clone(), &mut noise, &cache[i]);
                 }
                 tanh(self.conv_img.forward(leaky_relu(x, 0.2)))
             }

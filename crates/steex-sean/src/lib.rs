@@ -13,8 +13,10 @@ pub mod ace;
 pub mod block;
 pub mod config;
 pub mod error;
+pub mod fused;
 pub mod generator;
 pub mod mask;
+pub mod neighbourhood;
 pub mod noise;
 pub mod zencoder;
 

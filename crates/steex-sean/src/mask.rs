@@ -5,6 +5,7 @@ use std::sync::Arc;
 use burn::tensor::{Int, Tensor};
 
 use crate::ace::AceCache;
+use crate::neighbourhood::Neighbourhoods;
 
 use crate::config::SeanConfig;
 use crate::error::SeanError;
@@ -47,6 +48,9 @@ pub struct SemanticMask {
     labels: Tensor<3, Int>,
     /// One-hot at the trunk's sizes: `sh * 2^k x sw * 2^k` for `k = 0..=5`.
     trunk: Vec<Tensor<4>>,
+    /// 3x3 label neighbourhoods at the trunk's sizes `k = 0..=4` (the blocks with a style
+    /// branch), for the fast path.
+    neighbourhoods: Vec<Neighbourhoods>,
     /// The fast path's mask-only tensors, per block and ACE layer, with the id of the
     /// generator that computed them.
     pub(crate) cache: Option<(u64, Arc<Vec<Vec<AceCache>>>)>,
@@ -75,8 +79,20 @@ impl SemanticMask {
             )));
         }
         let (sh, sw) = config.start_size();
-        let trunk = (0..=5).map(|k| one_hot(resize_labels(labels.clone(), [sh << k, sw << k]), l)).collect();
-        Ok(SemanticMask { labels, trunk, cache: None })
+        let device = labels.device();
+        let mut trunk = Vec::with_capacity(6);
+        let mut neighbourhoods = Vec::with_capacity(5);
+        for k in 0..=5 {
+            let size = [sh << k, sw << k];
+            let resized = resize_labels(labels.clone(), size);
+            if k <= 4 {
+                let host = resized.clone().into_data().convert::<i64>();
+                let host = host.as_slice::<i64>().map_err(|e| SeanError::Mask(format!("{e:?}")))?;
+                neighbourhoods.push(Neighbourhoods::new(host, b, size, l, &device));
+            }
+            trunk.push(one_hot(resized, l));
+        }
+        Ok(SemanticMask { labels, trunk, neighbourhoods, cache: None })
     }
 
     /// The label map (`[B, H, W]`, unknown mapped to `L - 1`).
@@ -92,6 +108,11 @@ impl SemanticMask {
     /// One-hot map at trunk scale `k` (`sh * 2^k x sw * 2^k`).
     pub fn at_scale(&self, k: usize) -> Tensor<4> {
         self.trunk[k].clone()
+    }
+
+    /// The 3x3 label neighbourhoods at trunk scale `k` (`0..=4`).
+    pub fn neighbourhoods(&self, k: usize) -> &Neighbourhoods {
+        &self.neighbourhoods[k]
     }
 
     /// The masks of images `rows` of the batch (in that order), with everything computed
@@ -110,6 +131,7 @@ impl SemanticMask {
         SemanticMask {
             labels: self.labels.clone().select(0, idx.clone()),
             trunk: self.trunk.iter().map(pick).collect(),
+            neighbourhoods: self.neighbourhoods.iter().map(|n| n.select(rows)).collect(),
             cache,
         }
     }

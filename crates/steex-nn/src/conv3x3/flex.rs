@@ -1,0 +1,216 @@
+//! The 3x3 convolution on the Flex (CPU) backend, without im2col.
+//!
+//! Each image's input is copied once into a zero-padded buffer, 2 rows above and below and
+//! 1 column each side, flattened per channel. On that flat layout the 9 taps of an output
+//! pixel at flat position `p` read positions `p + (i - 1) (W + 2) + (j - 1)`, so each tap
+//! is a plain matrix product of the tap's weights `[M, K]` with a *window* of the padded
+//! buffer `[K, N]` (row stride = the buffer's row length), accumulated into the output by
+//! the `gemm` crate: 9 products, no column matrix. The output is computed on the padded
+//! grid (`H x (W + 2)`) in tiles that stay in cache across the 9 taps, then its 2 border
+//! columns are dropped. Work is split into (image, row block, column tile) tasks over
+//! rayon; every task runs its products single-threaded.
+//!
+//! Non-f32 tensors go to burn's own convolution.
+
+use burn::backend::flex::FlexTensor;
+use burn::backend::ops::{ConvOptions, ConvTransposeOptions, ModuleOps};
+use burn::backend::{DType, Flex, Shape, TensorData, TensorMetadata};
+use rayon::prelude::*;
+
+/// Which matrix of the weights `[9, K, C]` a tap multiplies.
+#[derive(Clone, Copy)]
+enum Taps {
+    /// Forward: tap `t` is `W_t` (`[K, C]`, rows K).
+    Forward,
+    /// Gradient to the input: tap `t` is `W_{8-t}^T` (`[C, K]`, rows C).
+    InputGrad,
+}
+
+struct Problem<'a> {
+    /// Source `[B, R, H, W]` (R = reduced channels).
+    src: &'a [f32],
+    weights: &'a [f32],
+    bias: Option<&'a [f32]>,
+    batch: usize,
+    /// Output channels.
+    m: usize,
+    /// Reduced channels.
+    r: usize,
+    h: usize,
+    w: usize,
+    taps: Taps,
+}
+
+fn contiguous_f32(t: FlexTensor) -> Option<FlexTensor> {
+    if t.dtype() != DType::F32 {
+        return None;
+    }
+    Some(if t.is_contiguous() && t.layout().start_offset() == 0 { t } else { t.to_contiguous() })
+}
+
+/// `x` `[B, C, H, W]`, weights `[9, K, C]`, bias `[K]` -> `[B, K, H, W]`.
+pub fn forward(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
+    let fallback = |x, weight, bias| {
+        Flex::conv2d(
+            x,
+            super::op::to_burn_layout::<Flex>(weight),
+            Some(bias),
+            ConvOptions::new([1, 1], [1, 1], [1, 1], 1),
+        )
+    };
+    let (Some(x), Some(wc), Some(bc)) =
+        (contiguous_f32(x.clone()), contiguous_f32(weight.clone()), contiguous_f32(bias.clone()))
+    else {
+        return fallback(x, weight, bias);
+    };
+    let [b, c, h, w] = x.shape().dims();
+    let [_, k, _] = wc.shape().dims();
+    let out = run(&Problem {
+        src: x.storage::<f32>(),
+        weights: wc.storage::<f32>(),
+        bias: Some(bc.storage::<f32>()),
+        batch: b,
+        m: k,
+        r: c,
+        h,
+        w,
+        taps: Taps::Forward,
+    });
+    FlexTensor::from_data(TensorData::new(out, Shape::new([b, k, h, w])))
+}
+
+/// `grad` `[B, K, H, W]`, weights `[9, K, C]` -> `[B, C, H, W]`.
+pub fn input_grad(grad: FlexTensor, weight: FlexTensor) -> FlexTensor {
+    let (Some(g), Some(wc)) = (contiguous_f32(grad.clone()), contiguous_f32(weight.clone())) else {
+        let opts = ConvTransposeOptions::new([1, 1], [1, 1], [0, 0], [1, 1], 1);
+        return Flex::conv_transpose2d(grad, super::op::to_burn_layout::<Flex>(weight), None, opts);
+    };
+    let [b, k, h, w] = g.shape().dims();
+    let [_, _, c] = wc.shape().dims();
+    let out = run(&Problem {
+        src: g.storage::<f32>(),
+        weights: wc.storage::<f32>(),
+        bias: None,
+        batch: b,
+        m: c,
+        r: k,
+        h,
+        w,
+        taps: Taps::InputGrad,
+    });
+    FlexTensor::from_data(TensorData::new(out, Shape::new([b, c, h, w])))
+}
+
+/// A raw pointer that may cross threads: every task writes its own disjoint part.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+/// Rows per block and columns per tile for `batch` products `[m, n]` on `threads` threads:
+/// column tiles (multiples of 64, the micro-kernel's height once `gemm` transposes the
+/// problem) while there are enough columns, else row blocks (multiples of 16); the task
+/// count a multiple of the thread count, the output tile at most ~1 MiB.
+fn partition(batch: usize, m: usize, n: usize, threads: usize) -> (usize, usize) {
+    const TILE_FLOATS: usize = 262_144;
+    let round = |v: usize, q: usize| v.div_ceil(q) * q;
+    if n >= 256 * threads || batch >= threads {
+        let mut tiles = (m * n).div_ceil(TILE_FLOATS).max(1);
+        if batch < threads {
+            tiles = round(tiles, threads);
+        }
+        let cols = round(n.div_ceil(tiles), 64).min(n);
+        (m, cols)
+    } else {
+        let blocks = 2 * threads;
+        (round(m.div_ceil(blocks), 16).min(m), n)
+    }
+}
+
+fn run(p: &Problem) -> Vec<f32> {
+    let (m, r, h, w) = (p.m, p.r, p.h, p.w);
+    let wp = w + 2;
+    let rows = h + 4;
+    let plane = rows * wp;
+    let n = h * wp;
+    // The padded source of every image, `[B, R, H + 4, W + 2]`.
+    let mut padded = vec![0f32; p.batch * r * plane];
+    padded.par_chunks_mut(plane).enumerate().for_each(|(bc, dst)| {
+        let src = &p.src[bc * h * w..(bc + 1) * h * w];
+        for y in 0..h {
+            dst[(y + 2) * wp + 1..(y + 2) * wp + 1 + w].copy_from_slice(&src[y * w..(y + 1) * w]);
+        }
+    });
+    // Tiles: the output tile [rows, cols] stays near 1 MiB so it is reused from cache by
+    // the 9 products; rows are split when there are too few tiles to keep the cores busy.
+    let (row_block, cols) = partition(p.batch, m, n, rayon::current_num_threads().max(1));
+    let col_tiles = n.div_ceil(cols);
+    let row_blocks = m.div_ceil(row_block);
+
+    let mut out = vec![0f32; p.batch * m * h * w];
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    let tasks = p.batch * row_blocks * col_tiles;
+    (0..tasks).into_par_iter().for_each_init(Vec::new, |tile: &mut Vec<f32>, task| {
+        let out_ptr = out_ptr;
+        let img = task / (row_blocks * col_tiles);
+        let rb = (task / col_tiles) % row_blocks;
+        let ct = task % col_tiles;
+        let m0 = rb * row_block;
+        let mb = row_block.min(m - m0);
+        let n0 = ct * cols;
+        let nb = cols.min(n - n0);
+        tile.clear();
+        tile.resize(mb * nb, 0.0);
+        let src = &padded[img * r * plane..(img + 1) * r * plane];
+        for t in 0..9 {
+            let (i, j) = (t / 3, t % 3);
+            // Flat start of this tap's window for output position n0 (output row y sits at
+            // padded row y + 2).
+            let start = 2 * wp + n0 + i * wp + j - wp - 1;
+            let (lhs, lhs_rs, lhs_cs) = match p.taps {
+                Taps::Forward => (&p.weights[t * m * r + m0 * r..], r as isize, 1isize),
+                Taps::InputGrad => (&p.weights[(8 - t) * m * r + m0..], 1isize, m as isize),
+            };
+            // SAFETY: the pointers cover [mb, r] (lhs), [r, nb] (rhs, row stride `plane`)
+            // and [mb, nb] (dst) inside their buffers, as computed above.
+            unsafe {
+                gemm::gemm(
+                    mb,
+                    nb,
+                    r,
+                    tile.as_mut_ptr(),
+                    1,
+                    nb as isize,
+                    t > 0,
+                    lhs.as_ptr(),
+                    lhs_cs,
+                    lhs_rs,
+                    src[start..].as_ptr(),
+                    1,
+                    plane as isize,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        }
+        // Drop the border columns, add the bias.
+        for (row, ch) in (m0..m0 + mb).enumerate() {
+            let b = p.bias.map_or(0.0, |b| b[ch]);
+            let dst_base = (img * m + ch) * h * w;
+            let line = &tile[row * nb..(row + 1) * nb];
+            for (q, v) in (n0..n0 + nb).zip(line) {
+                let (y, x) = (q / wp, q % wp);
+                if x >= 1 && x <= w {
+                    // SAFETY: (img, ch, y, x - 1) is inside `out`, and no other task writes
+                    // this (channel, position).
+                    unsafe { *out_ptr.0.add(dst_base + y * w + x - 1) = v + b };
+                }
+            }
+        }
+    });
+    out
+}

@@ -1,0 +1,115 @@
+//! A stride-1, padding-1 3x3 convolution (`torch.nn.Conv2d(C, K, 3, padding=1)`) whose
+//! weights are laid out once, tap-major, when the layer is built, and whose backward is a
+//! convolution of the same kind (see [`Conv3x3Backend`]). On the CPU it runs a kernel of
+//! 9 accumulated matrix products without an im2col matrix; on other backends, burn's own
+//! convolution.
+
+mod flex;
+mod op;
+
+pub use op::Conv3x3Backend;
+
+use burn::backend::Dispatch;
+use burn::module::{Module, Param, ParamId};
+use burn::nn::conv::Conv2d;
+use burn::tensor::Tensor;
+
+/// `torch.nn.Conv2d(C, K, 3, padding=1)` (stride 1, one group) with tap-major weights.
+#[derive(Module, Debug)]
+pub struct Conv3x3 {
+    /// Weights `[9, K, C]`: `weight[3 i + j] = W[:, :, i, j]` of PyTorch's `[K, C, 3, 3]`.
+    pub weight: Param<Tensor<3>>,
+    /// Bias `[K]`.
+    pub bias: Option<Param<Tensor<1>>>,
+}
+
+impl Conv3x3 {
+    /// The layer of PyTorch weights `[K, C, 3, 3]` and an optional bias `[K]`.
+    pub fn new(weight: Tensor<4>, bias: Option<Tensor<1>>) -> Self {
+        let [k, c, _, _] = weight.dims();
+        let weight = weight.permute([2, 3, 0, 1]).reshape([9, k, c]);
+        Conv3x3 {
+            weight: Param::initialized(ParamId::new(), weight),
+            bias: bias.map(|b| Param::initialized(ParamId::new(), b)),
+        }
+    }
+
+    /// The same layer as `conv` (which must be 3x3, stride 1, padding 1, one group).
+    pub fn from_conv(conv: &Conv2d) -> Self {
+        Self::new(conv.weight.val(), conv.bias.as_ref().map(|b| b.val()))
+    }
+
+    /// Output channels.
+    pub fn channels_out(&self) -> usize {
+        self.weight.dims()[1]
+    }
+
+    /// Input channels.
+    pub fn channels_in(&self) -> usize {
+        self.weight.dims()[2]
+    }
+
+    /// The weights in PyTorch's layout `[K, C, 3, 3]`.
+    pub fn weight_kcij(&self) -> Tensor<4> {
+        let [_, k, c] = self.weight.dims();
+        self.weight.val().reshape([3, 3, k, c]).permute([2, 3, 0, 1])
+    }
+
+    /// Applies the convolution.
+    ///
+    /// # Shapes
+    /// - input `[B, C, H, W]`
+    /// - output `[B, K, H, W]`
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let k = self.channels_out();
+        let bias = match &self.bias {
+            Some(b) => b.val(),
+            None => Tensor::zeros([k], &x.device()),
+        };
+        let out = <Dispatch as Conv3x3Backend>::conv3x3(
+            x.into_dispatch(),
+            self.weight.val().into_dispatch(),
+            bias.into_dispatch(),
+        );
+        Tensor::from_dispatch(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::PaddingConfig2d;
+    use burn::tensor::{Device, Distribution};
+
+    #[test]
+    fn equals_burns_conv2d_forward_and_backward() {
+        let device = Device::flex().autodiff();
+        let (c, k) = (5, 7);
+        let conv = Conv2d {
+            weight: Param::initialized(
+                ParamId::new(),
+                Tensor::random([k, c, 3, 3], Distribution::Normal(0.0, 1.0), &device),
+            ),
+            bias: Some(Param::initialized(
+                ParamId::new(),
+                Tensor::random([k], Distribution::Normal(0.0, 1.0), &device),
+            )),
+            stride: [1, 1],
+            kernel_size: [3, 3],
+            dilation: [1, 1],
+            groups: 1,
+            padding: PaddingConfig2d::Explicit(1, 1, 1, 1),
+        };
+        let fast = Conv3x3::from_conv(&conv);
+        let x = Tensor::<4>::random([2, c, 6, 9], Distribution::Normal(0.0, 1.0), &device).require_grad();
+        let probe = Tensor::<4>::random([2, k, 6, 9], Distribution::Normal(0.0, 1.0), &device);
+        let a = conv.forward(x.clone());
+        let b = fast.forward(x.clone());
+        let diff: f32 = (a.clone() - b.clone()).abs().max().into_scalar();
+        assert!(diff < 1e-4, "forward differs by {diff}");
+        let ga = x.grad(&(a * probe.clone()).sum().backward()).unwrap();
+        let gb = x.grad(&(b * probe).sum().backward()).unwrap();
+        let diff: f32 = (ga - gb).abs().max().into_scalar();
+        assert!(diff < 1e-4, "input gradient differs by {diff}");
+    }
+}

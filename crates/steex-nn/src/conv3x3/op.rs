@@ -1,0 +1,114 @@
+//! The 3x3 convolution as a backend operation with its own backward.
+//!
+//! burn's `conv2d` lays its weights out again on every call and takes the gradient to the
+//! input through a transposed convolution; both dominate the explanation step on the CPU.
+//! Here the weights are held tap-major (`[9, K, C]`, tap `3 i + j`) from load on, and the
+//! gradient to the input is the same kind of convolution with the taps reversed and each
+//! tap's matrix transposed (`grad_x = sum_t W_{8-t}^T shift_t(grad_y)`), so one kernel serves
+//! both directions. Backends other than Flex run burn's own convolution on the weights in
+//! burn's layout.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::ops::{ConvOptions, ConvTransposeOptions, ModuleOps};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, Flex, Shape, TensorMetadata, backend_extension};
+
+/// Stride 1, padding 1, no dilation, one group.
+fn options() -> ConvOptions<2> {
+    ConvOptions::new([1, 1], [1, 1], [1, 1], 1)
+}
+
+/// `[9, K, C]` tap-major weights as burn's `[K, C, 3, 3]`.
+pub fn to_burn_layout<B: Backend>(w9: FloatTensor<B>) -> FloatTensor<B> {
+    let [_, k, c] = w9.shape().dims();
+    let w = B::float_reshape(w9, Shape::new([3, 3, k, c]));
+    B::float_permute(w, &[2, 3, 0, 1])
+}
+
+/// `[K, C, 3, 3]` weights as `[9, K, C]`.
+pub fn from_burn_layout<B: Backend>(w: FloatTensor<B>) -> FloatTensor<B> {
+    let [k, c, _, _] = w.shape().dims();
+    let w = B::float_permute(w, &[2, 3, 0, 1]);
+    B::float_reshape(w, Shape::new([9, k, c]))
+}
+
+/// The operation. Implemented for Flex by [`super::flex`]; other backends use the defaults.
+#[backend_extension(Flex, Autodiff, Cube: cfg(any(feature = "wgpu", feature = "cuda")))]
+pub trait Conv3x3Backend: Backend {
+    /// `conv2d(x, w, bias, stride 1, padding 1)`: `x` `[B, C, H, W]`, `weight` `[9, K, C]`,
+    /// `bias` `[K]` -> `[B, K, H, W]`.
+    fn conv3x3(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::conv2d(x, to_burn_layout::<Self>(weight), Some(bias), options())
+    }
+
+    /// The gradient to the input of [`Self::conv3x3`]: `grad` `[B, K, H, W]`, `weight`
+    /// `[9, K, C]` -> `[B, C, H, W]`.
+    fn conv3x3_input_grad(grad: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
+        let opts = ConvTransposeOptions::new([1, 1], [1, 1], [0, 0], [1, 1], 1);
+        Self::conv_transpose2d(grad, to_burn_layout::<Self>(weight), None, opts)
+    }
+}
+
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+impl Conv3x3Backend for burn::backend::Cube {}
+
+impl Conv3x3Backend for Flex {
+    fn conv3x3(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
+        super::flex::forward(x, weight, bias)
+    }
+
+    fn conv3x3_input_grad(grad: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
+        super::flex::input_grad(grad, weight)
+    }
+}
+
+#[derive(Debug)]
+struct Conv3x3Step;
+
+impl<B: Backend + Conv3x3Backend> Backward<B, 3> for Conv3x3Step {
+    /// The input and the weights.
+    type State = (FloatTensor<B>, FloatTensor<B>);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [node_x, node_w, node_b] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x, weight) = ops.state;
+        if let Some(node) = node_b {
+            let [_, k, _, _] = grad.shape().dims();
+            let g = B::float_sum_dim(B::float_sum_dim(B::float_sum_dim(grad.clone(), 3), 2), 0);
+            grads.register::<B>(node.id, B::float_reshape(g, Shape::new([k])));
+        }
+        if let Some(node) = node_w {
+            let w = to_burn_layout::<B>(weight.clone());
+            let g = B::conv2d_weight_backward(x, w, grad.clone(), options());
+            grads.register::<B>(node.id, from_burn_layout::<B>(g));
+        }
+        if let Some(node) = node_x {
+            grads.register::<B>(node.id, B::conv3x3_input_grad(grad, weight));
+        }
+    }
+}
+
+impl<B: Backend + Conv3x3Backend, C: CheckpointStrategy> Conv3x3Backend for Autodiff<B, C> {
+    fn conv3x3(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
+        let (x, gx) = x.into_parts();
+        let (weight, gw) = weight.into_parts();
+        let (bias, gb) = bias.into_parts();
+        match Conv3x3Step.prepare::<C>([gx, gw, gb]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let out = B::conv3x3(x.clone(), weight.clone(), bias);
+                prep.finish((x, weight), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::conv3x3(x, weight, bias)),
+        }
+    }
+
+    fn conv3x3_input_grad(grad: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
+        // Only reached when a gradient of a gradient is asked for, which nothing here does.
+        let opts = ConvTransposeOptions::new([1, 1], [1, 1], [0, 0], [1, 1], 1);
+        Self::conv_transpose2d(grad, to_burn_layout::<Self>(weight), None, opts)
+    }
+}
