@@ -40,6 +40,7 @@ fn one(preset: &str, batch: usize, path: ForwardPath, steps: usize) {
 }
 
 fn main() {
+    steex::alloc::tune_allocator();
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     if args.len() >= 3 {
         let path = if args[2] == "plain" { ForwardPath::Plain } else { ForwardPath::Fast };

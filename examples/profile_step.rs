@@ -12,6 +12,7 @@ use steex::sean::{ForwardPath, NoiseMode};
 use steex::util::random_setup;
 
 fn main() {
+    steex::alloc::tune_allocator();
     let preset = std::env::args().nth(1).unwrap_or_else(|| "celeba".into());
     let path = if std::env::args().nth(2).as_deref() == Some("plain") { ForwardPath::Plain } else { ForwardPath::Fast };
     let device = Device::flex().autodiff();

@@ -13,6 +13,7 @@
 //! - [`io`]: images, masks, `.npy` arrays and weights files to tensors and back.
 //! - [`dataset`]: folders of images: stable walk, sharding, `results.jsonl`, summaries.
 
+pub mod alloc;
 pub mod dataset;
 pub mod demo;
 pub mod error;

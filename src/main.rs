@@ -65,6 +65,7 @@ fn run(cli: Cli) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    steex::alloc::tune_allocator();
     let cli = Cli::parse();
     // SIGINT/SIGTERM remove the outputs being written: nothing half-written is left.
     if let Err(e) = steex::outdir::install_interrupt_handler() {

@@ -1,0 +1,20 @@
+//! Allocator settings for the binaries.
+//!
+//! An explanation step allocates and frees tensors of a few MiB hundreds of times. glibc
+//! serves blocks above its mmap threshold (128 KiB, growing to at most 32 MiB) with fresh
+//! mappings, so every step pays page faults and zero-filling for memory it just gave back;
+//! with the threshold at its maximum and no trimming, freed blocks are reused instead.
+//! Measured on celeba at batch 1: about 10% of the step was page faults before.
+
+/// Keeps freed blocks up to 32 MiB in the process for reuse (glibc on Linux; elsewhere it
+/// does nothing). Call it once, at the start of `main`. It changes the process's allocator,
+/// so the library never calls it itself.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes glibc's allocation thresholds; it is called before the
+    // program allocates in earnest and takes no pointers.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+    }
+}
