@@ -67,7 +67,7 @@ fn run(cli: Cli) -> Result<(), String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // SIGINT/SIGTERM remove the outputs being written: nothing half-written is left.
-    if let Err(e) = steex::outdir::install_interrupt_handler() {
+    if let Err(e) = steex::outdir::install_interrupt_handler(steex::outdir::RESULTS_NOTE) {
         eprintln!("warning: no interrupt handler ({e}); an interrupted run may leave `.tmp` siblings");
     }
     match run(cli) {

@@ -17,6 +17,7 @@ pub struct AnyClassifier {
 }
 
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one model, built once and held
 enum Model {
     DenseNet(DenseNet),
     ResNet(ResNet),

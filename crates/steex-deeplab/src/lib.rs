@@ -137,6 +137,13 @@ pub struct DeepLabV3 {
 }
 
 impl DeepLabV3 {
+    /// Builds the model from a `weights-convert deeplab` file (`kind` deeplab), its sizes
+    /// read from the metadata; every tensor must be used.
+    pub fn from_weights(w: &Weights, device: &Device) -> Result<Self, DeepLabError> {
+        w.kind(&[KIND], &format!("a segmenter (kind {KIND})"))?;
+        Self::load(w, DeepLabConfig::from_metadata(w)?, device)
+    }
+
     /// Builds the model from converted weights; every tensor must be used.
     pub fn load(w: &Weights, config: DeepLabConfig, device: &Device) -> Result<Self, DeepLabError> {
         let (cin, h) = (config.backbone.out_channels(), config.head);

@@ -3,15 +3,18 @@
 
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, TensorData};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use steex_classifier::DecisionModel;
+use steex_nn::host;
 use steex_sean::NoiseMode;
 
 use crate::adam::{Adam, AdamConfig};
 use crate::generator::StyleGenerator;
 
-/// What to explain and how (defaults: the published settings, with seeded noise).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// What to explain and how (defaults: the published settings, with seeded noise). Build it
+/// from command options with [`Optimisation::settings`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ExplainSettings {
     /// Decision output under study.
     pub attribute: usize,
@@ -22,7 +25,7 @@ pub struct ExplainSettings {
     /// Weight of the proximity term `sum_j ||z_j - z0_j||^2` (0.3 published).
     pub lambda_prox: f64,
     /// ACE noise during the optimisation and for the images produced.
-    #[serde(serialize_with = "noise_str")]
+    #[serde(serialize_with = "noise_str", deserialize_with = "noise_parse")]
     pub noise: NoiseMode,
     /// Stop an image once its decision has flipped and stayed flipped for this many steps.
     pub early_stop: Option<usize>,
@@ -38,6 +41,51 @@ fn noise_str<S: serde::Serializer>(n: &NoiseMode, s: S) -> Result<S::Ok, S::Erro
         NoiseMode::Reference => "reference".to_string(),
         NoiseMode::Seeded(k) => format!("seed:{k}"),
     })
+}
+
+fn noise_parse<'de, D: serde::Deserializer<'de>>(d: D) -> Result<NoiseMode, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map_err(serde::de::Error::custom)
+}
+
+/// How the codes are optimised, as every command and the demo give it: the one way to an
+/// [`ExplainSettings`] ([`Optimisation::settings`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Optimisation {
+    /// Adam updates.
+    pub steps: usize,
+    /// Adam's learning rate.
+    pub lr: f64,
+    /// Adam's denominator epsilon; `None`: the published 1e-8.
+    pub adam_eps: Option<f64>,
+    /// Weight of the proximity term.
+    pub lambda_prox: f64,
+    /// ACE noise.
+    pub noise: NoiseMode,
+    /// Stop an image once flipped for this many steps.
+    pub early_stop: Option<usize>,
+    /// Target decision; `None`: the opposite of the query's.
+    pub target: Option<u8>,
+}
+
+impl Optimisation {
+    /// The settings explaining output `attribute`, moving only `regions` (`None`: all).
+    pub fn settings(&self, attribute: usize, regions: Option<Vec<usize>>) -> ExplainSettings {
+        let mut adam = AdamConfig { lr: self.lr, ..AdamConfig::default() };
+        if let Some(eps) = self.adam_eps {
+            adam.eps = eps;
+        }
+        ExplainSettings {
+            attribute,
+            steps: self.steps,
+            adam,
+            lambda_prox: self.lambda_prox,
+            noise: self.noise,
+            early_stop: self.early_stop,
+            target: self.target,
+            regions,
+        }
+    }
 }
 
 impl Default for ExplainSettings {
@@ -131,10 +179,6 @@ fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
-fn host(t: Tensor<2>) -> Vec<f32> {
-    t.into_data().convert::<f32>().try_into_vec::<f32>().expect("float data")
-}
-
 /// Decision loss per image in its stable form from the logit:
 /// `softplus(l) - t l = relu(l) - t l + log(1 + exp(-|l|))`.
 fn decision_loss(logit: Tensor<1>, target: Tensor<1>) -> Tensor<1> {
@@ -191,7 +235,7 @@ where
             l - 1
         )));
     }
-    let z_initial: Vec<f32> = z0.clone().into_data().convert::<f32>().try_into_vec::<f32>().expect("float data");
+    let z_initial: Vec<f32> = host(z0.clone());
     let reconstruction = generator.generate(mask, z0.clone(), settings.noise).map_err(ExplainError::Model)?.detach();
 
     let trainable: Vec<bool> = (0..l).map(|j| settings.regions.as_ref().is_none_or(|r| r.contains(&j))).collect();
@@ -263,13 +307,8 @@ where
         let (_, logits, dec, prox, zt) = forward(m, z0_live, target_live, &z_live, true)?;
         let loss = (dec.clone() + prox.clone()).sum();
         let grads = loss.backward();
-        let g_live: Vec<f32> = zt
-            .grad(&grads)
-            .ok_or_else(|| ExplainError::Model("no gradient reached the style codes".into()))?
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .expect("float data");
+        let g_live: Vec<f32> =
+            host(zt.grad(&grads).ok_or_else(|| ExplainError::Model("no gradient reached the style codes".into()))?);
         let stats = host(Tensor::cat(
             vec![logits.detach(), dec.detach().reshape([live.len(), 1]), prox.detach().reshape([live.len(), 1])],
             1,

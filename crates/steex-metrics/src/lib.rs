@@ -127,7 +127,7 @@ pub struct CodeChange {
 /// (`z_initial.npy` / `z_final.npy` of `steex explain`, batch dimension dropped).
 pub fn code_change(z_initial: &[f32], z_final: &[f32], style_length: usize, tolerance: f64) -> Result<CodeChange> {
     same("style codes: initial and final", z_initial.len(), z_final.len())?;
-    if style_length == 0 || z_initial.len() % style_length != 0 {
+    if style_length == 0 || !z_initial.len().is_multiple_of(style_length) {
         return Err(MetricsError::Size {
             what: "style codes: length is not a multiple of the style length".into(),
             left: z_initial.len(),
@@ -194,7 +194,7 @@ impl ProximityTally {
 /// Mean and unbiased covariance (`np.cov(x, rowvar=False)`) of `n` feature rows of length
 /// `dim` (row-major `features`), in f64. Needs at least 2 rows.
 pub fn mean_and_covariance(features: &[f32], dim: usize) -> Result<(DVector<f64>, DMatrix<f64>)> {
-    if dim == 0 || features.len() % dim != 0 {
+    if dim == 0 || !features.len().is_multiple_of(dim) {
         return Err(MetricsError::Size {
             what: "features: length is not a multiple of the feature size".into(),
             left: features.len(),
@@ -293,7 +293,7 @@ pub fn fva(query: &[f32], counterfactual: &[f32], dim: usize) -> Result<f64> {
 /// [`fva`] with another similarity threshold (pairs strictly above it count).
 pub fn fva_at(query: &[f32], counterfactual: &[f32], dim: usize, threshold: f64) -> Result<f64> {
     same("FVA: query and counterfactual embeddings", query.len(), counterfactual.len())?;
-    if dim == 0 || query.len() % dim != 0 || query.is_empty() {
+    if dim == 0 || !query.len().is_multiple_of(dim) || query.is_empty() {
         return Err(MetricsError::TooFew { what: "FVA: embedding pairs".into(), need: 1, got: 0 });
     }
     finite("FVA: query embeddings", query)?;
@@ -327,7 +327,7 @@ pub fn attribute_changes(query_logits: &[f32], cf_logits: &[f32], exclude: Optio
 /// both forming pair `i`), `exclude[i]` the target attribute of pair `i` (not counted).
 pub fn mnac(query_logits: &[f32], cf_logits: &[f32], k: usize, exclude: &[Option<usize>]) -> Result<f64> {
     same("MNAC: query and counterfactual logits", query_logits.len(), cf_logits.len())?;
-    if k == 0 || query_logits.len() % k != 0 || query_logits.is_empty() {
+    if k == 0 || !query_logits.len().is_multiple_of(k) || query_logits.is_empty() {
         return Err(MetricsError::TooFew { what: "MNAC: logit pairs".into(), need: 1, got: 0 });
     }
     let n = query_logits.len() / k;

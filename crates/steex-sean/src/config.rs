@@ -99,7 +99,7 @@ impl SeanConfig {
         {
             return Err(format!("labels, ngf, style length, SPADE and encoder widths must be positive: {self:?}"));
         }
-        if self.width < 32 || self.width % 32 != 0 {
+        if self.width < 32 || !self.width.is_multiple_of(32) {
             return Err(format!("width {} is not a positive multiple of 32", self.width));
         }
         if !(self.aspect_ratio.is_finite() && self.aspect_ratio > 0.0) || self.start_size().0 == 0 {
