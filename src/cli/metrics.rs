@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use burn::tensor::{Device, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 use steex::Error;
-use steex::classifier::evaluators::{FaceEmbedder, INPUT_SIZE, Oracle, face_input};
 use steex::dataset::list_images;
 use steex::error::bad;
 use steex::inception::FidInception;
 use steex::io::{image_size, read_image, read_image_native, read_json, read_npy, read_weights};
+use steex::metrics::models::{FaceEmbedder, INPUT_SIZE, Oracle, face_input};
 use steex::metrics::{ProximityTally, SuccessTally, Summary, code_change, fid_from_features, fva, mnac, proximity};
 use steex::results::{RESULT_FILE, ResultJson};
 

@@ -8,6 +8,7 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::tensor::{Device, Tensor};
 
+use crate::layers::BatchNorm2d;
 use crate::weights::{Scope, WeightsError};
 
 /// A `torch.nn.Conv2d` with a square kernel, the same stride, padding and dilation on both
@@ -65,6 +66,22 @@ impl ConvSpec {
         if self.bias {
             t.insert(format!("{prefix}.bias"), vec![self.channels[1]]);
         }
+    }
+}
+
+impl BatchNorm2d {
+    /// Loads `<scope>.running_mean`, `<scope>.running_var` (and `<scope>.weight`,
+    /// `<scope>.bias` when `affine`) of a `torch.nn.BatchNorm2d(c)`.
+    pub fn load_scoped(w: &Scope<'_>, c: usize, affine: bool, device: &Device) -> Result<Self, WeightsError> {
+        let p = |n: &str| -> Result<Param<Tensor<1>>, WeightsError> {
+            Ok(Param::initialized(ParamId::new(), w.tensor(n, [c], device)?))
+        };
+        Ok(BatchNorm2d {
+            weight: if affine { Some(p("weight")?) } else { None },
+            bias: if affine { Some(p("bias")?) } else { None },
+            running_mean: p("running_mean")?,
+            running_var: p("running_var")?,
+        })
     }
 }
 
