@@ -10,7 +10,7 @@ use burn::nn::pool::{AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Linear, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
-use steex_nn::{BatchNorm2d, Weights, WeightsError, batch_norm_shapes, conv2d, linear};
+use steex_nn::{BatchNorm2d, ConvSpec, Scope, Weights, WeightsError, batch_norm_shapes, load_linear};
 
 use crate::decision::DecisionModel;
 use crate::error::ClassifierError;
@@ -198,25 +198,30 @@ impl DenseNet {
         }
         let (ins, out) = config.widths();
         let mid = config.bn_size * config.growth_rate;
+        let f = w.pp(PREFIX);
+        let bn = |s: &Scope<'_>, c: usize| BatchNorm2d::load(s, c, true, device);
+        let conv = |[i, o]: [usize; 2], k: usize, s: &Scope<'_>| {
+            ConvSpec::new([i, o], k).with_padding(k / 2).with_bias(false).load(s, device)
+        };
         let mut blocks = Vec::new();
         for (b, (&n, &cin)) in config.block_config.iter().zip(&ins).enumerate() {
             let mut layers = Vec::new();
             for j in 0..n {
-                let p = format!("{PREFIX}.denseblock{}.denselayer{}", b + 1, j + 1);
+                let p = f.pp(format!("denseblock{}", b + 1)).pp(format!("denselayer{}", j + 1));
                 let c = cin + j * config.growth_rate;
                 layers.push(DenseLayer {
-                    norm1: BatchNorm2d::load(w, &format!("{p}.norm1"), c, true, device)?,
-                    conv1: conv2d(w, &format!("{p}.conv1"), [c, mid], 1, 1, 0, 1, false, device)?,
-                    norm2: BatchNorm2d::load(w, &format!("{p}.norm2"), mid, true, device)?,
-                    conv2: conv2d(w, &format!("{p}.conv2"), [mid, config.growth_rate], 3, 1, 1, 1, false, device)?,
+                    norm1: bn(&p.pp("norm1"), c)?,
+                    conv1: conv([c, mid], 1, &p.pp("conv1"))?,
+                    norm2: bn(&p.pp("norm2"), mid)?,
+                    conv2: conv([mid, config.growth_rate], 3, &p.pp("conv2"))?,
                 });
             }
             let transition = if b + 1 < config.block_config.len() {
                 let c = cin + n * config.growth_rate;
-                let p = format!("{PREFIX}.transition{}", b + 1);
+                let p = f.pp(format!("transition{}", b + 1));
                 Some(Transition {
-                    norm: BatchNorm2d::load(w, &format!("{p}.norm"), c, true, device)?,
-                    conv: conv2d(w, &format!("{p}.conv"), [c, c / 2], 1, 1, 0, 1, false, device)?,
+                    norm: bn(&p.pp("norm"), c)?,
+                    conv: conv([c, c / 2], 1, &p.pp("conv"))?,
                     pool: AvgPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
                 })
             } else {
@@ -225,15 +230,19 @@ impl DenseNet {
             blocks.push(DenseBlock { layers, transition });
         }
         let m = DenseNet {
-            conv0: conv2d(w, &format!("{PREFIX}.conv0"), [3, config.num_init_features], 7, 2, 3, 1, false, device)?,
-            norm0: BatchNorm2d::load(w, &format!("{PREFIX}.norm0"), config.num_init_features, true, device)?,
+            conv0: ConvSpec::new([3, config.num_init_features], 7)
+                .with_stride(2)
+                .with_padding(3)
+                .with_bias(false)
+                .load(&f.pp("conv0"), device)?,
+            norm0: bn(&f.pp("norm0"), config.num_init_features)?,
             pool0: MaxPool2dConfig::new([3, 3])
                 .with_strides([2, 2])
                 .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
                 .init(),
             blocks,
-            norm5: BatchNorm2d::load(w, &format!("{PREFIX}.norm5"), out, true, device)?,
-            classifier: linear(w, "classifier", [out, config.classes], device)?,
+            norm5: bn(&f.pp("norm5"), out)?,
+            classifier: load_linear(&w.pp("classifier"), [out, config.classes], device)?,
             config,
         };
         w.finish()?;

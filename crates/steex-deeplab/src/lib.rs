@@ -149,7 +149,7 @@ impl DeepLabV3 {
         let (cin, h) = (config.backbone.out_channels(), config.head);
         let c = w.pp("classifier");
         let convs = c.pp(0).pp("convs");
-        let bn = |s: &steex_nn::Scope<'_>| BatchNorm2d::load_scoped(s, h, true, device);
+        let bn = |s: &steex_nn::Scope<'_>| BatchNorm2d::load(s, h, true, device);
         let conv = |k: usize, [i, o]: [usize; 2], s: &steex_nn::Scope<'_>| {
             ConvSpec::new([i, o], k).with_padding(k / 2).with_bias(false).load(s, device)
         };

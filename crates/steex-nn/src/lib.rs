@@ -12,7 +12,7 @@ pub mod layers;
 pub mod load;
 pub mod weights;
 
-pub use layers::{BatchNorm2d, batch_norm_shapes, conv2d, linear};
+pub use layers::{BatchNorm2d, batch_norm_shapes};
 pub use load::{ConvSpec, load_linear};
 pub use steex_io::host;
 pub use weights::{Scope, Weights, WeightsError};

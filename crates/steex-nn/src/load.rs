@@ -72,7 +72,7 @@ impl ConvSpec {
 impl BatchNorm2d {
     /// Loads `<scope>.running_mean`, `<scope>.running_var` (and `<scope>.weight`,
     /// `<scope>.bias` when `affine`) of a `torch.nn.BatchNorm2d(c)`.
-    pub fn load_scoped(w: &Scope<'_>, c: usize, affine: bool, device: &Device) -> Result<Self, WeightsError> {
+    pub fn load(w: &Scope<'_>, c: usize, affine: bool, device: &Device) -> Result<Self, WeightsError> {
         let p = |n: &str| -> Result<Param<Tensor<1>>, WeightsError> {
             Ok(Param::initialized(ParamId::new(), w.tensor(n, [c], device)?))
         };

@@ -293,7 +293,7 @@ impl ResNetBackbone {
             let (inp, planes, stride, dil, down) =
                 (size.inplanes, size.planes, size.stride, size.dilation, size.downsample);
             let p = w.pp(size.name());
-            let bn = |n: &str, c: usize| BatchNorm2d::load_scoped(&p.pp(n), c, true, device);
+            let bn = |n: &str, c: usize| BatchNorm2d::load(&p.pp(n), c, true, device);
             let cv = |n: &str, cin, cout, k, s, pad, d| {
                 ConvSpec::new([cin, cout], k)
                     .with_stride(s)
@@ -334,7 +334,7 @@ impl ResNetBackbone {
                 .with_padding(3)
                 .with_bias(false)
                 .load(&w.pp("conv1"), device)?,
-            bn1: BatchNorm2d::load_scoped(&w.pp("bn1"), config.width, true, device)?,
+            bn1: BatchNorm2d::load(&w.pp("bn1"), config.width, true, device)?,
             maxpool: MaxPool2dConfig::new([3, 3])
                 .with_strides([2, 2])
                 .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))

@@ -5,7 +5,7 @@ use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::tensor::activation::{leaky_relu, tanh};
 use burn::tensor::{Device, Tensor};
-use steex_nn::{Weights, conv2d};
+use steex_nn::{ConvSpec, Weights};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -79,11 +79,11 @@ impl SeanGenerator {
         let blocks = config.blocks();
         let block = |i: usize| {
             let (name, fin, fout, style) = blocks[i];
-            SpadeResnetBlock::load(weights, name, fin, fout, [l, s, config.spade_hidden], style, device)
+            SpadeResnetBlock::load(&weights.pp(name), [fin, fout], [l, s, config.spade_hidden], style, device)
         };
         let g = SeanGenerator {
             zencoder: Zencoder::load(weights, s, config.encoder_ngf, device)?,
-            fc: conv2d(weights, "fc", [l, 16 * config.ngf], 3, 1, 1, 1, true, device)?,
+            fc: ConvSpec::new([l, 16 * config.ngf], 3).with_padding(1).load(&weights.pp("fc"), device)?,
             head_0: block(0)?,
             g_middle_0: block(1)?,
             g_middle_1: block(2)?,
@@ -91,7 +91,7 @@ impl SeanGenerator {
             up_1: block(4)?,
             up_2: block(5)?,
             up_3: block(6)?,
-            conv_img: conv2d(weights, "conv_img", [config.ngf, 3], 3, 1, 1, 1, true, device)?,
+            conv_img: ConvSpec::new([config.ngf, 3], 3).with_padding(1).load(&weights.pp("conv_img"), device)?,
             config,
             path: ForwardPath::Fast,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),

@@ -83,7 +83,7 @@ impl Oracle {
             return Err(EvaluatorError::Config("an oracle needs at least one output".into()));
         }
         let e = config.block.expansion();
-        let bn = |n: &str, c: usize| BatchNorm2d::load_scoped(&w.pp(n), c, true, device);
+        let bn = |n: &str, c: usize| BatchNorm2d::load(&w.pp(n), c, true, device);
         let cv = |n: &str, cin, cout, k, st, pad| {
             ConvSpec::new([cin, cout], k).with_stride(st).with_padding(pad).with_bias(false).load(&w.pp(n), device)
         };

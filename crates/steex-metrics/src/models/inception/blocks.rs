@@ -33,7 +33,7 @@ impl BasicConv2d {
                 groups: 1,
                 padding: PaddingConfig2d::Explicit(s.pad[0], s.pad[1], s.pad[0], s.pad[1]),
             },
-            bn: BatchNorm2d::load(w, &format!("{}.bn", s.name), s.cout, true, device)?,
+            bn: BatchNorm2d::load(&w.pp(&s.name).pp("bn"), s.cout, true, device)?,
         })
     }
 
