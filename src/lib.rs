@@ -21,6 +21,8 @@
 //! - [`dataset`]: folders of images: stable walk, sharding, appending `results.jsonl`.
 //! - [`demo`]: the synthetic-world demo; [`render`]: report pictures.
 
+#[doc(hidden)]
+pub mod bench_support;
 pub mod dataset;
 pub mod demo;
 pub mod error;
@@ -29,7 +31,6 @@ pub mod outdir;
 pub mod render;
 pub mod results;
 pub mod run;
-pub mod util;
 
 pub use error::{Error, Result};
 pub use steex_classifier as classifier;

@@ -20,10 +20,11 @@ pub const PLAN_FILE: &str = "plan.json";
 pub const RESULT_FILE: &str = "result.json";
 
 /// Outcome of one image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     /// Explained; its result folder is complete.
+    #[default]
     Ok,
     /// Not explained (unreadable file, wrong size, missing mask, non-finite optimisation).
     Failed,
@@ -92,15 +93,15 @@ impl ResultLine {
     pub fn from_result(stem: &str, r: &ResultJson) -> Self {
         ResultLine {
             image: stem.to_string(),
-            status: if r.failure.is_some() { Status::Failed } else { Status::Ok },
-            reason: r.failure.clone(),
-            success: Some(r.success),
-            initial_scores: Some(r.initial_scores.clone()),
-            final_scores: Some(r.final_scores.clone()),
-            steps_run: Some(r.steps_run),
+            status: if r.explanation.failure.is_some() { Status::Failed } else { Status::Ok },
+            reason: r.explanation.failure.clone(),
+            success: Some(r.explanation.success),
+            initial_scores: Some(r.explanation.initial_scores.clone()),
+            final_scores: Some(r.explanation.final_scores.clone()),
+            steps_run: Some(r.explanation.steps_run),
             seconds: r.seconds,
-            loss_decision: Some(r.loss_decision),
-            loss_proximity: Some(r.loss_proximity),
+            loss_decision: Some(r.explanation.loss_decision),
+            loss_proximity: Some(r.explanation.loss_proximity),
             file: r.inputs.image.as_ref().map(|p| p.display().to_string()),
             dir: None,
         }
@@ -156,29 +157,12 @@ pub struct BatchInfo {
 /// `steex explain-dir`, read back by `explain-dir --resume` and `steex metrics`. Written
 /// through [`steex_io::json::to_pretty_sorted`] (keys sorted); read with every field
 /// defaulted, so a file from an older version still reads.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ResultJson {
-    /// Scores (sigmoids) on the query.
-    pub initial_scores: Vec<f32>,
-    /// Scores on the counterfactual.
-    pub final_scores: Vec<f32>,
-    /// Logits on the query.
-    pub initial_logits: Vec<f32>,
-    /// Logits on the counterfactual.
-    pub final_logits: Vec<f32>,
-    /// The decision asked for.
-    pub target: u8,
-    /// Whether the decision flipped.
-    pub success: bool,
-    /// Decision loss at the final codes.
-    pub loss_decision: f32,
-    /// Proximity loss at the final codes.
-    pub loss_proximity: f32,
-    /// Adam updates applied.
-    pub steps_run: usize,
-    /// Why the optimisation stopped on a non-finite value, if it did.
-    pub failure: Option<String>,
+    /// Scores, logits, target, success, losses, steps and failure of the explanation.
+    #[serde(flatten)]
+    pub explanation: ImageResult,
     /// `failed` when `failure` is set, else `ok`.
     pub status: Status,
     /// The same as `failure`.
@@ -205,34 +189,6 @@ pub struct ResultJson {
     pub batch: Option<BatchInfo>,
 }
 
-impl Default for ResultJson {
-    fn default() -> Self {
-        ResultJson {
-            initial_scores: Vec::new(),
-            final_scores: Vec::new(),
-            initial_logits: Vec::new(),
-            final_logits: Vec::new(),
-            target: 0,
-            success: false,
-            loss_decision: 0.0,
-            loss_proximity: 0.0,
-            steps_run: 0,
-            failure: None,
-            status: Status::Ok,
-            reason: None,
-            attribute: Named::default(),
-            regions: None,
-            names: Vec::new(),
-            preset: None,
-            settings: ExplainSettings::default(),
-            inputs: Inputs::default(),
-            seconds: 0.0,
-            image: None,
-            batch: None,
-        }
-    }
-}
-
 impl ResultJson {
     /// The record of explanation `r` of output `attribute` (`names[attribute]`), with the
     /// names of every output and label, the preset, the settings and the inputs.
@@ -246,16 +202,7 @@ impl ResultJson {
     ) -> Self {
         let attribute = settings.attribute;
         ResultJson {
-            initial_scores: r.initial_scores.clone(),
-            final_scores: r.final_scores.clone(),
-            initial_logits: r.initial_logits.clone(),
-            final_logits: r.final_logits.clone(),
-            target: r.target,
-            success: r.success,
-            loss_decision: r.loss_decision,
-            loss_proximity: r.loss_proximity,
-            steps_run: r.steps_run,
-            failure: r.failure.clone(),
+            explanation: r.clone(),
             status: if r.failure.is_some() { Status::Failed } else { Status::Ok },
             reason: r.failure.clone(),
             attribute: Named { id: attribute, name: names[attribute].clone() },
@@ -267,9 +214,7 @@ impl ResultJson {
             preset: preset.map(str::to_string),
             settings: settings.clone(),
             inputs,
-            seconds: 0.0,
-            image: None,
-            batch: None,
+            ..Default::default()
         }
     }
 
@@ -457,7 +402,8 @@ pub(crate) mod tests {
 
     #[test]
     fn result_json_round_trips_and_plans_compare() {
-        let r = ResultJson { success: true, steps_run: 3, final_scores: vec![0.75], ..Default::default() };
+        let explanation = ImageResult { success: true, steps_run: 3, final_scores: vec![0.75], ..Default::default() };
+        let r = ResultJson { explanation, ..Default::default() };
         let back: ResultJson = serde_json::from_str(&r.to_json()).unwrap();
         assert_eq!(back, r);
         let settings = ExplainSettings::default();

@@ -180,7 +180,7 @@ pub fn run(args: MetricsArgs, device: &Device) -> Result<(), Error> {
     let b = bar(n, "proximity");
     for p in &pairs {
         if let Some(r) = &p.result {
-            success.add(r.success, Some(r.attribute.name.as_str()));
+            success.add(r.explanation.success, Some(r.attribute.name.as_str()));
         }
         let cf = read_image_native(&p.cf)?;
         let size = (cf.shape[2], cf.shape[3]);

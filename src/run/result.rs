@@ -73,15 +73,15 @@ pub fn write_result(
     let captions = vec![
         format!(
             "{name}: p = {:.3} on the query -> {:.3} on the counterfactual (target {}) {}",
-            result.initial_scores[attribute],
-            result.final_scores[attribute],
-            result.target,
-            if result.success { "FLIPPED" } else { "not flipped" }
+            result.explanation.initial_scores[attribute],
+            result.explanation.final_scores[attribute],
+            result.explanation.target,
+            if result.explanation.success { "FLIPPED" } else { "not flipped" }
         ),
         format!(
             "regions: {}; steps {}; difference map white = {:.3}",
             models.regions_text(),
-            result.steps_run,
+            result.explanation.steps_run,
             max_diff
         ),
     ];

@@ -2,6 +2,8 @@
 
 use burn::tensor::Tensor;
 
+use crate::error::ClassifierError;
+
 /// A differentiable image classifier with `K` independent (multi-label) outputs: logits
 /// whose sigmoids are the probabilities. Implement it for your own burn module to explain
 /// it; the bundled [`crate::DenseNet`] and [`crate::ResNet`] implement it.
@@ -17,8 +19,9 @@ pub trait DecisionModel {
     /// Number of outputs `K`.
     fn num_outputs(&self) -> usize;
 
-    /// Checks an input size `(height, width)` can go through the model; `Err` says why not.
-    fn check_input_size(&self, height: usize, width: usize) -> Result<(), String> {
+    /// Checks an input size `(height, width)` can go through the model; `Err` (a
+    /// [`ClassifierError::Input`]) says why not.
+    fn check_input_size(&self, height: usize, width: usize) -> Result<(), ClassifierError> {
         let _ = (height, width);
         Ok(())
     }

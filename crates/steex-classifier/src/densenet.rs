@@ -284,7 +284,7 @@ impl DecisionModel for DenseNet {
         self.config.classes
     }
 
-    fn check_input_size(&self, height: usize, width: usize) -> Result<(), String> {
+    fn check_input_size(&self, height: usize, width: usize) -> Result<(), ClassifierError> {
         // conv0 (stride 2), pool0 (stride 2), one 2x2 pool per transition.
         let shrink = |s: usize| {
             let mut s = (s + 2 * 3 - 7) / 2 + 1;
@@ -295,10 +295,10 @@ impl DecisionModel for DenseNet {
             s
         };
         if height < 7 || width < 7 || shrink(height) == 0 || shrink(width) == 0 {
-            return Err(format!(
+            return Err(ClassifierError::Input(format!(
                 "a {width}x{height} image is too small for this DenseNet (at least {0}x{0} pixels)",
                 4 << (self.config.block_config.len() - 1)
-            ));
+            )));
         }
         Ok(())
     }

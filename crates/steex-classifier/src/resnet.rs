@@ -68,9 +68,11 @@ impl DecisionModel for ResNet {
         self.classes
     }
 
-    fn check_input_size(&self, height: usize, width: usize) -> Result<(), String> {
+    fn check_input_size(&self, height: usize, width: usize) -> Result<(), ClassifierError> {
         if height < 32 || width < 32 {
-            return Err(format!("a {width}x{height} image is too small for this ResNet (at least 32x32 pixels)"));
+            return Err(ClassifierError::Input(format!(
+                "a {width}x{height} image is too small for this ResNet (at least 32x32 pixels)"
+            )));
         }
         Ok(())
     }

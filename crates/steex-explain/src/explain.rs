@@ -133,7 +133,8 @@ pub struct StepReport {
 }
 
 /// The explanation of one image.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ImageResult {
     /// Decision logits on the query.
     pub initial_logits: Vec<f32>,
@@ -173,6 +174,11 @@ pub struct Explanation {
     pub reconstruction: Tensor<4>,
     /// The generator on `z_final` (`[B, 3, H, W]`, detached).
     pub counterfactual: Tensor<4>,
+}
+
+/// A model's refusal as [`ExplainError::Model`].
+fn model_err(e: impl std::fmt::Display) -> ExplainError {
+    ExplainError::Model(e.to_string())
 }
 
 fn sigmoid(x: f32) -> f32 {
@@ -218,14 +224,14 @@ where
     {
         return Err(ExplainError::Settings(format!("target {t}: expected 0 or 1")));
     }
-    model.check_input_size(h, w).map_err(ExplainError::Model)?;
+    model.check_input_size(h, w).map_err(model_err)?;
 
     // Decision on the query, target, initial codes.
     let initial_logits = host(model.logits(images.clone().detach()));
     let targets: Vec<u8> = (0..b)
         .map(|i| settings.target.unwrap_or(if sigmoid(initial_logits[i * k + a]) < 0.5 { 1 } else { 0 }))
         .collect();
-    let z0 = generator.encode(images.detach(), mask).map_err(ExplainError::Model)?.detach();
+    let z0 = generator.encode(images.detach(), mask).map_err(model_err)?.detach();
     let [_, l, s] = z0.dims();
     if let Some(r) = &settings.regions
         && let Some(bad) = r.iter().find(|&&j| j >= l)
@@ -236,7 +242,7 @@ where
         )));
     }
     let z_initial: Vec<f32> = host(z0.clone());
-    let reconstruction = generator.generate(mask, z0.clone(), settings.noise).map_err(ExplainError::Model)?.detach();
+    let reconstruction = generator.generate(mask, z0.clone(), settings.noise).map_err(model_err)?.detach();
 
     let trainable: Vec<bool> = (0..l).map(|j| settings.regions.as_ref().is_none_or(|r| r.contains(&j))).collect();
     let row = s;
@@ -260,7 +266,7 @@ where
             let n = z.len() / per_image;
             let zt = Tensor::<3>::from_data(TensorData::new(z.to_vec(), [n, l, s]), &device);
             let zt = if grad { zt.require_grad() } else { zt };
-            let img = generator.generate(mask, zt.clone(), settings.noise).map_err(ExplainError::Model)?;
+            let img = generator.generate(mask, zt.clone(), settings.noise).map_err(model_err)?;
             let logits = model.logits(img.clone());
             let la = logits.clone().slice([0..n, a..a + 1]).reshape([n]);
             let dec = decision_loss(la, target.clone());

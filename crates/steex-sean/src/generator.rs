@@ -74,7 +74,7 @@ impl SeanGenerator {
     /// Builds the generator of `config` from converted weights (names and shapes of
     /// [`SeanConfig::expected_tensors`]); every tensor of `weights` must be used.
     pub fn load(weights: &Weights, config: SeanConfig, device: &Device) -> Result<Self, SeanError> {
-        config.validate().map_err(SeanError::Config)?;
+        config.validate()?;
         let (l, s) = (config.labels, config.style_length);
         let blocks = config.blocks();
         let block = |i: usize| {
@@ -103,10 +103,7 @@ impl SeanGenerator {
     /// Builds the generator from a file written by `weights-convert sean`, its
     /// configuration read from the metadata.
     pub fn from_weights(weights: &Weights, device: &Device) -> Result<Self, SeanError> {
-        let kind: String = weights.meta("kind")?;
-        if kind != KIND {
-            return Err(SeanError::Config(format!("this is a `{kind}` file, not a SEAN generator (kind `{KIND}`)")));
-        }
+        weights.kind(&[KIND], &format!("a SEAN generator (kind `{KIND}`)"))?;
         let config = SeanConfig {
             labels: weights.meta("labels")?,
             ngf: weights.meta("ngf")?,
@@ -249,7 +246,7 @@ impl SeanGenerator {
     /// A generator of `config` with random weights (see [`Weights::random`]): for
     /// benchmarks and examples without a checkpoint.
     pub fn random(config: SeanConfig, seed: u64, device: &Device) -> Result<Self, SeanError> {
-        config.validate().map_err(SeanError::Config)?;
+        config.validate()?;
         let mut meta = config.to_metadata();
         meta.insert("kind".into(), KIND.into());
         let w = Weights::random(&config.expected_tensors(), &meta, seed);
