@@ -13,7 +13,11 @@ use crate::error::ClassifierError;
 /// and should hold no trainable parameters (`Module::no_grad`), so that explaining never
 /// computes a weight gradient.
 pub trait DecisionModel {
-    /// Logits `[B, K]`.
+    /// Decision logits of images in [-1, 1].
+    ///
+    /// # Shapes
+    /// - input: `[B, 3, H, W]`
+    /// - output: `[B, K]`
     fn logits(&self, images: Tensor<4>) -> Tensor<2>;
 
     /// Number of outputs `K`.

@@ -254,7 +254,11 @@ impl DenseNet {
         &self.config
     }
 
-    /// Pooled features `[B, F]` (before the classifier).
+    /// Pooled features (before the classifier).
+    ///
+    /// # Shapes
+    /// - input: `[B, 3, H, W]`
+    /// - output: `[B, F]`, `F` the channels after `norm5`
     pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
         let x = self.pool0.forward(relu(self.norm0.forward(self.conv0.forward(x))));
         let mut x = x;
@@ -301,5 +305,32 @@ impl DecisionModel for DenseNet {
             )));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::Distribution;
+
+    use super::*;
+
+    /// A random tiny DenseNet: logits `[B, K]`, finite, and each image's logits do not
+    /// depend on the rest of its batch (batch norm in eval mode).
+    #[test]
+    fn random_densenet_shapes_and_batch_independence() {
+        let device = Device::flex();
+        let config =
+            DenseNetConfig { growth_rate: 2, block_config: vec![1, 2], num_init_features: 4, bn_size: 2, classes: 3 };
+        let w = Weights::random(&config.expected_tensors(), &BTreeMap::new(), 2);
+        let m = DenseNet::load(&w, config, &device).unwrap();
+        let x = Tensor::<4>::random([2, 3, 32, 32], Distribution::Uniform(-1.0, 1.0), &device);
+        let both = steex_nn::host(m.logits(x.clone()));
+        assert_eq!(both.len(), 6);
+        assert!(both.iter().all(|v| v.is_finite()));
+        let first = steex_nn::host(m.logits(x.narrow(0, 0, 1)));
+        for (a, b) in first.iter().zip(&both[..3]) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+        assert!(matches!(m.check_input_size(4, 4), Err(ClassifierError::Input(_))));
     }
 }

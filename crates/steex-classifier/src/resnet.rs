@@ -77,3 +77,29 @@ impl DecisionModel for ResNet {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::Distribution;
+
+    use super::*;
+
+    /// A random tiny decision ResNet: logits `[B, K]`, finite, equal to the classifier on
+    /// the backbone's pooled features, and small images refused.
+    #[test]
+    fn random_resnet_shapes_and_head() {
+        let device = Device::flex();
+        let config = ResNetConfig { block: BlockKind::Basic, layers: [1, 1, 1, 1], width: 4, dilate: [false; 3] };
+        let w = Weights::random(&ResNet::expected_tensors(&config, 2), &BTreeMap::new(), 4);
+        let m = ResNet::load(&w, config, 2, &device).unwrap();
+        let x = Tensor::<4>::random([2, 3, 32, 32], Distribution::Uniform(-1.0, 1.0), &device);
+        let logits = m.logits(x.clone());
+        assert_eq!(logits.dims(), [2, 2]);
+        let f = m.resnet.forward(x);
+        let [b, c, h, wd] = f.dims();
+        let pooled = f.reshape([b, c, h * wd]).mean_dim(2).reshape([b, c]);
+        let (a, e) = (steex_nn::host(logits), steex_nn::host(m.fc.forward(pooled)));
+        assert!(a.iter().zip(&e).all(|(x, y)| x.is_finite() && (x - y).abs() < 1e-6));
+        assert!(m.check_input_size(16, 64).is_err() && m.check_input_size(32, 32).is_ok());
+    }
+}

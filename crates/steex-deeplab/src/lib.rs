@@ -251,3 +251,26 @@ pub fn argmax_classes(logits: &[f32], classes: usize, height: usize, width: usiz
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::Distribution;
+
+    use super::*;
+
+    /// A random tiny DeepLabV3: logits at the input's size (any size), finite.
+    #[test]
+    fn random_deeplab_keeps_the_input_size() {
+        let device = Device::flex();
+        let backbone =
+            ResNetConfig { block: BlockKind::Bottleneck, layers: [1, 1, 1, 1], width: 2, dilate: [false, true, true] };
+        let config = DeepLabConfig { backbone, classes: 3, head: 4 };
+        let w = Weights::random(&config.expected_tensors(), &BTreeMap::new(), 5);
+        let m = DeepLabV3::load(&w, config, &device).unwrap();
+        for (h, wd) in [(32, 32), (40, 56)] {
+            let y = m.forward(Tensor::<4>::random([1, 3, h, wd], Distribution::Uniform(-1.0, 1.0), &device));
+            assert_eq!(y.dims(), [1, 3, h, wd]);
+            assert!(steex_nn::host(y).iter().all(|v| v.is_finite()));
+        }
+    }
+}

@@ -182,7 +182,11 @@ impl SeanGenerator {
         Ok(())
     }
 
-    /// Style codes `[B, L, S]` of images `[B, 3, H, W]` in [-1, 1].
+    /// Style codes of images in [-1, 1] with their mask.
+    ///
+    /// # Shapes
+    /// - `image`: `[B, 3, H, W]` at the generator's size ([`SeanConfig::image_size`])
+    /// - output: `[B, L, S]`
     pub fn encode(&self, image: Tensor<4>, mask: &SemanticMask) -> Result<Tensor<3>, SeanError> {
         self.check_image(&image, mask)?;
         let features = self.zencoder.features(image);
@@ -200,7 +204,11 @@ impl SeanGenerator {
         Ok(())
     }
 
-    /// Images `[B, 3, H, W]` in [-1, 1] from masks and style codes `[B, L, S]`.
+    /// Images in [-1, 1] from masks and style codes.
+    ///
+    /// # Shapes
+    /// - `codes`: `[B, L, S]` (`B` the mask's batch)
+    /// - output: `[B, 3, H, W]`
     pub fn generate(&self, mask: &SemanticMask, codes: Tensor<3>, noise: NoiseMode) -> Result<Tensor<4>, SeanError> {
         self.check_codes(&codes, mask)?;
         Ok(self.generate_unchecked(mask, codes, noise))
@@ -251,5 +259,46 @@ impl SeanGenerator {
         meta.insert("kind".into(), KIND.into());
         let w = Weights::random(&config.expected_tensors(), &meta, seed);
         Self::load(&w, config, device)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Int, TensorData};
+
+    use super::*;
+
+    fn tiny() -> SeanConfig {
+        SeanConfig { labels: 3, ngf: 2, style_length: 4, width: 32, aspect_ratio: 1.0, spade_hidden: 4, encoder_ngf: 2 }
+    }
+
+    /// A random tiny generator: codes and images have the documented shapes, are finite,
+    /// images lie in [-1, 1] (tanh), and the fast path equals the plain one.
+    #[test]
+    fn random_generator_shapes_range_and_paths() {
+        let device = Device::flex();
+        let g = SeanGenerator::random(tiny(), 1, &device).unwrap();
+        let (h, w) = g.config().image_size();
+        let labels: Vec<i64> = (0..2 * h * w).map(|i| ((i % w) * 3 / w) as i64).collect();
+        let mask = g.mask(Tensor::<3, Int>::from_data(TensorData::new(labels, [2, h, w]), &device)).unwrap();
+        let images = Tensor::<4>::random([2, 3, h, w], burn::tensor::Distribution::Uniform(-1.0, 1.0), &device);
+        let codes = g.encode(images, &mask).unwrap();
+        assert_eq!(codes.dims(), [2, 3, 4]);
+        let fast = g.generate(&mask, codes.clone(), NoiseMode::Off).unwrap();
+        assert_eq!(fast.dims(), [2, 3, h, w]);
+        let v = steex_nn::host(fast);
+        assert!(v.iter().all(|x| x.is_finite() && (-1.0..=1.0).contains(x)));
+        let plain = g.with_path(ForwardPath::Plain).generate(&mask, codes, NoiseMode::Off).unwrap();
+        let p = steex_nn::host(plain);
+        let err = v.iter().zip(&p).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(err < 1e-4, "fast and plain differ by {err}");
+    }
+
+    #[test]
+    fn bad_sizes_are_refused_with_a_typed_error() {
+        let mut c = tiny();
+        c.width = 33;
+        assert!(matches!(c.validate(), Err(SeanError::Config(_))));
+        assert!(SeanGenerator::random(c, 0, &Device::flex()).is_err());
     }
 }

@@ -68,7 +68,11 @@ impl Zencoder {
         })
     }
 
-    /// The feature map `[B, S, H/2, W/2]` of images `[B, 3, H, W]` in [-1, 1].
+    /// The feature map of images in [-1, 1].
+    ///
+    /// # Shapes
+    /// - input: `[B, 3, H, W]`
+    /// - output: `[B, S, H/2, W/2]`
     pub fn features(&self, image: Tensor<4>) -> Tensor<4> {
         let x = image.pad([(1, 1), (1, 1)], PadMode::Reflect);
         let x = lrelu(instance_norm(self.model_1.forward(x)));

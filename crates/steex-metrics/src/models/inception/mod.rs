@@ -256,7 +256,11 @@ impl FidInception {
         self.config
     }
 
-    /// `[B, 3, 299, 299]` in [-1, 1] -> `[B, 2048 / divisor]` pool features.
+    /// Pool features of images in [-1, 1] at 299x299.
+    ///
+    /// # Shapes
+    /// - input: `[B, 3, 299, 299]`
+    /// - output: `[B, 2048 / width_divisor]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         let x = self.Conv2d_2b_3x3.forward(self.Conv2d_2a_3x3.forward(self.Conv2d_1a_3x3.forward(x)));
         let x = max_pool_3x3(x, 2, 0);
