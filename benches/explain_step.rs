@@ -12,9 +12,9 @@ use std::process::Command;
 use std::time::Instant;
 
 use burn::tensor::Device;
+use steex::bench_support::{gib, peak_rss_bytes, random_setup};
 use steex::explain::{ExplainSettings, explain};
 use steex::sean::ForwardPath;
-use steex::util::{gib, peak_rss_bytes, random_setup};
 
 fn one(preset: &str, batch: usize, path: ForwardPath, steps: usize) {
     let device = Device::flex().autodiff();

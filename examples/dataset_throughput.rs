@@ -11,9 +11,9 @@
 use std::time::Instant;
 
 use burn::tensor::Device;
+use steex::bench_support::random_setup;
 use steex::explain::{ExplainSettings, explain};
 use steex::sean::ForwardPath;
-use steex::util::random_setup;
 
 fn main() {
     let arg = |i: usize| std::env::args().nth(i);

@@ -6,9 +6,9 @@
 use std::time::Instant;
 
 use burn::tensor::{Device, Distribution, Tensor};
+use steex::bench_support::{gib, peak_rss_bytes};
 use steex::deeplab::{DeepLabConfig, DeepLabV3};
 use steex::nn::Weights;
-use steex::util::{gib, peak_rss_bytes};
 
 fn main() {
     let depth: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(101);

@@ -6,9 +6,9 @@
 use std::time::Instant;
 
 use burn::tensor::Device;
+use steex::bench_support::{gib, peak_rss_bytes, random_setup};
 use steex::explain::{ExplainSettings, explain};
 use steex::sean::ForwardPath;
-use steex::util::{gib, peak_rss_bytes, random_setup};
 
 fn main() {
     let preset = std::env::args().nth(1).unwrap_or_else(|| "celebamhq".into());

@@ -7,9 +7,9 @@
 use std::time::Instant;
 
 use burn::tensor::{Device, Distribution, Tensor};
+use steex::bench_support::random_setup;
 use steex::classifier::DecisionModel;
 use steex::sean::{ForwardPath, NoiseMode};
-use steex::util::random_setup;
 
 fn main() {
     steex::alloc::tune_allocator();

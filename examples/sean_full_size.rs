@@ -6,8 +6,8 @@
 use std::time::Instant;
 
 use burn::tensor::{Device, Distribution, Int, Tensor};
+use steex::bench_support::{gib, peak_rss_bytes};
 use steex::sean::{NoiseMode, SeanConfig, SeanGenerator};
-use steex::util::{gib, peak_rss_bytes};
 
 fn main() {
     let presets: Vec<String> = std::env::args().skip(1).collect();

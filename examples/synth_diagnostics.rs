@@ -17,7 +17,7 @@ use steex::sean::NoiseMode;
 use steex::synth::scene::{HEIGHT, HELD_OUT_SEED, LAMP, REGIONS, WIDTH, scene};
 
 fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    steex::io::Array::from_tensor(t).data
+    steex::io::host(t)
 }
 
 /// Per pixel of a scene: 0 in the lamp, 1 outside it but within 2 px of it (the ring), 2
@@ -55,7 +55,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let px = HEIGHT * WIDTH;
     let zone: Vec<Vec<u8>> = scenes.iter().map(zones).collect();
     let lens: Vec<Vec<bool>> = scenes.iter().map(|s| s.lens()).collect();
-    let batch = steex::synth::train::batch_of(&scenes, &device);
+    let batch = steex::synth::batch_of(&scenes, &device);
     let images = batch.images;
     let mask = g.mask(batch.labels)?;
     let z0 = g.encode(images.clone(), &mask)?.detach();

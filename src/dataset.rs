@@ -8,21 +8,15 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+pub use crate::results::{
+    PLAN_FILE, Plan, RESULT_FILE, RESULTS_FILE, ResultLine, SUMMARY_FILE, Status, Summary, summarize,
+};
 
 /// File extensions taken as images (case-insensitive).
 pub const IMAGE_EXTENSIONS: [&str; 4] = ["png", "jpg", "jpeg", "npy"];
 
-/// Name of the append-only file of result lines in an output folder.
-pub const RESULTS_FILE: &str = "results.jsonl";
-/// Name of the summary in an output folder.
-pub const SUMMARY_FILE: &str = "summary.json";
-/// Name of the run's plan (shard, images, settings) in an output folder.
-pub const PLAN_FILE: &str = "plan.json";
-/// Name of the file whose presence marks a per-image result folder complete.
-pub const RESULT_FILE: &str = "result.json";
-
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io { path: path.to_path_buf(), source }
+    move |source| Error::io(path, source)
 }
 
 /// One image of a folder.
@@ -114,105 +108,13 @@ pub fn is_complete(out: &Path, stem: &str) -> bool {
     out.join(stem).join(RESULT_FILE).is_file()
 }
 
-/// Outcome of one image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    /// Explained; its result folder is complete.
-    Ok,
-    /// Not explained (unreadable file, wrong size, missing mask, non-finite optimisation).
-    Failed,
-}
-
-/// One line of `results.jsonl`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ResultLine {
-    /// The image's file stem.
-    pub image: String,
-    /// Outcome.
-    pub status: Status,
-    /// Why it failed (`None` when ok).
-    #[serde(default)]
-    pub reason: Option<String>,
-    /// Whether the decision flipped (`None` when not explained).
-    #[serde(default)]
-    pub success: Option<bool>,
-    /// Scores on the query.
-    #[serde(default)]
-    pub initial_scores: Option<Vec<f32>>,
-    /// Scores on the counterfactual.
-    #[serde(default)]
-    pub final_scores: Option<Vec<f32>>,
-    /// Adam updates applied.
-    #[serde(default)]
-    pub steps_run: Option<usize>,
-    /// Seconds spent on this image (its batch's time divided by the batch's images).
-    #[serde(default)]
-    pub seconds: f64,
-    /// Decision loss at the final codes.
-    #[serde(default)]
-    pub loss_decision: Option<f32>,
-    /// Proximity loss at the final codes.
-    #[serde(default)]
-    pub loss_proximity: Option<f32>,
-    /// The image file.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file: Option<String>,
-    /// The result folder (`steex merge` adds it: the shard's folder joined with the stem).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dir: Option<String>,
-}
-
-impl ResultLine {
-    /// A failed image.
-    pub fn failed(stem: &str, file: Option<&Path>, reason: String) -> Self {
-        ResultLine {
-            image: stem.to_string(),
-            status: Status::Failed,
-            reason: Some(reason),
-            success: None,
-            initial_scores: None,
-            final_scores: None,
-            steps_run: None,
-            seconds: 0.0,
-            loss_decision: None,
-            loss_proximity: None,
-            file: file.map(|p| p.display().to_string()),
-            dir: None,
-        }
-    }
-
-    /// The line of an image from its `result.json` (as `steex explain-dir` writes it):
-    /// status `failed` when the optimisation stopped on a non-finite value.
-    pub fn from_result_json(stem: &str, v: &serde_json::Value) -> Self {
-        let f32s = |k: &str| {
-            v.get(k).and_then(|x| x.as_array()).map(|a| a.iter().filter_map(|x| x.as_f64()).map(|x| x as f32).collect())
-        };
-        let failure = v.get("failure").and_then(|f| f.as_str()).map(str::to_string);
-        ResultLine {
-            image: stem.to_string(),
-            status: if failure.is_some() { Status::Failed } else { Status::Ok },
-            reason: failure,
-            success: v.get("success").and_then(|x| x.as_bool()),
-            initial_scores: f32s("initial_scores"),
-            final_scores: f32s("final_scores"),
-            steps_run: v.get("steps_run").and_then(|x| x.as_u64()).map(|x| x as usize),
-            seconds: v.get("seconds").and_then(|x| x.as_f64()).unwrap_or(0.0),
-            loss_decision: v.get("loss_decision").and_then(|x| x.as_f64()).map(|x| x as f32),
-            loss_proximity: v.get("loss_proximity").and_then(|x| x.as_f64()).map(|x| x as f32),
-            file: v.pointer("/inputs/image").and_then(|x| x.as_str()).map(str::to_string),
-            dir: None,
-        }
-    }
-}
-
 /// Reads the lines of a `results.jsonl`; a missing file has none. A last line cut short (a
 /// run killed while writing it) is ignored; any other unreadable line is an error.
 pub fn read_results(path: &Path) -> Result<Vec<ResultLine>> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::Io { path: path.to_path_buf(), source: e }),
+        Err(e) => return Err(Error::io(path, e)),
     };
     let complete = text.ends_with('\n');
     let lines: Vec<&str> = text.lines().collect();
@@ -266,7 +168,7 @@ impl ResultsWriter {
 
     /// Appends one line and syncs it to disk.
     pub fn append(&mut self, line: &ResultLine) -> Result<()> {
-        let mut text = serde_json::to_string(line).expect("serialisable");
+        let mut text = steex_io::json::to_line(line);
         text.push('\n');
         let path = self.path.clone();
         self.file.write_all(text.as_bytes()).map_err(io_err(&path))?;
@@ -275,121 +177,10 @@ impl ResultsWriter {
     }
 }
 
-/// What `summary.json` holds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Summary {
-    /// Images in the run (the shard's, or every shard's for a merge).
-    pub n_images: usize,
-    /// Images explained.
-    pub n_ok: usize,
-    /// Images that failed.
-    pub n_failed: usize,
-    /// Images with no result yet (an interrupted run, a missing shard).
-    pub n_pending: usize,
-    /// Images whose decision flipped.
-    pub n_success: usize,
-    /// `n_success / n_ok` (0 when nothing was explained).
-    pub success_rate: f64,
-    /// Mean decision loss at the final codes over the images explained.
-    pub mean_loss_decision: Option<f64>,
-    /// Mean proximity loss at the final codes over the images explained.
-    pub mean_loss_proximity: Option<f64>,
-    /// Mean seconds per explained image.
-    pub seconds_per_image: Option<f64>,
-    /// Whether the run was stopped before the end (Ctrl-C).
-    #[serde(default)]
-    pub interrupted: bool,
-    /// The shard (`K/N`) or `None` for a merge.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub shard: Option<String>,
-    /// Images expected but without a result (merge).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub missing: Vec<String>,
-    /// Images with results in more than one shard (merge).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub duplicates: Vec<String>,
-    /// Shards (`K/N (M images)`) not given to a merge.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub missing_shards: Vec<String>,
-}
-
-/// The summary of `n_images` images from their latest result lines.
-pub fn summarize<'a>(n_images: usize, latest: impl IntoIterator<Item = &'a ResultLine>) -> Summary {
-    let (mut ok, mut failed, mut success) = (0, 0, 0);
-    let (mut ld, mut lp, mut secs) = (0f64, 0f64, 0f64);
-    for l in latest {
-        match l.status {
-            Status::Ok => {
-                ok += 1;
-                success += l.success.unwrap_or(false) as usize;
-                ld += l.loss_decision.unwrap_or(f32::NAN) as f64;
-                lp += l.loss_proximity.unwrap_or(f32::NAN) as f64;
-                secs += l.seconds;
-            }
-            Status::Failed => failed += 1,
-        }
-    }
-    let mean = |x: f64| (ok > 0).then(|| x / ok as f64);
-    Summary {
-        n_images,
-        n_ok: ok,
-        n_failed: failed,
-        n_pending: n_images.saturating_sub(ok + failed),
-        n_success: success,
-        success_rate: if ok > 0 { success as f64 / ok as f64 } else { 0.0 },
-        mean_loss_decision: mean(ld),
-        mean_loss_proximity: mean(lp),
-        seconds_per_image: mean(secs),
-        interrupted: false,
-        shard: None,
-        missing: Vec::new(),
-        duplicates: Vec::new(),
-        missing_shards: Vec::new(),
-    }
-}
-
-/// Writes a value as pretty JSON, atomically.
-pub fn write_json(path: &Path, v: &impl Serialize) -> Result<()> {
-    let text = serde_json::to_string_pretty(v).expect("serialisable");
-    crate::io::write_bytes(path, text.as_bytes())
-}
-
-/// Reads a JSON file.
-pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(io_err(path))?;
-    serde_json::from_str(&text).map_err(|e| Error::Argument(format!("{}: not the expected JSON: {e}", path.display())))
-}
-
-/// What a run records about itself in `plan.json`: enough for `--resume` to refuse
-/// different settings and for `steex merge` to find missing images.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Plan {
-    /// The shard.
-    pub shard: Shard,
-    /// Images in the whole folder (every shard).
-    pub n_total: usize,
-    /// This shard's images, by stem, in order.
-    pub images: Vec<String>,
-    /// What determines the results (models, options), compared on `--resume`.
-    pub settings: serde_json::Value,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn line(stem: &str, ok: bool, success: bool, ld: f32) -> ResultLine {
-        let mut l = ResultLine::failed(stem, None, "bad".into());
-        if ok {
-            l.status = Status::Ok;
-            l.reason = None;
-            l.success = Some(success);
-            l.loss_decision = Some(ld);
-            l.loss_proximity = Some(2.0 * ld);
-            l.seconds = 10.0 * ld as f64;
-        }
-        l
-    }
+    use crate::results::tests::line;
 
     #[test]
     fn shards_partition_in_order() {
@@ -447,32 +238,5 @@ mod tests {
         std::fs::write(&p, "{}\n{\"image\":\"a\"}\n").unwrap();
         let e = read_results(&p).unwrap_err().to_string();
         assert!(e.contains("line 1"), "{e}");
-    }
-
-    #[test]
-    fn summary_counts_and_means() {
-        let ls = [line("a", true, true, 1.0), line("b", true, false, 3.0), line("c", false, false, 0.0)];
-        let s = summarize(4, &ls);
-        assert_eq!((s.n_images, s.n_ok, s.n_failed, s.n_pending, s.n_success), (4, 2, 1, 1, 1));
-        assert_eq!(s.success_rate, 0.5);
-        assert_eq!(s.mean_loss_decision, Some(2.0));
-        assert_eq!(s.mean_loss_proximity, Some(4.0));
-        assert_eq!(s.seconds_per_image, Some(20.0));
-        let s = summarize(1, &ls[2..]);
-        assert_eq!((s.success_rate, s.mean_loss_decision), (0.0, None));
-    }
-
-    #[test]
-    fn line_from_result_json() {
-        let v = serde_json::json!({"success": true, "initial_scores": [0.25, 0.5], "final_scores": [0.75, 1.0],
-            "steps_run": 3, "seconds": 1.5, "loss_decision": 0.125, "loss_proximity": 0.0625, "failure": null,
-            "inputs": {"image": "x/a.png"}});
-        let l = ResultLine::from_result_json("a", &v);
-        assert_eq!(l.status, Status::Ok);
-        assert_eq!(l.final_scores, Some(vec![0.75, 1.0]));
-        assert_eq!((l.steps_run, l.seconds, l.loss_proximity), (Some(3), 1.5, Some(0.0625)));
-        assert_eq!(l.file.as_deref(), Some("x/a.png"));
-        let v = serde_json::json!({"failure": "non-finite"});
-        assert_eq!(ResultLine::from_result_json("a", &v).status, Status::Failed);
     }
 }

@@ -7,27 +7,38 @@
 //! - [`classifier`]: decision models (DenseNet, ResNet) and the `DecisionModel` trait.
 //! - [`deeplab`]: the DeepLabV3 segmenter that makes masks from images.
 //! - [`explain`]: the STEEX explainer, presets, region and attribute names.
-//! - [`metrics`]: success, proximity, FID, FVA, MNAC; [`inception`]: pytorch-fid's Inception-v3.
+//! - [`metrics`]: success, proximity, FID, FVA, MNAC and the models behind them
+//!   ([`inception`]: pytorch-fid's Inception-v3; [`metrics::models`]: the face embedder and
+//!   the attribute oracle).
 //! - [`nn`]: named-weight loading and layers shared by the model crates.
 //! - [`weights_convert`]: import the published PyTorch checkpoints into safetensors, safely.
-//! - [`io`]: images, masks, `.npy` arrays and weights files to tensors and back.
-//! - [`dataset`]: folders of images: stable walk, sharding, `results.jsonl`, summaries.
+//!
+//! and adds what the commands run on:
+//!
+//! - [`io`]: images, masks, `.npy` arrays (from `steex-io`) and weights files to models.
+//! - [`run`]: options to settings, models and names, the result folder of one explanation.
+//! - [`results`]: the result schema (`result.json`, `results.jsonl`, `summary.json`, `plan.json`).
+//! - [`dataset`]: folders of images: stable walk, sharding, appending `results.jsonl`.
+//! - [`demo`]: the synthetic-world demo; [`render`]: report pictures.
 
 pub mod alloc;
+#[doc(hidden)]
+pub mod bench_support;
 pub mod dataset;
 pub mod demo;
 pub mod error;
 pub mod io;
 pub mod outdir;
 pub mod render;
-pub mod util;
+pub mod results;
+pub mod run;
 
 pub use error::{Error, Result};
 pub use steex_classifier as classifier;
 pub use steex_deeplab as deeplab;
 pub use steex_explain as explain;
-pub use steex_inception as inception;
 pub use steex_metrics as metrics;
+pub use steex_metrics::models::inception;
 pub use steex_nn as nn;
 pub use steex_sean as sean;
 pub use steex_synth as synth;

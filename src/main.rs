@@ -68,7 +68,7 @@ fn main() -> ExitCode {
     steex::alloc::tune_allocator();
     let cli = Cli::parse();
     // SIGINT/SIGTERM remove the outputs being written: nothing half-written is left.
-    if let Err(e) = steex::outdir::install_interrupt_handler() {
+    if let Err(e) = steex::outdir::install_interrupt_handler(steex::outdir::RESULTS_NOTE) {
         eprintln!("warning: no interrupt handler ({e}); an interrupted run may leave `.tmp` siblings");
     }
     match run(cli) {

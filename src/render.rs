@@ -3,18 +3,8 @@
 
 use font8x8::UnicodeFonts;
 use image::{Rgb, RgbImage};
-
-/// An RGB image from `[3, H, W]` values in [-1, 1].
-pub fn to_rgb(data: &[f32], height: usize, width: usize) -> RgbImage {
-    let mut img = RgbImage::new(width as u32, height as u32);
-    for (x, y, p) in img.enumerate_pixels_mut() {
-        for c in 0..3 {
-            let v = data[c * height * width + y as usize * width + x as usize];
-            p[c] = ((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round() as u8;
-        }
-    }
-    img
-}
+use steex_io::image::{hsv_sector_to_rgb, rgb8};
+pub use steex_io::image::{png, to_rgb};
 
 /// A black-red-yellow-white heat map of `mean_c |a - b|` (both `[3, H, W]`), scaled so
 /// that the largest change is white. Returns the map and that largest change.
@@ -91,32 +81,14 @@ pub fn panel_row(panels: &[(&str, &RgbImage)], captions: &[String]) -> RgbImage 
     out
 }
 
-/// PNG bytes of an image.
-pub fn png(img: &RgbImage) -> Vec<u8> {
-    let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png).expect("PNG encoding into memory");
-    out.into_inner()
-}
-
 /// A distinct colour for label `i` (255, unknown, is grey).
 pub fn label_colour(i: usize) -> Rgb<u8> {
     if i == 255 {
         return Rgb([128, 128, 128]);
     }
     let h = (i as f32 * 0.618_034).fract() * 6.0;
-    let (s, v) = (0.75f32, if i % 2 == 0 { 0.95 } else { 0.7 });
-    let c = v * s;
-    let x = c * (1.0 - (h % 2.0 - 1.0).abs());
-    let (r, g, b) = match h as u32 {
-        0 => (c, x, 0.0),
-        1 => (x, c, 0.0),
-        2 => (0.0, c, x),
-        3 => (0.0, x, c),
-        4 => (x, 0.0, c),
-        _ => (c, 0.0, x),
-    };
-    let m = v - c;
-    Rgb([((r + m) * 255.0) as u8, ((g + m) * 255.0) as u8, ((b + m) * 255.0) as u8])
+    let (s, v) = (0.75f32, if i.is_multiple_of(2) { 0.95 } else { 0.7 });
+    rgb8(hsv_sector_to_rgb(h, s, v))
 }
 
 /// A colour-coded label map with a legend naming the labels present (`names[id]`, and

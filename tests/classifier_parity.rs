@@ -71,7 +71,7 @@ fn output_names_follow_the_output_count_and_small_images_are_refused() {
     convert("resnet", &fixture("resnet_bottleneck/checkpoint.tar")).write(&out).unwrap();
     let m = AnyClassifier::from_weights(&read_weights(&out).unwrap(), &cpu()).unwrap();
     assert_eq!(m.names(), ["move_forward", "stop", "turn_left", "turn_right"]);
-    assert!(m.check_input_size(16, 64).unwrap_err().contains("too small"));
+    assert!(m.check_input_size(16, 64).unwrap_err().to_string().contains("too small"));
     let ck = Checkpoint::open(fixture("densenet/checkpoint.tar")).unwrap();
     let c = convert_densenet(&ck, Some("celeba")).unwrap();
     c.write(&out).unwrap();

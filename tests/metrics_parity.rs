@@ -6,10 +6,10 @@ mod common;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use common::*;
-use steex::classifier::evaluators::{FaceEmbedder, INPUT_SIZE, Oracle, face_input};
 use steex::inception::FidInception;
 use steex::io::{Array, read_image_native, read_weights};
 use steex::metrics;
+use steex::metrics::models::{FaceEmbedder, INPUT_SIZE, Oracle, face_input};
 use weights_convert::Checkpoint;
 use weights_convert::metrics_models::{convert_face, convert_inception, convert_oracle};
 

@@ -57,7 +57,7 @@ fn probe(device: &Device, arg: DeviceArg) -> Result<(), String> {
     });
     std::panic::set_hook(previous);
     match result {
-        Ok(v) if v == 3.0 => Ok(()),
+        Ok(3.0) => Ok(()),
         Ok(v) => Err(format!("--device {arg:?}: the backend computed 1 + 2 = {v}")),
         Err(e) => {
             let msg = e

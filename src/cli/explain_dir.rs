@@ -9,14 +9,17 @@ use burn::tensor::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use steex::Error;
 use steex::dataset::{
-    ImageEntry, PLAN_FILE, Plan, RESULT_FILE, RESULTS_FILE, ResultLine, ResultsWriter, SUMMARY_FILE, Shard, Status,
-    Summary, is_complete, latest_by_stem, list_images, mask_for, read_json, read_results, summarize, write_json,
+    ImageEntry, ResultsWriter, Shard, is_complete, latest_by_stem, list_images, mask_for, read_results,
 };
+use steex::error::bad;
 use steex::explain::explain;
-use steex::io::{Array, LabelMap, load_segmenter, read_image};
+use steex::io::{Array, LabelMap, load_segmenter, read_image, read_json, write_json};
 use steex::outdir::OutDir;
-
-use super::explain::{ExplainOptions, Models, bad, query_labels, split_explanation, write_result};
+use steex::results::{
+    BatchInfo, Inputs, PLAN_FILE, Plan, PlanMismatch, PlanSettings, RESULT_FILE, RESULTS_FILE, ResultJson, ResultLine,
+    SUMMARY_FILE, Status, Summary, summarize,
+};
+use steex::run::{ExplainOptions, Models, query_labels, split_explanation, write_result};
 
 /// Arguments of `steex explain-dir`.
 #[derive(clap::Args, Debug)]
@@ -71,17 +74,6 @@ fn prepare_out(out: &Path, resume: bool, force: bool) -> Result<(), Error> {
         }
     }
     std::fs::create_dir_all(out).map_err(|e| arg(format!("cannot create it: {e}")))
-}
-
-/// Removes the temporary folders a killed run left (`.<stem>.tmp-*`).
-fn remove_stale_temporaries(out: &Path) {
-    let Ok(rd) = std::fs::read_dir(out) else { return };
-    for e in rd.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') && name.contains(".tmp-") && e.path().is_dir() {
-            let _ = std::fs::remove_dir_all(e.path());
-        }
-    }
 }
 
 /// The summary of this run's images from `results.jsonl`, written to `summary.json`.
@@ -169,31 +161,34 @@ pub fn run(args: ExplainDirArgs, device: &Device) -> Result<(), Error> {
     let stems: BTreeSet<String> = mine.iter().map(|e| e.stem.clone()).collect();
 
     // The plan: a resumed run must have the same settings and shard.
-    let settings = serde_json::json!({ "explain": models.settings, "attribute": models.attribute_name() });
+    let settings = PlanSettings { explain: &models.settings, attribute: models.attribute_name() }.to_value();
     let plan = Plan { shard: args.shard, n_total: all.len(), images: stems.iter().cloned().collect(), settings };
     let plan_path = out.join(PLAN_FILE);
     if args.resume && plan_path.is_file() {
         let old: Plan = read_json(&plan_path)?;
-        if old.shard != plan.shard {
-            return Err(bad(format!(
-                "--resume: {} ran shard {}, not {}; give --shard {}",
-                out.display(),
-                old.shard,
-                plan.shard,
-                old.shard
-            )));
-        }
-        if old.settings != plan.settings {
-            return Err(bad(format!(
-                "--resume: {} ran with other settings ({}), not these ({}); use another --out or --force",
-                out.display(),
-                old.settings,
-                plan.settings
-            )));
+        match old.compatible(&plan, true) {
+            Ok(()) => {}
+            Err(PlanMismatch::Shard | PlanMismatch::Split) => {
+                return Err(bad(format!(
+                    "--resume: {} ran shard {}, not {}; give --shard {}",
+                    out.display(),
+                    old.shard,
+                    plan.shard,
+                    old.shard
+                )));
+            }
+            Err(PlanMismatch::Settings) => {
+                return Err(bad(format!(
+                    "--resume: {} ran with other settings ({}), not these ({}); use another --out or --force",
+                    out.display(),
+                    old.settings,
+                    plan.settings
+                )));
+            }
         }
     }
     write_json(&plan_path, &plan)?;
-    remove_stale_temporaries(&out);
+    steex_io::atomic::remove_stale_temporaries(&out, steex_io::atomic::Stale::All);
 
     // Results whose line a kill lost get it back from their result.json.
     let results_path = out.join(RESULTS_FILE);
@@ -206,8 +201,8 @@ pub fn run(args: ExplainDirArgs, device: &Device) -> Result<(), Error> {
             continue;
         }
         let rpath = out.join(stem).join(RESULT_FILE);
-        let v: serde_json::Value = read_json(&rpath)?;
-        let line = ResultLine::from_result_json(stem, &v);
+        let r: ResultJson = read_json(&rpath)?;
+        let line = ResultLine::from_result(stem, &r);
         let recorded = latest.get(stem).is_some_and(|l| l.status == line.status && l.reason == line.reason);
         if !recorded {
             writer.append(&line)?;
@@ -327,22 +322,22 @@ pub fn run(args: ExplainDirArgs, device: &Device) -> Result<(), Error> {
             }
             Ok(ex) => {
                 let arrays = split_explanation(&ex);
-                let company: Vec<&str> = ready.iter().map(|(e, ..)| e.stem.as_str()).collect();
+                let company: Vec<String> = ready.iter().map(|(e, ..)| e.stem.clone()).collect();
                 for (i, (e, query, labels, mask_path)) in ready.iter().enumerate() {
                     let dir = OutDir::create(&out.join(&e.stem), true)?;
-                    let mut extra = serde_json::Map::new();
-                    extra.insert("image".into(), serde_json::json!(e.stem));
-                    extra.insert("batch".into(), serde_json::json!({ "index": ci, "images": company }));
-                    extra.insert("seconds".into(), serde_json::json!(secs));
-                    extra.insert(
-                        "inputs".into(),
-                        serde_json::json!({
-                            "generator": args.options.generator, "classifier": args.options.classifier,
-                            "image": e.path, "mask": mask_path, "segmenter": args.segmenter,
-                        }),
-                    );
-                    let v = write_result(dir, &models, query, labels, &arrays[i], &ex.images[i], extra)?;
-                    let l = ResultLine::from_result_json(&e.stem, &v);
+                    let inputs = Inputs {
+                        generator: args.options.generator.clone(),
+                        classifier: args.options.classifier.clone(),
+                        image: Some(e.path.clone()),
+                        mask: mask_path.clone(),
+                        segmenter: args.segmenter.clone(),
+                    };
+                    let mut result = models.result_json(&ex.images[i], inputs);
+                    result.image = Some(e.stem.clone());
+                    result.batch = Some(BatchInfo { index: ci, images: company.clone() });
+                    result.seconds = secs;
+                    let r = write_result(dir, &models, query, labels, &arrays[i], result)?;
+                    let l = ResultLine::from_result(&e.stem, &r);
                     writer.append(&l)?;
                     tally.add(&l);
                     bar.inc(1);

@@ -4,12 +4,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use steex::Error;
-use steex::dataset::{
-    PLAN_FILE, Plan, RESULTS_FILE, ResultLine, SUMMARY_FILE, Status, latest_by_stem, read_json, read_results, summarize,
-};
+use steex::dataset::{latest_by_stem, read_results};
+use steex::error::bad;
+use steex::io::read_json;
 use steex::outdir::OutDir;
-
-use super::explain::bad;
+use steex::results::{PLAN_FILE, Plan, PlanMismatch, RESULTS_FILE, ResultLine, SUMMARY_FILE, Status, summarize};
 
 /// Arguments of `steex merge`.
 #[derive(clap::Args, Debug)]
@@ -41,25 +40,28 @@ pub fn run(args: MergeArgs) -> Result<(), Error> {
         }
         let plan: Plan = read_json(&plan_path)?;
         if let Some((d0, p0)) = &first {
-            if (p0.shard.count, p0.n_total) != (plan.shard.count, plan.n_total) {
-                return Err(bad(format!(
-                    "{} is shard {} of {} images but {} is shard {} of {}: not the same run",
-                    dir.display(),
-                    plan.shard,
-                    plan.n_total,
-                    d0.display(),
-                    p0.shard,
-                    p0.n_total
-                )));
-            }
-            if p0.settings != plan.settings {
-                return Err(bad(format!(
-                    "{} ran with settings {} but {} with {}: not the same run",
-                    dir.display(),
-                    plan.settings,
-                    d0.display(),
-                    p0.settings
-                )));
+            match p0.compatible(&plan, false) {
+                Ok(()) => {}
+                Err(PlanMismatch::Split | PlanMismatch::Shard) => {
+                    return Err(bad(format!(
+                        "{} is shard {} of {} images but {} is shard {} of {}: not the same run",
+                        dir.display(),
+                        plan.shard,
+                        plan.n_total,
+                        d0.display(),
+                        p0.shard,
+                        p0.n_total
+                    )));
+                }
+                Err(PlanMismatch::Settings) => {
+                    return Err(bad(format!(
+                        "{} ran with settings {} but {} with {}: not the same run",
+                        dir.display(),
+                        plan.settings,
+                        d0.display(),
+                        p0.settings
+                    )));
+                }
             }
         } else {
             first = Some((dir.clone(), plan.clone()));
@@ -100,7 +102,7 @@ pub fn run(args: MergeArgs) -> Result<(), Error> {
 
     let mut text = String::new();
     for l in merged.values() {
-        text.push_str(&serde_json::to_string(l).expect("serialisable"));
+        text.push_str(&steex_io::json::to_line(l));
         text.push('\n');
     }
     let mut s = summarize(plan.n_total, merged.values());
@@ -108,7 +110,7 @@ pub fn run(args: MergeArgs) -> Result<(), Error> {
     s.duplicates = duplicates.iter().cloned().collect();
     s.missing_shards = missing_shards.clone();
     out.write(RESULTS_FILE, text.as_bytes())?;
-    out.write(SUMMARY_FILE, serde_json::to_string_pretty(&s).expect("serialisable").as_bytes())?;
+    out.write(SUMMARY_FILE, steex_io::json::to_pretty(&s).as_bytes())?;
     out.commit()?;
 
     let list = |v: &BTreeSet<String>| v.iter().take(20).cloned().collect::<Vec<_>>().join(", ");

@@ -6,11 +6,13 @@ use std::path::{Path, PathBuf};
 use burn::tensor::{Device, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 use steex::Error;
-use steex::classifier::evaluators::{FaceEmbedder, INPUT_SIZE, Oracle, face_input};
 use steex::dataset::list_images;
+use steex::error::bad;
 use steex::inception::FidInception;
-use steex::io::{image_size, read_image, read_image_native, read_npy, read_weights};
+use steex::io::{image_size, read_image, read_image_native, read_json, read_npy, read_weights};
+use steex::metrics::models::{FaceEmbedder, INPUT_SIZE, Oracle, face_input};
 use steex::metrics::{ProximityTally, SuccessTally, Summary, code_change, fid_from_features, fva, mnac, proximity};
+use steex::results::{RESULT_FILE, ResultJson};
 
 /// Arguments of `steex metrics`.
 #[derive(clap::Args, Debug)]
@@ -44,10 +46,6 @@ pub struct MetricsArgs {
     pub json: bool,
 }
 
-fn bad(m: String) -> Error {
-    Error::Argument(m)
-}
-
 /// CelebA's index of a decision attribute name, as the 40-output oracle orders them.
 fn celeba_index(name: &str) -> Option<usize> {
     match name.to_ascii_lowercase().as_str() {
@@ -64,15 +62,9 @@ struct Pair {
     real: PathBuf,
     cf: PathBuf,
     /// `result.json` of an explain-dir result folder.
-    result: Option<serde_json::Value>,
+    result: Option<ResultJson>,
     /// The result folder (for `z_initial.npy` / `z_final.npy`).
     dir: Option<PathBuf>,
-}
-
-fn read_json(path: &Path) -> Result<serde_json::Value, Error> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| Error::Npy { path: path.to_path_buf(), reason: format!("not JSON: {e}") })
 }
 
 /// Pairs every counterfactual with its real image.
@@ -93,7 +85,7 @@ fn pairs(args: &MetricsArgs) -> Result<Vec<Pair>, Error> {
     };
     // explain-dir layout: sub-folders holding counterfactual.png.
     let mut subdirs: Vec<PathBuf> = std::fs::read_dir(&args.counterfactuals)
-        .map_err(|source| Error::Io { path: args.counterfactuals.clone(), source })?
+        .map_err(|source| Error::io(&args.counterfactuals, source))?
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.is_dir() && p.join("counterfactual.png").is_file())
@@ -104,8 +96,8 @@ fn pairs(args: &MetricsArgs) -> Result<Vec<Pair>, Error> {
     if !subdirs.is_empty() {
         for d in subdirs {
             let stem = d.file_name().expect("a folder name").to_string_lossy().into_owned();
-            let rj = d.join("result.json");
-            let result = if rj.is_file() { Some(read_json(&rj)?) } else { None };
+            let rj = d.join(RESULT_FILE);
+            let result = if rj.is_file() { Some(read_json::<ResultJson>(&rj)?) } else { None };
             out.push(Pair { real: find_real(&stem)?, cf: d.join("counterfactual.png"), stem, result, dir: Some(d) });
         }
     } else {
@@ -171,9 +163,7 @@ fn batch_224(paths: &[&PathBuf], f: impl Fn(&[f32]) -> Vec<f32>, device: &Device
     Ok(Tensor::from_data(TensorData::new(data, [paths.len(), 3, INPUT_SIZE, INPUT_SIZE]), device))
 }
 
-fn to_vec(t: Tensor<2>) -> Vec<f32> {
-    t.into_data().convert::<f32>().try_into_vec::<f32>().expect("float32 data")
-}
+use steex::io::host as to_vec;
 
 /// Runs `steex metrics`.
 pub fn run(args: MetricsArgs, device: &Device) -> Result<(), Error> {
@@ -190,9 +180,7 @@ pub fn run(args: MetricsArgs, device: &Device) -> Result<(), Error> {
     let b = bar(n, "proximity");
     for p in &pairs {
         if let Some(r) = &p.result {
-            if let Some(s) = r.get("success").and_then(|s| s.as_bool()) {
-                success.add(s, r.pointer("/attribute/name").and_then(|a| a.as_str()));
-            }
+            success.add(r.explanation.success, Some(r.attribute.name.as_str()));
         }
         let cf = read_image_native(&p.cf)?;
         let size = (cf.shape[2], cf.shape[3]);
@@ -276,10 +264,7 @@ pub fn run(args: MetricsArgs, device: &Device) -> Result<(), Error> {
             let targets: Vec<Option<usize>> = pairs
                 .iter()
                 .map(|p| {
-                    args.oracle_target.or_else(|| {
-                        let name = p.result.as_ref()?.pointer("/attribute/name")?.as_str()?;
-                        celeba_index(name).filter(|&i| i < k)
-                    })
+                    args.oracle_target.or_else(|| celeba_index(&p.result.as_ref()?.attribute.name).filter(|&i| i < k))
                 })
                 .collect();
             let unknown = targets.iter().filter(|t| t.is_none()).count();

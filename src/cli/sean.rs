@@ -50,8 +50,7 @@ fn model_mask(g: &SeanGenerator, path: &Path, device: &Device) -> Result<(LabelM
     let (h, w) = g.config().image_size();
     raw.check(g.config().labels, path)?;
     let mask = raw.resized(h, w);
-    let sm =
-        g.mask(mask.to_tensor(device)).map_err(|e| Error::Mask { path: path.to_path_buf(), reason: e.to_string() })?;
+    let sm = g.mask(mask.to_tensor(device)).map_err(|e| Error::mask(path, e.to_string()))?;
     Ok((raw, sm))
 }
 
@@ -94,10 +93,7 @@ pub fn generate(args: GenerateArgs, device: &Device) -> Result<(), Error> {
     let c = g.config();
     let want = [1, c.labels, c.style_length];
     if codes.shape != want {
-        return Err(Error::Npy {
-            path: args.codes.clone(),
-            reason: format!("codes have shape {:?}, expected {want:?}", codes.shape),
-        });
+        return Err(Error::npy(args.codes.clone(), format!("codes have shape {:?}, expected {want:?}", codes.shape)));
     }
     let image = g.generate(&mask, codes.to_tensor::<3>(device), args.noise)?;
     let out = Array::from_tensor(image);

@@ -55,10 +55,7 @@ pub fn run(args: SegmentArgs, device: &Device) -> Result<(), Error> {
     let image = read_image_native(&args.image)?;
     let (h, w) = (image.shape[2], image.shape[3]);
     if h < 8 || w < 8 {
-        return Err(Error::Image {
-            path: args.image.clone(),
-            reason: format!("a {w}x{h} image is too small to segment"),
-        });
+        return Err(Error::image(args.image.clone(), format!("a {w}x{h} image is too small to segment")));
     }
     let classes = model.config().classes;
     let (gen_labels, logits, raw) = segment_to_labels(&model, preset.as_deref(), &image, device);
@@ -66,7 +63,7 @@ pub fn run(args: SegmentArgs, device: &Device) -> Result<(), Error> {
     let conv = LabelConvention::detect(preset.as_deref(), classes);
     let (labels, names): (Vec<u8>, Vec<String>) = match args.labels {
         Labels::Generator => {
-            let l = if conv == LabelConvention::ShiftedByOne { classes } else { classes };
+            let l = classes;
             (gen_labels.labels.clone(), region_names(l, p))
         }
         Labels::Raw => {

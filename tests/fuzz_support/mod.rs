@@ -304,6 +304,12 @@ pub fn duration() -> Duration {
     Duration::from_secs_f64(secs)
 }
 
+/// A structure-aware mutation of an input (`None` when it does not apply).
+pub type Mutation<'a> = &'a dyn Fn(&mut Rng, &[u8]) -> Option<Vec<u8>>;
+
+/// Named inputs: `(file name, bytes)`.
+pub type NamedInputs = Vec<(String, Vec<u8>)>;
+
 /// A fuzz target: its name, the file extension of its inputs, and the reader, called on the
 /// path of a file holding the input. Every refusal must name that path.
 pub struct Target<'a> {
@@ -312,7 +318,7 @@ pub struct Target<'a> {
     pub run: &'a dyn Fn(&Path) -> Outcome,
     /// A structure-aware mutation (for example of a zip archive's entries), tried on a
     /// third of the iterations; `None` when it does not apply to an input.
-    pub custom: Option<&'a dyn Fn(&mut Rng, &[u8]) -> Option<Vec<u8>>>,
+    pub custom: Option<Mutation<'a>>,
     /// The longest one call may take before the input counts as a hang.
     pub slow: Duration,
 }
@@ -373,10 +379,10 @@ pub fn fuzz(target: &Target, seeds: &[(String, Vec<u8>)], regressions: &[(String
         let i = rng.below(corpus.len());
         let j = rng.below(seeds_n);
         let mut data = None;
-        if let Some(custom) = target.custom {
-            if rng.chance(0.33) {
-                data = custom(&mut rng, &corpus[i]);
-            }
+        if let Some(custom) = target.custom
+            && rng.chance(0.33)
+        {
+            data = custom(&mut rng, &corpus[i]);
         }
         let data = data.unwrap_or_else(|| mutate(&mut rng, &corpus[i], &corpus[j]));
         if data.len() > 4 << 20 {
@@ -407,7 +413,7 @@ pub fn fuzz(target: &Target, seeds: &[(String, Vec<u8>)], regressions: &[(String
 }
 
 /// The committed seed corpus and regressions of `name` under `fixtures` (`tests/fixtures`).
-pub fn corpus(fixtures: &Path, name: &str) -> (Vec<(String, Vec<u8>)>, Vec<(String, Vec<u8>)>) {
+pub fn corpus(fixtures: &Path, name: &str) -> (NamedInputs, NamedInputs) {
     let seeds = read_dir_files(&fixtures.join("fuzz").join(name));
     let regressions = read_dir_files(&fixtures.join("fuzz/regressions").join(name));
     (seeds, regressions)

@@ -46,10 +46,16 @@ pub enum ConvertError {
     Output { path: PathBuf, reason: String },
 }
 
-/// Text from a file (a tensor name, a storage key, a parser's message) made safe for a
-/// one-line message: control characters such as newlines are shown escaped (`\n`).
-pub fn clean(text: &str) -> String {
-    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
+pub use steex_io::clean;
+
+impl From<steex_io::IoError> for ConvertError {
+    fn from(e: steex_io::IoError) -> Self {
+        match e {
+            steex_io::IoError::Output { path, reason } => ConvertError::Output { path, reason },
+            steex_io::IoError::Io { path, source } => ConvertError::Io { path, source },
+            other => ConvertError::Argument(other.to_string()),
+        }
+    }
 }
 
 /// Result alias for the converter.

@@ -200,11 +200,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // SIGINT/SIGTERM/SIGHUP: remove the output being written (its temporary), never leave a
     // partial file; the previous output, if any, is untouched.
-    let _ = ctrlc::set_handler(|| {
-        let removed = weights_convert::output::remove_tracked_temporaries();
-        eprintln!("\ninterrupted{}", if removed > 0 { "; the partial output was removed" } else { "" });
-        std::process::exit(130);
-    });
+    let _ = steex_io::interrupt::install_interrupt_handler("; the partial output was removed");
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

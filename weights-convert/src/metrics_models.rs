@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use steex_classifier::evaluators::{FACE_KIND, FaceEmbedder, ORACLE_KIND, Oracle};
 use steex_classifier::resnet::{BlockKind, ResNetConfig};
-use steex_inception::InceptionConfig;
+use steex_metrics::models::inception::{self, InceptionConfig};
+use steex_metrics::models::{FACE_KIND, FaceEmbedder, ORACLE_KIND, Oracle};
 
 use crate::checkpoint::Checkpoint;
 use crate::convert::{Converted, ModelSpec, convert_state_dict, is_num_batches_tracked};
@@ -34,7 +34,7 @@ pub fn convert_inception(ckpt: &Checkpoint) -> Result<Converted> {
     let s = shapes(ckpt);
     let config = InceptionConfig::infer(|n| s.get(n).cloned()).map_err(wrong(ckpt, "FID Inception-v3"))?;
     let spec = ModelSpec {
-        kind: steex_inception::KIND.into(),
+        kind: inception::KIND.into(),
         expected: config.expected_tensors(),
         unused: fc_or_counter,
         config: config.to_metadata(),

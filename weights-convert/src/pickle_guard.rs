@@ -367,7 +367,7 @@ impl<'a> Walker<'a> {
                     self.pop_mark(at)?;
                     self.stack.push(Item::Other);
                 }
-                0x85 | 0x86 | 0x87 => {
+                0x85..=0x87 => {
                     for _ in 0..(op - 0x84) {
                         self.pop(at)?;
                     }
@@ -392,7 +392,7 @@ impl<'a> Walker<'a> {
                         b'o' => "OBJ",
                         0x81 => "NEWOBJ",
                         0x92 => "NEWOBJ_EX",
-                        0x82 | 0x83 | 0x84 => "EXT",
+                        0x82..=0x84 => "EXT",
                         0x96 => "BYTEARRAY8",
                         0x97 => "NEXT_BUFFER",
                         0x98 => "READONLY_BUFFER",

@@ -17,6 +17,7 @@ pub struct AnyClassifier {
 }
 
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one model, built once and held
 enum Model {
     DenseNet(DenseNet),
     ResNet(ResNet),
@@ -25,17 +26,11 @@ enum Model {
 impl AnyClassifier {
     /// Builds the model the file's metadata names (`kind` densenet or resnet).
     pub fn from_weights(w: &Weights, device: &Device) -> Result<Self, ClassifierError> {
-        let kind: String = w.meta("kind")?;
+        let kind = w.kind(&[densenet::KIND, resnet::KIND], "a decision model (kind densenet or resnet)")?;
         let model = match kind.as_str() {
             densenet::KIND => Model::DenseNet(DenseNet::load(w, DenseNetConfig::from_metadata(w)?, device)?),
-            resnet::KIND => {
-                Model::ResNet(ResNet::load(w, ResNetConfig::from_metadata(w)?, w.meta("classes")?, device)?)
-            }
-            other => {
-                return Err(ClassifierError::Config(format!(
-                    "this is a `{other}` file, not a decision model (kind densenet or resnet)"
-                )));
-            }
+            // The only other kind `Weights::kind` lets through.
+            _ => Model::ResNet(ResNet::load(w, ResNetConfig::from_metadata(w)?, w.meta("classes")?, device)?),
         };
         let k = match &model {
             Model::DenseNet(m) => m.num_outputs(),
@@ -76,7 +71,7 @@ impl DecisionModel for AnyClassifier {
     fn num_outputs(&self) -> usize {
         self.inner().num_outputs()
     }
-    fn check_input_size(&self, height: usize, width: usize) -> Result<(), String> {
+    fn check_input_size(&self, height: usize, width: usize) -> Result<(), ClassifierError> {
         self.inner().check_input_size(height, width)
     }
 }

@@ -2,6 +2,8 @@
 
 use burn::tensor::Tensor;
 
+use crate::error::ClassifierError;
+
 /// A differentiable image classifier with `K` independent (multi-label) outputs: logits
 /// whose sigmoids are the probabilities. Implement it for your own burn module to explain
 /// it; the bundled [`crate::DenseNet`] and [`crate::ResNet`] implement it.
@@ -11,14 +13,19 @@ use burn::tensor::Tensor;
 /// and should hold no trainable parameters (`Module::no_grad`), so that explaining never
 /// computes a weight gradient.
 pub trait DecisionModel {
-    /// Logits `[B, K]`.
+    /// Decision logits of images in [-1, 1].
+    ///
+    /// # Shapes
+    /// - input: `[B, 3, H, W]`
+    /// - output: `[B, K]`
     fn logits(&self, images: Tensor<4>) -> Tensor<2>;
 
     /// Number of outputs `K`.
     fn num_outputs(&self) -> usize;
 
-    /// Checks an input size `(height, width)` can go through the model; `Err` says why not.
-    fn check_input_size(&self, height: usize, width: usize) -> Result<(), String> {
+    /// Checks an input size `(height, width)` can go through the model; `Err` (a
+    /// [`ClassifierError::Input`]) says why not.
+    fn check_input_size(&self, height: usize, width: usize) -> Result<(), ClassifierError> {
         let _ = (height, width);
         Ok(())
     }

@@ -10,7 +10,7 @@ use burn::nn::pool::{AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Linear, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
-use steex_nn::{BatchNorm2d, Weights, WeightsError, batch_norm_shapes, conv2d, linear};
+use steex_nn::{BatchNorm2d, ConvSpec, Scope, Weights, WeightsError, batch_norm_shapes, load_linear};
 
 use crate::decision::DecisionModel;
 use crate::error::ClassifierError;
@@ -198,25 +198,30 @@ impl DenseNet {
         }
         let (ins, out) = config.widths();
         let mid = config.bn_size * config.growth_rate;
+        let f = w.pp(PREFIX);
+        let bn = |s: &Scope<'_>, c: usize| BatchNorm2d::load(s, c, true, device);
+        let conv = |[i, o]: [usize; 2], k: usize, s: &Scope<'_>| {
+            ConvSpec::new([i, o], k).with_padding(k / 2).with_bias(false).load(s, device)
+        };
         let mut blocks = Vec::new();
         for (b, (&n, &cin)) in config.block_config.iter().zip(&ins).enumerate() {
             let mut layers = Vec::new();
             for j in 0..n {
-                let p = format!("{PREFIX}.denseblock{}.denselayer{}", b + 1, j + 1);
+                let p = f.pp(format!("denseblock{}", b + 1)).pp(format!("denselayer{}", j + 1));
                 let c = cin + j * config.growth_rate;
                 layers.push(DenseLayer {
-                    norm1: BatchNorm2d::load(w, &format!("{p}.norm1"), c, true, device)?,
-                    conv1: conv2d(w, &format!("{p}.conv1"), [c, mid], 1, 1, 0, 1, false, device)?,
-                    norm2: BatchNorm2d::load(w, &format!("{p}.norm2"), mid, true, device)?,
-                    conv2: conv2d(w, &format!("{p}.conv2"), [mid, config.growth_rate], 3, 1, 1, 1, false, device)?,
+                    norm1: bn(&p.pp("norm1"), c)?,
+                    conv1: conv([c, mid], 1, &p.pp("conv1"))?,
+                    norm2: bn(&p.pp("norm2"), mid)?,
+                    conv2: conv([mid, config.growth_rate], 3, &p.pp("conv2"))?,
                 });
             }
             let transition = if b + 1 < config.block_config.len() {
                 let c = cin + n * config.growth_rate;
-                let p = format!("{PREFIX}.transition{}", b + 1);
+                let p = f.pp(format!("transition{}", b + 1));
                 Some(Transition {
-                    norm: BatchNorm2d::load(w, &format!("{p}.norm"), c, true, device)?,
-                    conv: conv2d(w, &format!("{p}.conv"), [c, c / 2], 1, 1, 0, 1, false, device)?,
+                    norm: bn(&p.pp("norm"), c)?,
+                    conv: conv([c, c / 2], 1, &p.pp("conv"))?,
                     pool: AvgPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
                 })
             } else {
@@ -225,15 +230,19 @@ impl DenseNet {
             blocks.push(DenseBlock { layers, transition });
         }
         let m = DenseNet {
-            conv0: conv2d(w, &format!("{PREFIX}.conv0"), [3, config.num_init_features], 7, 2, 3, 1, false, device)?,
-            norm0: BatchNorm2d::load(w, &format!("{PREFIX}.norm0"), config.num_init_features, true, device)?,
+            conv0: ConvSpec::new([3, config.num_init_features], 7)
+                .with_stride(2)
+                .with_padding(3)
+                .with_bias(false)
+                .load(&f.pp("conv0"), device)?,
+            norm0: bn(&f.pp("norm0"), config.num_init_features)?,
             pool0: MaxPool2dConfig::new([3, 3])
                 .with_strides([2, 2])
                 .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
                 .init(),
             blocks,
-            norm5: BatchNorm2d::load(w, &format!("{PREFIX}.norm5"), out, true, device)?,
-            classifier: linear(w, "classifier", [out, config.classes], device)?,
+            norm5: bn(&f.pp("norm5"), out)?,
+            classifier: load_linear(&w.pp("classifier"), [out, config.classes], device)?,
             config,
         };
         w.finish()?;
@@ -245,7 +254,11 @@ impl DenseNet {
         &self.config
     }
 
-    /// Pooled features `[B, F]` (before the classifier).
+    /// Pooled features (before the classifier).
+    ///
+    /// # Shapes
+    /// - input: `[B, 3, H, W]`
+    /// - output: `[B, F]`, `F` the channels after `norm5`
     pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
         let x = self.pool0.forward(relu(self.norm0.forward(self.conv0.forward(x))));
         let mut x = x;
@@ -275,7 +288,7 @@ impl DecisionModel for DenseNet {
         self.config.classes
     }
 
-    fn check_input_size(&self, height: usize, width: usize) -> Result<(), String> {
+    fn check_input_size(&self, height: usize, width: usize) -> Result<(), ClassifierError> {
         // conv0 (stride 2), pool0 (stride 2), one 2x2 pool per transition.
         let shrink = |s: usize| {
             let mut s = (s + 2 * 3 - 7) / 2 + 1;
@@ -286,11 +299,38 @@ impl DecisionModel for DenseNet {
             s
         };
         if height < 7 || width < 7 || shrink(height) == 0 || shrink(width) == 0 {
-            return Err(format!(
+            return Err(ClassifierError::Input(format!(
                 "a {width}x{height} image is too small for this DenseNet (at least {0}x{0} pixels)",
                 4 << (self.config.block_config.len() - 1)
-            ));
+            )));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::Distribution;
+
+    use super::*;
+
+    /// A random tiny DenseNet: logits `[B, K]`, finite, and each image's logits do not
+    /// depend on the rest of its batch (batch norm in eval mode).
+    #[test]
+    fn random_densenet_shapes_and_batch_independence() {
+        let device = Device::flex();
+        let config =
+            DenseNetConfig { growth_rate: 2, block_config: vec![1, 2], num_init_features: 4, bn_size: 2, classes: 3 };
+        let w = Weights::random(&config.expected_tensors(), &BTreeMap::new(), 2);
+        let m = DenseNet::load(&w, config, &device).unwrap();
+        let x = Tensor::<4>::random([2, 3, 32, 32], Distribution::Uniform(-1.0, 1.0), &device);
+        let both = steex_nn::host(m.logits(x.clone()));
+        assert_eq!(both.len(), 6);
+        assert!(both.iter().all(|v| v.is_finite()));
+        let first = steex_nn::host(m.logits(x.narrow(0, 0, 1)));
+        for (a, b) in first.iter().zip(&both[..3]) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+        assert!(matches!(m.check_input_size(4, 4), Err(ClassifierError::Input(_))));
     }
 }

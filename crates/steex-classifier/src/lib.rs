@@ -8,12 +8,10 @@ pub mod any;
 pub mod decision;
 pub mod densenet;
 pub mod error;
-pub mod evaluators;
 pub mod resnet;
 
 pub use any::AnyClassifier;
 pub use decision::{DecisionModel, default_output_names};
 pub use densenet::{DenseNet, DenseNetConfig};
 pub use error::ClassifierError;
-pub use evaluators::{FaceEmbedder, Oracle};
 pub use resnet::{BlockKind, ResNet, ResNetBackbone, ResNetConfig};

@@ -1,6 +1,6 @@
 //! DeepLabV3 as torchvision builds it (`deeplabv3_resnet50` / `deeplabv3_resnet101`, no
 //! auxiliary head), in burn: a ResNet backbone with layer3 and layer4 dilated (output
-//! stride 8; the blocks are the classifier crate's), the ASPP head (rates 12/24/36 and image
+//! stride 8; `steex-resnet`'s backbone), the ASPP head (rates 12/24/36 and image
 //! pooling), a 3x3 conv, the class projection, and bilinear upsampling to the input size
 //! (`align_corners=False`). Checkpoint names: `backbone.*`, `classifier.*`.
 
@@ -12,8 +12,8 @@ use burn::tensor::activation::relu;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Tensor};
-use steex_classifier::{ResNetBackbone, ResNetConfig};
-use steex_nn::{BatchNorm2d, Weights, WeightsError, batch_norm_shapes, conv2d};
+use steex_nn::{BatchNorm2d, ConvSpec, Weights, WeightsError, batch_norm_shapes};
+use steex_resnet::{BlockKind, ResNetBackbone, ResNetConfig};
 
 /// Metadata value of `kind` for a converted DeepLabV3.
 pub const KIND: &str = "deeplab";
@@ -80,7 +80,7 @@ impl DeepLabConfig {
     pub fn infer(shape: impl Fn(&str) -> Option<Vec<usize>>) -> Result<Self, String> {
         let mut backbone = ResNetConfig::infer("backbone", &shape)?;
         backbone.dilate = [false, true, true];
-        if backbone.block != steex_classifier::BlockKind::Bottleneck {
+        if backbone.block != BlockKind::Bottleneck {
             return Err("DeepLabV3's backbone is a Bottleneck ResNet (50/101)".into());
         }
         let first = |n: &str| shape(n).and_then(|s| s.first().copied()).ok_or(format!("missing tensor `{n}`"));
@@ -137,36 +137,41 @@ pub struct DeepLabV3 {
 }
 
 impl DeepLabV3 {
+    /// Builds the model from a `weights-convert deeplab` file (`kind` deeplab), its sizes
+    /// read from the metadata; every tensor must be used.
+    pub fn from_weights(w: &Weights, device: &Device) -> Result<Self, DeepLabError> {
+        w.kind(&[KIND], &format!("a segmenter (kind {KIND})"))?;
+        Self::load(w, DeepLabConfig::from_metadata(w)?, device)
+    }
+
     /// Builds the model from converted weights; every tensor must be used.
     pub fn load(w: &Weights, config: DeepLabConfig, device: &Device) -> Result<Self, DeepLabError> {
         let (cin, h) = (config.backbone.out_channels(), config.head);
-        let bn = |p: &str| BatchNorm2d::load(w, p, h, true, device);
-        let mut aspp = vec![ConvBn {
-            conv: conv2d(w, "classifier.0.convs.0.0", [cin, h], 1, 1, 0, 1, false, device)?,
-            bn: bn("classifier.0.convs.0.1")?,
-        }];
+        let c = w.pp("classifier");
+        let convs = c.pp(0).pp("convs");
+        let bn = |s: &steex_nn::Scope<'_>| BatchNorm2d::load(s, h, true, device);
+        let conv = |k: usize, [i, o]: [usize; 2], s: &steex_nn::Scope<'_>| {
+            ConvSpec::new([i, o], k).with_padding(k / 2).with_bias(false).load(s, device)
+        };
+        let mut aspp = vec![ConvBn { conv: conv(1, [cin, h], &convs.pp("0.0"))?, bn: bn(&convs.pp("0.1"))? }];
         for (i, r) in RATES.iter().enumerate() {
+            let b = convs.pp(i + 1);
             aspp.push(ConvBn {
-                conv: conv2d(w, &format!("classifier.0.convs.{}.0", i + 1), [cin, h], 3, 1, *r, *r, false, device)?,
-                bn: bn(&format!("classifier.0.convs.{}.1", i + 1))?,
+                conv: ConvSpec::new([cin, h], 3)
+                    .with_padding(*r)
+                    .with_dilation(*r)
+                    .with_bias(false)
+                    .load(&b.pp(0), device)?,
+                bn: bn(&b.pp(1))?,
             });
         }
         let m = DeepLabV3 {
-            backbone: ResNetBackbone::load(w, "backbone", &config.backbone, device)?,
+            backbone: ResNetBackbone::load(&w.pp("backbone"), &config.backbone, device)?,
             aspp,
-            pooling: ConvBn {
-                conv: conv2d(w, "classifier.0.convs.4.1", [cin, h], 1, 1, 0, 1, false, device)?,
-                bn: bn("classifier.0.convs.4.2")?,
-            },
-            project: ConvBn {
-                conv: conv2d(w, "classifier.0.project.0", [5 * h, h], 1, 1, 0, 1, false, device)?,
-                bn: bn("classifier.0.project.1")?,
-            },
-            head: ConvBn {
-                conv: conv2d(w, "classifier.1", [h, h], 3, 1, 1, 1, false, device)?,
-                bn: bn("classifier.2")?,
-            },
-            cls: conv2d(w, "classifier.4", [h, config.classes], 1, 1, 0, 1, true, device)?,
+            pooling: ConvBn { conv: conv(1, [cin, h], &convs.pp("4.1"))?, bn: bn(&convs.pp("4.2"))? },
+            project: ConvBn { conv: conv(1, [5 * h, h], &c.pp("0.project.0"))?, bn: bn(&c.pp("0.project.1"))? },
+            head: ConvBn { conv: conv(3, [h, h], &c.pp(1))?, bn: bn(&c.pp(2))? },
+            cls: ConvSpec::new([h, config.classes], 1).load(&c.pp(4), device)?,
             config,
         };
         w.finish()?;
@@ -178,7 +183,11 @@ impl DeepLabV3 {
         &self.config
     }
 
-    /// Logits `[B, C, H, W]` of images `[B, 3, H, W]` in [-1, 1].
+    /// Per-pixel class logits of images in [-1, 1].
+    ///
+    /// # Shapes
+    /// - input: `[B, 3, H, W]`
+    /// - output: `[B, classes, H, W]`
     pub fn forward(&self, images: Tensor<4>) -> Tensor<4> {
         let [_, _, h, w] = images.dims();
         let f = self.backbone.forward(images);
@@ -241,4 +250,27 @@ pub fn argmax_classes(logits: &[f32], classes: usize, height: usize, width: usiz
             best
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::Distribution;
+
+    use super::*;
+
+    /// A random tiny DeepLabV3: logits at the input's size (any size), finite.
+    #[test]
+    fn random_deeplab_keeps_the_input_size() {
+        let device = Device::flex();
+        let backbone =
+            ResNetConfig { block: BlockKind::Bottleneck, layers: [1, 1, 1, 1], width: 2, dilate: [false, true, true] };
+        let config = DeepLabConfig { backbone, classes: 3, head: 4 };
+        let w = Weights::random(&config.expected_tensors(), &BTreeMap::new(), 5);
+        let m = DeepLabV3::load(&w, config, &device).unwrap();
+        for (h, wd) in [(32, 32), (40, 56)] {
+            let y = m.forward(Tensor::<4>::random([1, 3, h, wd], Distribution::Uniform(-1.0, 1.0), &device));
+            assert_eq!(y.dims(), [1, 3, h, wd]);
+            assert!(steex_nn::host(y).iter().all(|v| v.is_finite()));
+        }
+    }
 }

@@ -2,7 +2,8 @@
 //! no amsgrad), so that float32 results follow the reference step for step.
 
 /// Adam hyper-parameters.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct AdamConfig {
     /// Learning rate (0.01 in STEEX).
     pub lr: f64,

@@ -3,15 +3,18 @@
 
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, TensorData};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use steex_classifier::DecisionModel;
+use steex_nn::host;
 use steex_sean::NoiseMode;
 
 use crate::adam::{Adam, AdamConfig};
 use crate::generator::StyleGenerator;
 
-/// What to explain and how (defaults: the published settings, with seeded noise).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// What to explain and how (defaults: the published settings, with seeded noise). Build it
+/// from command options with [`Optimisation::settings`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ExplainSettings {
     /// Decision output under study.
     pub attribute: usize,
@@ -22,7 +25,7 @@ pub struct ExplainSettings {
     /// Weight of the proximity term `sum_j ||z_j - z0_j||^2` (0.3 published).
     pub lambda_prox: f64,
     /// ACE noise during the optimisation and for the images produced.
-    #[serde(serialize_with = "noise_str")]
+    #[serde(serialize_with = "noise_str", deserialize_with = "noise_parse")]
     pub noise: NoiseMode,
     /// Stop an image once its decision has flipped and stayed flipped for this many steps.
     pub early_stop: Option<usize>,
@@ -38,6 +41,51 @@ fn noise_str<S: serde::Serializer>(n: &NoiseMode, s: S) -> Result<S::Ok, S::Erro
         NoiseMode::Reference => "reference".to_string(),
         NoiseMode::Seeded(k) => format!("seed:{k}"),
     })
+}
+
+fn noise_parse<'de, D: serde::Deserializer<'de>>(d: D) -> Result<NoiseMode, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map_err(serde::de::Error::custom)
+}
+
+/// How the codes are optimised, as every command and the demo give it: the one way to an
+/// [`ExplainSettings`] ([`Optimisation::settings`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Optimisation {
+    /// Adam updates.
+    pub steps: usize,
+    /// Adam's learning rate.
+    pub lr: f64,
+    /// Adam's denominator epsilon; `None`: the published 1e-8.
+    pub adam_eps: Option<f64>,
+    /// Weight of the proximity term.
+    pub lambda_prox: f64,
+    /// ACE noise.
+    pub noise: NoiseMode,
+    /// Stop an image once flipped for this many steps.
+    pub early_stop: Option<usize>,
+    /// Target decision; `None`: the opposite of the query's.
+    pub target: Option<u8>,
+}
+
+impl Optimisation {
+    /// The settings explaining output `attribute`, moving only `regions` (`None`: all).
+    pub fn settings(&self, attribute: usize, regions: Option<Vec<usize>>) -> ExplainSettings {
+        let mut adam = AdamConfig { lr: self.lr, ..AdamConfig::default() };
+        if let Some(eps) = self.adam_eps {
+            adam.eps = eps;
+        }
+        ExplainSettings {
+            attribute,
+            steps: self.steps,
+            adam,
+            lambda_prox: self.lambda_prox,
+            noise: self.noise,
+            early_stop: self.early_stop,
+            target: self.target,
+            regions,
+        }
+    }
 }
 
 impl Default for ExplainSettings {
@@ -85,7 +133,8 @@ pub struct StepReport {
 }
 
 /// The explanation of one image.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ImageResult {
     /// Decision logits on the query.
     pub initial_logits: Vec<f32>,
@@ -127,12 +176,13 @@ pub struct Explanation {
     pub counterfactual: Tensor<4>,
 }
 
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
+/// A model's refusal as [`ExplainError::Model`].
+fn model_err(e: impl std::fmt::Display) -> ExplainError {
+    ExplainError::Model(e.to_string())
 }
 
-fn host(t: Tensor<2>) -> Vec<f32> {
-    t.into_data().convert::<f32>().try_into_vec::<f32>().expect("float data")
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
 }
 
 /// Decision loss per image in its stable form from the logit:
@@ -174,14 +224,14 @@ where
     {
         return Err(ExplainError::Settings(format!("target {t}: expected 0 or 1")));
     }
-    model.check_input_size(h, w).map_err(ExplainError::Model)?;
+    model.check_input_size(h, w).map_err(model_err)?;
 
     // Decision on the query, target, initial codes.
     let initial_logits = host(model.logits(images.clone().detach()));
     let targets: Vec<u8> = (0..b)
         .map(|i| settings.target.unwrap_or(if sigmoid(initial_logits[i * k + a]) < 0.5 { 1 } else { 0 }))
         .collect();
-    let z0 = generator.encode(images.detach(), mask).map_err(ExplainError::Model)?.detach();
+    let z0 = generator.encode(images.detach(), mask).map_err(model_err)?.detach();
     let [_, l, s] = z0.dims();
     if let Some(r) = &settings.regions
         && let Some(bad) = r.iter().find(|&&j| j >= l)
@@ -191,8 +241,8 @@ where
             l - 1
         )));
     }
-    let z_initial: Vec<f32> = z0.clone().into_data().convert::<f32>().try_into_vec::<f32>().expect("float data");
-    let reconstruction = generator.generate(mask, z0.clone(), settings.noise).map_err(ExplainError::Model)?.detach();
+    let z_initial: Vec<f32> = host(z0.clone());
+    let reconstruction = generator.generate(mask, z0.clone(), settings.noise).map_err(model_err)?.detach();
 
     let trainable: Vec<bool> = (0..l).map(|j| settings.regions.as_ref().is_none_or(|r| r.contains(&j))).collect();
     let row = s;
@@ -216,7 +266,7 @@ where
             let n = z.len() / per_image;
             let zt = Tensor::<3>::from_data(TensorData::new(z.to_vec(), [n, l, s]), &device);
             let zt = if grad { zt.require_grad() } else { zt };
-            let img = generator.generate(mask, zt.clone(), settings.noise).map_err(ExplainError::Model)?;
+            let img = generator.generate(mask, zt.clone(), settings.noise).map_err(model_err)?;
             let logits = model.logits(img.clone());
             let la = logits.clone().slice([0..n, a..a + 1]).reshape([n]);
             let dec = decision_loss(la, target.clone());
@@ -263,13 +313,8 @@ where
         let (_, logits, dec, prox, zt) = forward(m, z0_live, target_live, &z_live, true)?;
         let loss = (dec.clone() + prox.clone()).sum();
         let grads = loss.backward();
-        let g_live: Vec<f32> = zt
-            .grad(&grads)
-            .ok_or_else(|| ExplainError::Model("no gradient reached the style codes".into()))?
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .expect("float data");
+        let g_live: Vec<f32> =
+            host(zt.grad(&grads).ok_or_else(|| ExplainError::Model("no gradient reached the style codes".into()))?);
         let stats = host(Tensor::cat(
             vec![logits.detach(), dec.detach().reshape([live.len(), 1]), prox.detach().reshape([live.len(), 1])],
             1,

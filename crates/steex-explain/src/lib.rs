@@ -12,6 +12,6 @@ pub mod generator;
 pub mod presets;
 
 pub use adam::AdamConfig;
-pub use explain::{ExplainError, ExplainSettings, Explanation, ImageResult, StepReport, explain};
+pub use explain::{ExplainError, ExplainSettings, Explanation, ImageResult, Optimisation, StepReport, explain};
 pub use generator::StyleGenerator;
 pub use presets::Preset;

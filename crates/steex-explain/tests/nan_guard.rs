@@ -11,6 +11,7 @@ struct SumGenerator;
 
 impl StyleGenerator for SumGenerator {
     type Mask = ();
+    type Error = String;
 
     fn encode(&self, images: Tensor<4>, _: &()) -> Result<Tensor<3>, String> {
         let b = images.dims()[0];

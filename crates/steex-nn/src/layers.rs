@@ -1,56 +1,7 @@
-//! Eval-mode layers built from [`Weights`], named as in PyTorch.
+//! Eval-mode layers, named as in PyTorch (loaded from scoped weights in [`crate::load`]).
 
-use burn::module::{Module, Param, ParamId};
-use burn::nn::PaddingConfig2d;
-use burn::nn::conv::Conv2d;
-use burn::tensor::{Device, Tensor};
-
-use crate::weights::{Weights, WeightsError};
-
-/// A `torch.nn.Conv2d` (`{prefix}.weight`, `{prefix}.bias` if `bias`) as burn's `Conv2d`.
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d(
-    w: &Weights,
-    prefix: &str,
-    [cin, cout]: [usize; 2],
-    k: usize,
-    stride: usize,
-    padding: usize,
-    dilation: usize,
-    bias: bool,
-    device: &Device,
-) -> Result<Conv2d, WeightsError> {
-    let weight = w.tensor(&format!("{prefix}.weight"), [cout, cin, k, k], device)?;
-    let bias = if bias {
-        Some(Param::initialized(ParamId::new(), w.tensor(&format!("{prefix}.bias"), [cout], device)?))
-    } else {
-        None
-    };
-    Ok(Conv2d {
-        weight: Param::initialized(ParamId::new(), weight),
-        bias,
-        stride: [stride, stride],
-        kernel_size: [k, k],
-        dilation: [dilation, dilation],
-        groups: 1,
-        padding: PaddingConfig2d::Explicit(padding, padding, padding, padding),
-    })
-}
-
-/// A `torch.nn.Linear` (`weight` `[out, in]` in the file) as burn's `Linear` (`[in, out]`).
-pub fn linear(
-    w: &Weights,
-    prefix: &str,
-    [din, dout]: [usize; 2],
-    device: &Device,
-) -> Result<burn::nn::Linear, WeightsError> {
-    let weight: Tensor<2> = w.tensor(&format!("{prefix}.weight"), [dout, din], device)?;
-    let bias = w.tensor(&format!("{prefix}.bias"), [dout], device)?;
-    Ok(burn::nn::Linear {
-        weight: Param::initialized(ParamId::new(), weight.transpose()),
-        bias: Some(Param::initialized(ParamId::new(), bias)),
-    })
-}
+use burn::module::{Module, Param};
+use burn::tensor::Tensor;
 
 /// `torch.nn.BatchNorm2d` in eval mode: running statistics, optional affine parameters
 /// (`weight`, `bias` as PyTorch names them), epsilon 1e-5.
@@ -67,19 +18,6 @@ pub struct BatchNorm2d {
 }
 
 impl BatchNorm2d {
-    /// Loads `{prefix}.running_mean/var` (and `.weight/.bias` when `affine`).
-    pub fn load(w: &Weights, prefix: &str, c: usize, affine: bool, device: &Device) -> Result<Self, WeightsError> {
-        let p = |n: &str| -> Result<Param<Tensor<1>>, WeightsError> {
-            Ok(Param::initialized(ParamId::new(), w.tensor(&format!("{prefix}.{n}"), [c], device)?))
-        };
-        Ok(BatchNorm2d {
-            weight: if affine { Some(p("weight")?) } else { None },
-            bias: if affine { Some(p("bias")?) } else { None },
-            running_mean: p("running_mean")?,
-            running_var: p("running_var")?,
-        })
-    }
-
     /// Per-channel `(scale, shift)` such that the layer is `x * scale + shift`.
     pub fn scale_shift(&self) -> (Tensor<1>, Tensor<1>) {
         let inv = self.running_var.val().add_scalar(1e-5).sqrt().recip();

@@ -4,12 +4,17 @@
 //! Model crates construct their modules *from* weights (no random initialisation first), so
 //! building a 267 M-parameter generator costs one copy of its weights. Every tensor is
 //! looked up by the name the PyTorch checkpoint gives it and checked against the shape the
-//! module expects; [`Weights::finish`] then refuses tensors nobody used.
+//! module expects; [`Weights::finish`] then refuses tensors nobody used. Loaders take a
+//! [`Scope`] (`w.pp("ace_0")`, as candle's `VarBuilder::pp`) and layer specs such as
+//! [`ConvSpec`] (`#[derive(Config)]`).
 
 pub mod conv3x3;
 pub mod layers;
+pub mod load;
 pub mod weights;
 
 pub use conv3x3::Conv3x3;
-pub use layers::{BatchNorm2d, batch_norm_shapes, conv2d, linear};
-pub use weights::{Weights, WeightsError};
+pub use layers::{BatchNorm2d, batch_norm_shapes};
+pub use load::{ConvSpec, load_linear};
+pub use steex_io::host;
+pub use weights::{Scope, Weights, WeightsError};

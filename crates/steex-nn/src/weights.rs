@@ -27,6 +27,9 @@ pub enum WeightsError {
     /// A metadata entry is missing or malformed.
     #[error("metadata `{key}`: {reason}")]
     Metadata { key: String, reason: String },
+    /// The file holds another kind of model (its `kind` metadata entry).
+    #[error("this is a `{found}` file, not {expected}")]
+    Kind { found: String, expected: String },
 }
 
 /// A safetensors file held in memory, from which a model takes its tensors by name, or a
@@ -64,25 +67,15 @@ impl Weights {
         metadata: &BTreeMap<String, String>,
     ) -> Result<Self, WeightsError> {
         // An index of the same names and shapes (no data), so lookups and checks are shared.
-        let mut header = String::from("{");
-        let m: Vec<String> = metadata.iter().map(|(k, v)| format!("{k:?}:{v:?}")).collect();
-        header += &format!("\"__metadata__\":{{{}}}", m.join(","));
-        let mut offset = 0;
         for (name, (shape, t)) in &tensors {
             let n: usize = shape.iter().product();
             if t.dims()[0] != n {
                 return Err(WeightsError::Shape { name: name.clone(), got: t.dims().to_vec(), want: vec![n] });
             }
-            let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-            header += &format!(
-                ",{name:?}:{{\"dtype\":\"F32\",\"shape\":[{}],\"data_offsets\":[{offset},{}]}}",
-                dims.join(","),
-                offset + 4 * n
-            );
-            offset += 4 * n;
         }
-        header += "}";
-        let index: Metadata = serde_json::from_str(&header).map_err(|e| WeightsError::Format(e.to_string()))?;
+        let entries = tensors.iter().map(|(name, (shape, _))| f32_entry(name, shape));
+        let header = steex_io::safetensors::header(entries, metadata);
+        let index: Metadata = serde_json::from_slice(&header).map_err(|e| WeightsError::Format(e.to_string()))?;
         Ok(Weights {
             bytes: Vec::new(),
             header_len: 0,
@@ -104,6 +97,29 @@ impl Weights {
             .as_ref()
             .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default()
+    }
+
+    /// The `kind` metadata entry, checked to be one of `expected`; otherwise
+    /// [`WeightsError::Kind`] saying the file is not `what` (for example "a SEAN generator
+    /// (kind `sean`)").
+    pub fn kind(&self, expected: &[&str], what: &str) -> Result<String, WeightsError> {
+        let kind: String = self.meta("kind")?;
+        if expected.contains(&kind.as_str()) {
+            Ok(kind)
+        } else {
+            Err(WeightsError::Kind { found: kind, expected: what.to_string() })
+        }
+    }
+
+    /// The tensors under `prefix` (`w.pp("ace_0")`): a [`Scope`] whose lookups name
+    /// `ace_0.<name>`.
+    pub fn pp(&self, prefix: impl std::fmt::Display) -> Scope<'_> {
+        Scope { weights: self, prefix: prefix.to_string() }
+    }
+
+    /// The scope of the whole file (names as they are).
+    pub fn root(&self) -> Scope<'_> {
+        Scope { weights: self, prefix: String::new() }
     }
 
     /// A metadata entry parsed as `T`.
@@ -150,13 +166,7 @@ impl Weights {
     pub fn values(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, WeightsError> {
         if let Some(live) = &self.live {
             self.bytes_of(name, shape)?;
-            return live[name]
-                .1
-                .clone()
-                .into_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .map_err(|e| WeightsError::Format(format!("{e:?}")));
+            return Ok(steex_io::host(live[name].1.clone()));
         }
         let data = self.bytes_of(name, shape)?;
         Ok(data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
@@ -202,13 +212,7 @@ impl Weights {
             state ^= state >> 27;
             (state.wrapping_mul(2685821657736338717) >> 40) as f32 / (1u64 << 24) as f32
         };
-        let mut header = String::from("{");
-        if !metadata.is_empty() {
-            let m: Vec<String> = metadata.iter().map(|(k, v)| format!("{k:?}:{v:?}")).collect();
-            header += &format!("\"__metadata__\":{{{}}},", m.join(","));
-        }
         let mut data: Vec<u8> = Vec::new();
-        let mut entries = Vec::new();
         for (name, shape) in shapes {
             let n: usize = shape.iter().product();
             let fan_in: usize = shape.iter().skip(1).product::<usize>().max(1);
@@ -222,28 +226,97 @@ impl Weights {
                 let k = 1.0 / (fan_in as f32).sqrt();
                 (-k, k)
             };
-            let start = data.len();
             data.reserve(4 * n);
             for _ in 0..n {
                 data.extend_from_slice(&(lo + (hi - lo) * uniform()).to_le_bytes());
             }
-            let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-            entries.push(format!(
-                "{name:?}:{{\"dtype\":\"F32\",\"shape\":[{}],\"data_offsets\":[{start},{}]}}",
-                dims.join(","),
-                data.len()
-            ));
         }
-        header += &entries.join(",");
-        header += "}";
-        while header.len() % 8 != 0 {
-            header.push(' ');
-        }
-        let mut bytes = Vec::with_capacity(8 + header.len() + data.len());
-        bytes.extend_from_slice(&(header.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(header.as_bytes());
-        bytes.extend_from_slice(&data);
+        let header = steex_io::safetensors::header(shapes.iter().map(|(name, shape)| f32_entry(name, shape)), metadata);
+        let bytes = steex_io::safetensors::file_bytes(&header, &data);
         drop(data);
         Self::from_safetensors(bytes).expect("a well-formed file")
+    }
+}
+
+/// The header entry of a float32 tensor.
+fn f32_entry<'a>(name: &'a str, shape: &'a [usize]) -> steex_io::safetensors::TensorEntry<'a> {
+    steex_io::safetensors::TensorEntry { name, dtype: "F32", shape, len: 4 * shape.iter().product::<usize>() }
+}
+
+/// The tensors of a [`Weights`] under a name prefix, as candle's `VarBuilder::pp` scopes
+/// them: `w.pp("ace_0").pp("Spade").tensor("weight", ..)` looks up `ace_0.Spade.weight`.
+#[derive(Clone)]
+pub struct Scope<'a> {
+    weights: &'a Weights,
+    prefix: String,
+}
+
+impl<'a> Scope<'a> {
+    /// The scope one level down: `<prefix>.<name>`.
+    pub fn pp(&self, name: impl std::fmt::Display) -> Scope<'a> {
+        Scope { weights: self.weights, prefix: self.name(&name.to_string()) }
+    }
+
+    /// The full name of `name` in this scope.
+    pub fn name(&self, name: &str) -> String {
+        if self.prefix.is_empty() { name.to_string() } else { format!("{}.{name}", self.prefix) }
+    }
+
+    /// The prefix of this scope (empty at the root).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The weights the scope reads.
+    pub fn weights(&self) -> &'a Weights {
+        self.weights
+    }
+
+    /// The tensor `<prefix>.<name>` on `device`, checked against `shape`; marks it used.
+    pub fn tensor<const D: usize>(
+        &self,
+        name: &str,
+        shape: [usize; D],
+        device: &Device,
+    ) -> Result<Tensor<D>, WeightsError> {
+        self.weights.tensor(&self.name(name), shape, device)
+    }
+
+    /// Whether the file holds `<prefix>.<name>`.
+    pub fn contains(&self, name: &str) -> bool {
+        self.weights.shape(&self.name(name)).is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_name_tensors_and_kinds_are_checked() {
+        let mut shapes = BTreeMap::new();
+        shapes.insert("a.b.weight".to_string(), vec![2, 3]);
+        shapes.insert("c".to_string(), vec![4]);
+        let mut meta = BTreeMap::new();
+        meta.insert("kind".to_string(), "test".to_string());
+        let w = Weights::random(&shapes, &meta, 7);
+        let device = Device::flex();
+        let s = w.pp("a").pp("b");
+        assert_eq!(s.name("weight"), "a.b.weight");
+        let t: Tensor<2> = s.tensor("weight", [2, 3], &device).unwrap();
+        assert_eq!(t.dims(), [2, 3]);
+        assert!(matches!(s.tensor::<2>("weight", [3, 2], &device), Err(WeightsError::Shape { .. })));
+        assert_eq!(w.finish(), Err(WeightsError::Unused { first: "c".into(), count: 1 }));
+        let _: Tensor<1> = w.root().tensor("c", [4], &device).unwrap();
+        assert_eq!(w.finish(), Ok(()));
+        assert_eq!(w.kind(&["test"], "a test").unwrap(), "test");
+        let e = w.kind(&["sean"], "a SEAN generator (kind `sean`)").unwrap_err().to_string();
+        assert_eq!(e, "this is a `test` file, not a SEAN generator (kind `sean`)");
+        // Live tensors share the header code.
+        let live: BTreeMap<String, (Vec<usize>, Tensor<1>)> =
+            [("x".to_string(), (vec![2, 2], Tensor::<1>::from_floats([1.0, 2.0, 3.0, 4.0], &device)))].into();
+        let l = Weights::from_tensors(live, &meta).unwrap();
+        assert_eq!(l.values("x", &[2, 2]).unwrap(), vec![1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(l.meta::<String>("kind").unwrap(), "test");
     }
 }

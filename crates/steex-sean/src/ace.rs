@@ -12,7 +12,7 @@ use burn::tensor::activation::{leaky_relu, relu, sigmoid};
 use burn::tensor::module::conv2d as conv2d_op;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor};
-use steex_nn::{BatchNorm2d, Weights, WeightsError, conv2d};
+use steex_nn::{BatchNorm2d, ConvSpec, Scope, WeightsError};
 
 use crate::neighbourhood::Neighbourhoods;
 
@@ -110,39 +110,40 @@ pub struct Ace {
 }
 
 impl Ace {
-    /// Loads `{prefix}.*` for `c` channels, `labels` labels, style length `s` and a SPADE
-    /// branch `hidden` wide.
+    /// Loads the layer under `w` (`w.pp("ace_0")`) for `c` channels, `labels` labels, style
+    /// length `s` and a SPADE branch `hidden` wide.
     pub fn load(
-        w: &Weights,
-        prefix: &str,
+        w: &Scope<'_>,
         c: usize,
         [labels, s, hidden]: [usize; 3],
         with_style: bool,
         device: &Device,
     ) -> Result<Self, WeightsError> {
-        let p = |n: &str| format!("{prefix}.{n}");
+        let conv3 = |[i, o]: [usize; 2], at: &Scope<'_>| ConvSpec::new([i, o], 3).with_padding(1).load(at, device);
+        let sp = w.pp("Spade");
         let spade = Spade {
-            mlp_shared: conv2d(w, &p("Spade.mlp_shared.0"), [labels, hidden], 3, 1, 1, 1, true, device)?,
-            mlp_gamma: conv2d(w, &p("Spade.mlp_gamma"), [hidden, c], 3, 1, 1, 1, true, device)?,
-            mlp_beta: conv2d(w, &p("Spade.mlp_beta"), [hidden, c], 3, 1, 1, 1, true, device)?,
+            mlp_shared: conv3([labels, hidden], &sp.pp("mlp_shared.0"))?,
+            mlp_gamma: conv3([hidden, c], &sp.pp("mlp_gamma"))?,
+            mlp_beta: conv3([hidden, c], &sp.pp("mlp_beta"))?,
         };
         let style = if with_style {
             let mut weights = Vec::with_capacity(labels);
             let mut biases = Vec::with_capacity(labels);
             for j in 0..labels {
-                let wj: Tensor<2> = w.tensor(&p(&format!("fc_mu{j}.weight")), [s, s], device)?;
+                let fc = w.pp(format!("fc_mu{j}"));
+                let wj: Tensor<2> = fc.tensor("weight", [s, s], device)?;
                 weights.push(wj.transpose().unsqueeze_dim::<3>(0));
-                biases.push(w.tensor::<1>(&p(&format!("fc_mu{j}.bias")), [s], device)?.unsqueeze_dim::<2>(0));
+                biases.push(fc.tensor::<1>("bias", [s], device)?.unsqueeze_dim::<2>(0));
             }
-            let conv_gamma = conv2d(w, &p("conv_gamma"), [s, c], 3, 1, 1, 1, true, device)?;
-            let conv_beta = conv2d(w, &p("conv_beta"), [s, c], 3, 1, 1, 1, true, device)?;
-            let raw = |n: &str| w.tensor::<4>(&p(&format!("{n}.weight")), [c, s, 3, 3], device);
+            let conv_gamma = conv3([s, c], &w.pp("conv_gamma"))?;
+            let conv_beta = conv3([s, c], &w.pp("conv_beta"))?;
+            let raw = |n: &str| w.pp(n).tensor::<4>("weight", [c, s, 3, 3], device);
             let offsets = Tensor::cat(vec![raw("conv_gamma")?, raw("conv_beta")?], 0)
                 .permute([0, 2, 3, 1])
                 .reshape([2 * c * 9, s]);
             Some(StyleBranch {
-                blending_gamma: Param::initialized(ParamId::new(), w.tensor(&p("blending_gamma"), [1], device)?),
-                blending_beta: Param::initialized(ParamId::new(), w.tensor(&p("blending_beta"), [1], device)?),
+                blending_gamma: Param::initialized(ParamId::new(), w.tensor("blending_gamma", [1], device)?),
+                blending_beta: Param::initialized(ParamId::new(), w.tensor("blending_beta", [1], device)?),
                 fc_mu_weight: Param::initialized(ParamId::new(), Tensor::cat(weights, 0)),
                 fc_mu_bias: Param::initialized(ParamId::new(), Tensor::cat(biases, 0)),
                 conv_gamma,
@@ -154,8 +155,8 @@ impl Ace {
         };
         Ok(Ace {
             spade,
-            param_free_norm: BatchNorm2d::load(w, &p("param_free_norm"), c, false, device)?,
-            noise_var: Param::initialized(ParamId::new(), w.tensor(&p("noise_var"), [c], device)?),
+            param_free_norm: BatchNorm2d::load(&w.pp("param_free_norm"), c, false, device)?,
+            noise_var: Param::initialized(ParamId::new(), w.tensor("noise_var", [c], device)?),
             style,
         })
     }

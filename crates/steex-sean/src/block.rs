@@ -5,7 +5,7 @@ use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::tensor::activation::leaky_relu;
 use burn::tensor::{Device, Tensor};
-use steex_nn::{Conv3x3, Weights, WeightsError, conv2d};
+use steex_nn::{Conv3x3, ConvSpec, Scope, WeightsError};
 
 use crate::ace::{Ace, AceCache};
 use crate::neighbourhood::Neighbourhoods;
@@ -29,27 +29,28 @@ pub struct SpadeResnetBlock {
 }
 
 impl SpadeResnetBlock {
-    /// Loads `{name}.*`; `sizes` are labels, style length and SPADE width.
-    #[allow(clippy::too_many_arguments)]
+    /// Loads the block under `w` (`w.pp("head_0")`); `sizes` are labels, style length and
+    /// SPADE width.
     pub fn load(
-        w: &Weights,
-        name: &str,
-        fin: usize,
-        fout: usize,
+        w: &Scope<'_>,
+        [fin, fout]: [usize; 2],
         sizes: [usize; 3],
         style: bool,
         device: &Device,
     ) -> Result<Self, WeightsError> {
         let fmid = fin.min(fout);
-        let p = |n: &str| format!("{name}.{n}");
         let learned = fin != fout;
+        let conv3 = |[i, o]: [usize; 2], n: &str| {
+            ConvSpec::new([i, o], 3).with_padding(1).load(&w.pp(n), device).map(|c| Conv3x3::from_conv(&c))
+        };
+        let shortcut = ConvSpec::new([fin, fout], 1).with_bias(false);
         Ok(SpadeResnetBlock {
-            conv_0: Conv3x3::from_conv(&conv2d(w, &p("conv_0"), [fin, fmid], 3, 1, 1, 1, true, device)?),
-            conv_1: Conv3x3::from_conv(&conv2d(w, &p("conv_1"), [fmid, fout], 3, 1, 1, 1, true, device)?),
-            conv_s: if learned { Some(conv2d(w, &p("conv_s"), [fin, fout], 1, 1, 0, 1, false, device)?) } else { None },
-            ace_0: Ace::load(w, &p("ace_0"), fin, sizes, style, device)?,
-            ace_1: Ace::load(w, &p("ace_1"), fmid, sizes, style, device)?,
-            ace_s: if learned { Some(Ace::load(w, &p("ace_s"), fin, sizes, style, device)?) } else { None },
+            conv_0: conv3([fin, fmid], "conv_0")?,
+            conv_1: conv3([fmid, fout], "conv_1")?,
+            conv_s: if learned { Some(shortcut.load(&w.pp("conv_s"), device)?) } else { None },
+            ace_0: Ace::load(&w.pp("ace_0"), fin, sizes, style, device)?,
+            ace_1: Ace::load(&w.pp("ace_1"), fmid, sizes, style, device)?,
+            ace_s: if learned { Some(Ace::load(&w.pp("ace_s"), fin, sizes, style, device)?) } else { None },
         })
     }
 

@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::error::SeanError;
+
 /// Everything that sizes a SEAN generator (`num_upsampling_layers` "normal": 5 doublings).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeanConfig {
@@ -90,20 +92,22 @@ impl SeanConfig {
     }
 
     /// Checks the sizes make a model.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), SeanError> {
         if self.labels == 0
             || self.ngf == 0
             || self.style_length == 0
             || self.spade_hidden == 0
             || self.encoder_ngf == 0
         {
-            return Err(format!("labels, ngf, style length, SPADE and encoder widths must be positive: {self:?}"));
+            return Err(SeanError::Config(format!(
+                "labels, ngf, style length, SPADE and encoder widths must be positive: {self:?}"
+            )));
         }
-        if self.width < 32 || self.width % 32 != 0 {
-            return Err(format!("width {} is not a positive multiple of 32", self.width));
+        if self.width < 32 || !self.width.is_multiple_of(32) {
+            return Err(SeanError::Config(format!("width {} is not a positive multiple of 32", self.width)));
         }
         if !(self.aspect_ratio.is_finite() && self.aspect_ratio > 0.0) || self.start_size().0 == 0 {
-            return Err(format!("aspect ratio {} gives no image", self.aspect_ratio));
+            return Err(SeanError::Config(format!("aspect ratio {} gives no image", self.aspect_ratio)));
         }
         Ok(())
     }

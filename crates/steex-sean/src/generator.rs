@@ -4,7 +4,7 @@
 use burn::module::Module;
 use burn::tensor::activation::{leaky_relu, tanh};
 use burn::tensor::{Device, Tensor};
-use steex_nn::{Conv3x3, Weights, conv2d};
+use steex_nn::{Conv3x3, ConvSpec, Weights};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -73,16 +73,16 @@ impl SeanGenerator {
     /// Builds the generator of `config` from converted weights (names and shapes of
     /// [`SeanConfig::expected_tensors`]); every tensor of `weights` must be used.
     pub fn load(weights: &Weights, config: SeanConfig, device: &Device) -> Result<Self, SeanError> {
-        config.validate().map_err(SeanError::Config)?;
+        config.validate()?;
         let (l, s) = (config.labels, config.style_length);
         let blocks = config.blocks();
         let block = |i: usize| {
             let (name, fin, fout, style) = blocks[i];
-            SpadeResnetBlock::load(weights, name, fin, fout, [l, s, config.spade_hidden], style, device)
+            SpadeResnetBlock::load(&weights.pp(name), [fin, fout], [l, s, config.spade_hidden], style, device)
         };
         let g = SeanGenerator {
             zencoder: Zencoder::load(weights, s, config.encoder_ngf, device)?,
-            fc: Conv3x3::from_conv(&conv2d(weights, "fc", [l, 16 * config.ngf], 3, 1, 1, 1, true, device)?),
+            fc: ConvSpec::new([l, 16 * config.ngf], 3).with_padding(1).load(&weights.pp("fc"), device).map(|c| Conv3x3::from_conv(&c))?,
             head_0: block(0)?,
             g_middle_0: block(1)?,
             g_middle_1: block(2)?,
@@ -90,7 +90,7 @@ impl SeanGenerator {
             up_1: block(4)?,
             up_2: block(5)?,
             up_3: block(6)?,
-            conv_img: Conv3x3::from_conv(&conv2d(weights, "conv_img", [config.ngf, 3], 3, 1, 1, 1, true, device)?),
+            conv_img: ConvSpec::new([config.ngf, 3], 3).with_padding(1).load(&weights.pp("conv_img"), device).map(|c| Conv3x3::from_conv(&c))?,
             config,
             path: ForwardPath::Fast,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -102,10 +102,7 @@ impl SeanGenerator {
     /// Builds the generator from a file written by `weights-convert sean`, its
     /// configuration read from the metadata.
     pub fn from_weights(weights: &Weights, device: &Device) -> Result<Self, SeanError> {
-        let kind: String = weights.meta("kind")?;
-        if kind != KIND {
-            return Err(SeanError::Config(format!("this is a `{kind}` file, not a SEAN generator (kind `{KIND}`)")));
-        }
+        weights.kind(&[KIND], &format!("a SEAN generator (kind `{KIND}`)"))?;
         let config = SeanConfig {
             labels: weights.meta("labels")?,
             ngf: weights.meta("ngf")?,
@@ -184,7 +181,11 @@ impl SeanGenerator {
         Ok(())
     }
 
-    /// Style codes `[B, L, S]` of images `[B, 3, H, W]` in [-1, 1].
+    /// Style codes of images in [-1, 1] with their mask.
+    ///
+    /// # Shapes
+    /// - `image`: `[B, 3, H, W]` at the generator's size ([`SeanConfig::image_size`])
+    /// - output: `[B, L, S]`
     pub fn encode(&self, image: Tensor<4>, mask: &SemanticMask) -> Result<Tensor<3>, SeanError> {
         self.check_image(&image, mask)?;
         let features = self.zencoder.features(image);
@@ -202,7 +203,11 @@ impl SeanGenerator {
         Ok(())
     }
 
-    /// Images `[B, 3, H, W]` in [-1, 1] from masks and style codes `[B, L, S]`.
+    /// Images in [-1, 1] from masks and style codes.
+    ///
+    /// # Shapes
+    /// - `codes`: `[B, L, S]` (`B` the mask's batch)
+    /// - output: `[B, 3, H, W]`
     pub fn generate(&self, mask: &SemanticMask, codes: Tensor<3>, noise: NoiseMode) -> Result<Tensor<4>, SeanError> {
         self.check_codes(&codes, mask)?;
         Ok(self.generate_unchecked(mask, codes, noise))
@@ -249,10 +254,51 @@ impl SeanGenerator {
     /// A generator of `config` with random weights (see [`Weights::random`]): for
     /// benchmarks and examples without a checkpoint.
     pub fn random(config: SeanConfig, seed: u64, device: &Device) -> Result<Self, SeanError> {
-        config.validate().map_err(SeanError::Config)?;
+        config.validate()?;
         let mut meta = config.to_metadata();
         meta.insert("kind".into(), KIND.into());
         let w = Weights::random(&config.expected_tensors(), &meta, seed);
         Self::load(&w, config, device)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Int, TensorData};
+
+    use super::*;
+
+    fn tiny() -> SeanConfig {
+        SeanConfig { labels: 3, ngf: 2, style_length: 4, width: 32, aspect_ratio: 1.0, spade_hidden: 4, encoder_ngf: 2 }
+    }
+
+    /// A random tiny generator: codes and images have the documented shapes, are finite,
+    /// images lie in [-1, 1] (tanh), and the fast path equals the plain one.
+    #[test]
+    fn random_generator_shapes_range_and_paths() {
+        let device = Device::flex();
+        let g = SeanGenerator::random(tiny(), 1, &device).unwrap();
+        let (h, w) = g.config().image_size();
+        let labels: Vec<i64> = (0..2 * h * w).map(|i| ((i % w) * 3 / w) as i64).collect();
+        let mask = g.mask(Tensor::<3, Int>::from_data(TensorData::new(labels, [2, h, w]), &device)).unwrap();
+        let images = Tensor::<4>::random([2, 3, h, w], burn::tensor::Distribution::Uniform(-1.0, 1.0), &device);
+        let codes = g.encode(images, &mask).unwrap();
+        assert_eq!(codes.dims(), [2, 3, 4]);
+        let fast = g.generate(&mask, codes.clone(), NoiseMode::Off).unwrap();
+        assert_eq!(fast.dims(), [2, 3, h, w]);
+        let v = steex_nn::host(fast);
+        assert!(v.iter().all(|x| x.is_finite() && (-1.0..=1.0).contains(x)));
+        let plain = g.with_path(ForwardPath::Plain).generate(&mask, codes, NoiseMode::Off).unwrap();
+        let p = steex_nn::host(plain);
+        let err = v.iter().zip(&p).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(err < 1e-4, "fast and plain differ by {err}");
+    }
+
+    #[test]
+    fn bad_sizes_are_refused_with_a_typed_error() {
+        let mut c = tiny();
+        c.width = 33;
+        assert!(matches!(c.validate(), Err(SeanError::Config(_))));
+        assert!(SeanGenerator::random(c, 0, &Device::flex()).is_err());
     }
 }

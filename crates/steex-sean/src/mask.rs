@@ -13,16 +13,9 @@ use crate::error::SeanError;
 /// Label value meaning "unknown"; mapped to label `L - 1`, as the published data loader does.
 pub const UNKNOWN_LABEL: i64 = 255;
 
-/// Source indices of PyTorch's legacy `F.interpolate(mode="nearest")` along one axis:
-/// `min(floor(dst * (in / out)), in - 1)`, with the scale and product in float32 as PyTorch
-/// computes them.
-pub fn nearest_indices(input: usize, output: usize) -> Vec<i64> {
-    if input == output {
-        return (0..output as i64).collect();
-    }
-    let scale = input as f32 / output as f32;
-    (0..output).map(|d| ((d as f32 * scale).floor() as usize).min(input - 1) as i64).collect()
-}
+/// Source indices of PyTorch's legacy `F.interpolate(mode="nearest")` along one axis
+/// (`steex-io`'s, shared with the label maps read from files).
+pub use steex_io::image::nearest_indices;
 
 /// Nearest resize of a label map `[B, H, W]` to `[B, h, w]` (legacy rule).
 pub fn resize_labels(labels: Tensor<3, Int>, [h, w]: [usize; 2]) -> Tensor<3, Int> {

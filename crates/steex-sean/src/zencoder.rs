@@ -10,7 +10,7 @@ use burn::tensor::activation::{leaky_relu, tanh};
 use burn::tensor::module::conv_transpose2d;
 use burn::tensor::ops::{ConvTransposeOptions, PadMode};
 use burn::tensor::{Device, Tensor};
-use steex_nn::{Weights, WeightsError, conv2d};
+use steex_nn::{ConvSpec, Weights, WeightsError};
 
 /// `nn.ConvTranspose2d(128, 256, 3, stride 2, padding 1, output_padding 1)`; the weight is
 /// stored `[in, out, k, k]` as PyTorch stores it.
@@ -53,23 +53,26 @@ fn lrelu(x: Tensor<4>) -> Tensor<4> {
 impl Zencoder {
     /// Loads `Zencoder.model.*` for style length `s` and base width `n` (32 published).
     pub fn load(w: &Weights, s: usize, n: usize, device: &Device) -> Result<Self, WeightsError> {
-        let p = |i: usize| format!("Zencoder.model.{i}");
+        let m = w.pp("Zencoder").pp("model");
+        let down = |[i, o]: [usize; 2]| ConvSpec::new([i, o], 3).with_stride(2).with_padding(1);
+        let t = m.pp(10);
         Ok(Zencoder {
-            model_1: conv2d(w, &p(1), [3, n], 3, 1, 0, 1, true, device)?,
-            model_4: conv2d(w, &p(4), [n, 2 * n], 3, 2, 1, 1, true, device)?,
-            model_7: conv2d(w, &p(7), [2 * n, 4 * n], 3, 2, 1, 1, true, device)?,
+            model_1: ConvSpec::new([3, n], 3).load(&m.pp(1), device)?,
+            model_4: down([n, 2 * n]).load(&m.pp(4), device)?,
+            model_7: down([2 * n, 4 * n]).load(&m.pp(7), device)?,
             model_10: ConvTranspose {
-                weight: Param::initialized(
-                    ParamId::new(),
-                    w.tensor(&format!("{}.weight", p(10)), [4 * n, 8 * n, 3, 3], device)?,
-                ),
-                bias: Param::initialized(ParamId::new(), w.tensor(&format!("{}.bias", p(10)), [8 * n], device)?),
+                weight: Param::initialized(ParamId::new(), t.tensor("weight", [4 * n, 8 * n, 3, 3], device)?),
+                bias: Param::initialized(ParamId::new(), t.tensor("bias", [8 * n], device)?),
             },
-            model_14: conv2d(w, &p(14), [8 * n, s], 3, 1, 0, 1, true, device)?,
+            model_14: ConvSpec::new([8 * n, s], 3).load(&m.pp(14), device)?,
         })
     }
 
-    /// The feature map `[B, S, H/2, W/2]` of images `[B, 3, H, W]` in [-1, 1].
+    /// The feature map of images in [-1, 1].
+    ///
+    /// # Shapes
+    /// - input: `[B, 3, H, W]`
+    /// - output: `[B, S, H/2, W/2]`
     pub fn features(&self, image: Tensor<4>) -> Tensor<4> {
         let x = image.pad([(1, 1), (1, 1)], PadMode::Reflect);
         let x = lrelu(instance_norm(self.model_1.forward(x)));

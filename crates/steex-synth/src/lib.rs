@@ -5,11 +5,13 @@
 //! package, so the demo runs with no download, and explanations can be scored against the
 //! true cause.
 
+pub mod batch;
 pub mod params;
 pub mod scene;
 pub mod train;
 pub mod world;
 
+pub use batch::{Batch, batch, batch_of};
 pub use params::ParamSet;
 pub use scene::{Scene, SceneSpec, scene};
 pub use train::{Progress, TrainConfig, TrainError};

@@ -6,6 +6,7 @@
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use steex_io::hsv_to_rgb as hsv;
 
 /// Image height in pixels.
 pub const HEIGHT: usize = 64;
@@ -122,22 +123,6 @@ pub fn is_red(c: [f32; 3]) -> bool {
 pub fn redness(c: [f32; 3]) -> f32 {
     let [r, g, b] = c;
     r - g.min(b) - 1.5 * (g - b).abs()
-}
-
-fn hsv(h: f32, s: f32, v: f32) -> [f32; 3] {
-    let h = (h % 360.0 + 360.0) % 360.0 / 60.0;
-    let c = v * s;
-    let x = c * (1.0 - (h % 2.0 - 1.0).abs());
-    let (r, g, b) = match h as usize {
-        0 => (c, x, 0.0),
-        1 => (x, c, 0.0),
-        2 => (0.0, c, x),
-        3 => (0.0, x, c),
-        4 => (x, 0.0, c),
-        _ => (c, 0.0, x),
-    };
-    let m = v - c;
-    [r + m, g + m, b + m]
 }
 
 impl SceneSpec {

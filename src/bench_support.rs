@@ -1,4 +1,5 @@
-//! Small helpers for examples, benchmarks and the CLI.
+//! Helpers for the benchmarks and examples (not library API: hidden from the docs, may
+//! change without notice): peak memory, and full-size models with random weights.
 
 /// Peak resident memory of this process in bytes (`VmHWM`), where the OS reports it.
 pub fn peak_rss_bytes() -> Option<u64> {

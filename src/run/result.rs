@@ -1,0 +1,104 @@
+//! The result folder of one explanation: what `steex explain` writes, and
+//! `steex explain-dir` for each image.
+
+use steex_explain::{Explanation, ImageResult};
+
+use super::Models;
+use crate::error::Error;
+use crate::io::{Array, LabelMap, write_npy};
+use crate::outdir::OutDir;
+use crate::render::{difference_map, panel_row, png, to_rgb};
+use crate::results::{Inputs, RESULT_FILE, ResultJson};
+
+/// Image `i` of a batched [`Explanation`]: counterfactual and reconstruction `[1, 3, H, W]`,
+/// codes `[1, L, S]`.
+pub struct ImageArrays {
+    /// The generator on the final codes.
+    pub counterfactual: Array,
+    /// The generator on the initial codes.
+    pub reconstruction: Array,
+    /// Encoded codes.
+    pub z_initial: Array,
+    /// Optimised codes.
+    pub z_final: Array,
+}
+
+/// Splits a batched explanation into one [`ImageArrays`] per image.
+pub fn split_explanation(e: &Explanation) -> Vec<ImageArrays> {
+    let cf = Array::from_tensor(e.counterfactual.clone());
+    let rec = Array::from_tensor(e.reconstruction.clone());
+    let [b, l, s] = e.codes_shape;
+    let img = cf.data.len() / b.max(1);
+    let one = |a: &Array, i: usize| {
+        let mut shape = a.shape.clone();
+        shape[0] = 1;
+        Array { shape, data: a.data[i * img..(i + 1) * img].to_vec() }
+    };
+    let codes = |v: &[f32], i: usize| Array { shape: vec![1, l, s], data: v[i * l * s..(i + 1) * l * s].to_vec() };
+    (0..b)
+        .map(|i| ImageArrays {
+            counterfactual: one(&cf, i),
+            reconstruction: one(&rec, i),
+            z_initial: codes(&e.z_initial, i),
+            z_final: codes(&e.z_final, i),
+        })
+        .collect()
+}
+
+impl Models {
+    /// The record of explanation `r` by these models, from `inputs`.
+    pub fn result_json(&self, r: &ImageResult, inputs: Inputs) -> ResultJson {
+        ResultJson::new(r, &self.settings, &self.attrs, &self.regions_all, self.preset_name.as_deref(), inputs)
+    }
+}
+
+/// Writes what `steex explain` writes for one image into `out` (`result.json` last) and
+/// puts the folder in place. `result` is the record of the explanation (the inputs and
+/// the command's own fields filled in); returns it.
+pub fn write_result(
+    out: OutDir,
+    models: &Models,
+    query: &Array,
+    labels: &LabelMap,
+    arrays: &ImageArrays,
+    result: ResultJson,
+) -> Result<ResultJson, Error> {
+    let (h, w) = (query.shape[2], query.shape[3]);
+    let attribute = models.settings.attribute;
+    let q_img = to_rgb(&query.data, h, w);
+    let rec_img = to_rgb(&arrays.reconstruction.data, h, w);
+    let cf_img = to_rgb(&arrays.counterfactual.data, h, w);
+    let (diff_img, max_diff) = difference_map(&arrays.counterfactual.data, &query.data, h, w);
+    let name = models.attribute_name();
+    let captions = vec![
+        format!(
+            "{name}: p = {:.3} on the query -> {:.3} on the counterfactual (target {}) {}",
+            result.explanation.initial_scores[attribute],
+            result.explanation.final_scores[attribute],
+            result.explanation.target,
+            if result.explanation.success { "FLIPPED" } else { "not flipped" }
+        ),
+        format!(
+            "regions: {}; steps {}; difference map white = {:.3}",
+            models.regions_text(),
+            result.explanation.steps_run,
+            max_diff
+        ),
+    ];
+    let report = panel_row(
+        &[("query", &q_img), ("reconstruction", &rec_img), ("counterfactual", &cf_img), ("|cf - query|", &diff_img)],
+        &captions,
+    );
+    out.write("query.png", &png(&q_img))?;
+    out.write("mask.png", &labels.png())?;
+    out.write("reconstruction.png", &png(&rec_img))?;
+    out.write("counterfactual.png", &png(&cf_img))?;
+    out.write("difference.png", &png(&diff_img))?;
+    out.write("report.png", &png(&report))?;
+    write_npy(&out.path("counterfactual.npy"), &arrays.counterfactual)?;
+    write_npy(&out.path("z_initial.npy"), &arrays.z_initial)?;
+    write_npy(&out.path("z_final.npy"), &arrays.z_final)?;
+    out.write(RESULT_FILE, result.to_json().as_bytes())?;
+    out.commit()?;
+    Ok(result)
+}
