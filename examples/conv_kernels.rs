@@ -25,6 +25,11 @@ fn time<F: FnMut()>(mut f: F) -> f64 {
 fn main() {
     let device = Device::flex().autodiff();
     matmul_ceiling(&Device::flex());
+    style_products(&device);
+    ace_fused(&device);
+    if std::env::args().any(|a| a == "--products") {
+        return;
+    }
     let shapes = [(1024, 1024, 4), (1024, 1024, 8), (1024, 512, 16), (512, 256, 32), (256, 128, 64), (128, 64, 128)];
     println!(
         "| cin -> cout @ HxW | GFLOP | burn fwd GFLOP/s | burn fwd+bwd(x) ms | fast fwd GFLOP/s | fast fwd+bwd(x) ms |"
@@ -92,5 +97,73 @@ fn matmul_ceiling(device: &Device) {
             let _ = a.clone().matmul(b.clone()).into_data();
         });
         println!("matmul {m}x{k}x{n}: {:.0} GFLOP/s", 2.0 * (m * k * n) as f64 / t / 1e9);
+    }
+}
+
+/// The style branch's products at celeba's widest layer (C = 1024, S = 512, L = 19).
+#[allow(dead_code)]
+fn style_products(device: &Device) {
+    let (c2, s, l) = (2048usize, 512usize, 19usize);
+    let offsets = Tensor::<2>::random([c2 * 9, s], Distribution::Normal(0.0, 0.02), device).unsqueeze_dim::<3>(0);
+    let fc = Tensor::<3>::random([l, s, s], Distribution::Normal(0.0, 0.02), device);
+    let z = Tensor::<3>::random([l, 1, s], Distribution::Normal(0.0, 1.0), device);
+    let v = Tensor::<3>::random([1, s, l], Distribution::Normal(0.0, 1.0), device);
+    let t = time(|| {
+        let _ = offsets.clone().matmul(v.clone()).into_data();
+    });
+    println!("offsets [{}, {s}] x [{s}, {l}]: {:.1} ms ({:.1} GB/s of weights)", c2 * 9, t * 1e3, (c2 * 9 * s * 4) as f64 / t / 1e9);
+    let t = time(|| {
+        let vg = v.clone().require_grad();
+        let g = offsets.clone().matmul(vg.clone()).sum().backward();
+        let _ = vg.grad(&g).unwrap().into_data();
+    });
+    println!("  with backward to v: {:.1} ms", t * 1e3);
+    let t = time(|| {
+        let _ = z.clone().matmul(fc.clone()).into_data();
+    });
+    println!("fc_mu [{l}] x [1, {s}] x [{s}, {s}]: {:.1} ms ({:.1} GB/s of weights)", t * 1e3, (l * s * s * 4) as f64 / t / 1e9);
+    let t = time(|| {
+        let zg = z.clone().require_grad();
+        let g = zg.clone().matmul(fc.clone()).sum().backward();
+        let _ = zg.grad(&g).unwrap().into_data();
+    });
+    println!("  with backward to z: {:.1} ms", t * 1e3);
+}
+
+/// The fused ACE modulation at up_3's size.
+#[allow(dead_code)]
+fn ace_fused(device: &Device) {
+    use burn::tensor::Int;
+    let (b, c, h, w) = (1usize, 128usize, 128usize, 128usize);
+    let r = |s: [usize; 4]| Tensor::<4>::random(s, Distribution::Normal(0.0, 1.0), device);
+    let (x, n, g, bt) = (r([b, c, h, w]), r([b, 1, h, w]), r([b, c, h, w]), r([b, c, h, w]));
+    let v = |k: usize| Tensor::<1>::random([k], Distribution::Normal(0.0, 1.0), device);
+    let styles = Tensor::<3>::random([b, 2 * c, 10], Distribution::Normal(0.0, 1.0), device);
+    let idx = Tensor::<2, Int>::zeros([b, h * w], device);
+    for style in [false, true] {
+        let flags = steex::sean::fused::AceFlags { noise: true, style, leaky: true };
+        let t = time(|| {
+            let o = steex::sean::fused::ace_modulate(
+                x.clone(), n.clone(), v(c), v(c), v(c), styles.clone(), idx.clone(), g.clone(), bt.clone(), flags,
+            );
+            let _ = o.into_data();
+        });
+        println!("fused ACE [{b}, {c}, {h}, {w}] style {style}: {:.2} ms", t * 1e3);
+        let xg = x.clone().require_grad();
+        let t = time(|| {
+            let o = steex::sean::fused::ace_modulate(
+                xg.clone(), n.clone(), v(c), v(c), v(c), styles.clone(), idx.clone(), g.clone(), bt.clone(), flags,
+            );
+            let _ = o.into_data();
+        });
+        println!("  tracked input: {:.2} ms", t * 1e3);
+        let t = time(|| {
+            let o = steex::sean::fused::ace_modulate(
+                xg.clone(), n.clone(), v(c), v(c), v(c), styles.clone(), idx.clone(), g.clone(), bt.clone(), flags,
+            );
+            let gr = o.sum().backward();
+            let _ = xg.grad(&gr).unwrap().into_data();
+        });
+        println!("  with backward: {:.2} ms", t * 1e3);
     }
 }

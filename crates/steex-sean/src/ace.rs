@@ -279,7 +279,10 @@ impl Ace {
         let (scale, shift) = self.param_free_norm.scale_shift();
         let nv = self.noise_var.val();
         let flags = crate::fused::AceFlags { noise: noise.is_some(), style: self.style.is_some(), leaky };
-        let noise = noise.unwrap_or_else(|| nv.clone().reshape([1, c, 1, 1]));
+        // Inputs a flag turns off are placeholders outside the graph.
+        let noise = noise.unwrap_or_else(|| nv.clone().detach().reshape([1, c, 1, 1]));
+        // Without noise `nv` takes no part, and gets no gradient (as in the composed path).
+        let nv = if flags.noise { nv } else { nv.detach() };
         let (styles, index) = match &self.style {
             Some(st) => {
                 let v = st.mu(z);
@@ -289,7 +292,7 @@ impl Ace {
                 let ab = sigmoid(st.blending_beta.val()).reshape([1, 1, 1]).expand([1, c, 1]);
                 (nb.per_pattern(q) * Tensor::cat(vec![ag, ab], 1), nb.batch_index.clone())
             }
-            None => (nv.clone().reshape([1, 1, c]), nb.batch_index.clone()),
+            None => (nv.clone().detach().reshape([1, 1, c]), nb.batch_index.clone()),
         };
         crate::fused::ace_modulate(
             x,

@@ -26,7 +26,7 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::{FloatTensor, IntTensor};
-use burn::backend::{Autodiff, Backend, DispatchDevice, Flex, backend_extension};
+use burn::backend::{Autodiff, Backend, DispatchDevice, Flex, TensorMetadata, backend_extension};
 use burn::tensor::{Device, Int, Tensor};
 
 /// What an ACE layer adds to its modulation.
@@ -52,7 +52,8 @@ impl AceFlags {
 
 /// Whether tensors on `device` take the fused operation (the Flex CPU backend).
 pub fn is_fused(device: &Device) -> bool {
-    matches!(device.as_dispatch(), DispatchDevice::Flex(_))
+    // An autodiff device wraps the backend's device: look through it.
+    matches!(device.clone().inner().as_dispatch(), DispatchDevice::Flex(_))
 }
 
 /// The fused ACE modulation (see the module docs).
@@ -142,17 +143,26 @@ impl<B: Backend + AceKernels> Backward<B, 8> for AceStep {
     type State = AceInputs<B>;
 
     fn backward(self, ops: Ops<Self::State, 8>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
-        let [nx, _noise, nnv, ns, nt, nstyle, ng, nb] = ops.parents;
+        let [nx, nnoise, nnv, ns, nt, nstyle, ng, nb] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
         let inputs = ops.state;
         let g = B::ace_modulate_backward(grad, &inputs, ng.is_some() || nb.is_some());
+        // The noise is data (and an input a flag turns off is a placeholder): a tracked one
+        // gets a zero gradient.
+        let zeros = |t: &FloatTensor<B>| B::float_zeros(t.shape(), &t.device(), t.dtype().into());
+        if let Some(node) = nnoise {
+            grads.register::<B>(node.id, zeros(&inputs.noise));
+        }
+        let styles = g.styles.or_else(|| nstyle.as_ref().map(|_| zeros(&inputs.styles)));
         let [gnv, gs, gt] = g.channels;
-        for (node, value) in [(nx, Some(g.x)), (nnv, Some(gnv)), (ns, Some(gs)), (nt, Some(gt))] {
+        // Without noise, `nv` takes no part (as in the composed path: no gradient at all).
+        let gnv = inputs.flags.noise.then_some(gnv);
+        for (node, value) in [(nx, Some(g.x)), (nnv, gnv), (ns, Some(gs)), (nt, Some(gt))] {
             if let (Some(node), Some(value)) = (node, value) {
                 grads.register::<B>(node.id, value);
             }
         }
-        for (node, value) in [(nstyle, g.styles), (ng, g.gamma), (nb, g.beta)] {
+        for (node, value) in [(nstyle, styles), (ng, g.gamma), (nb, g.beta)] {
             if let (Some(node), Some(value)) = (node, value) {
                 grads.register::<B>(node.id, value);
             }
@@ -234,4 +244,15 @@ pub fn ace_modulate(
         beta.into_dispatch(),
         flags.bits(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cpu_backend_takes_the_fused_path_with_and_without_autodiff() {
+        assert!(is_fused(&Device::flex()));
+        assert!(is_fused(&Device::flex().autodiff()));
+    }
 }
