@@ -1,17 +1,97 @@
-"""Runs the Rust benchmark and the PyTorch reference on this machine, one after the other,
-and prints a table of ms per optimisation step and peak memory, with the speed-up.
+"""Times our explanation step and the published PyTorch loop in one run on this machine, and
+prints a table: ms per optimisation step, ms per step per image, peak memory, the achieved
+GFLOP/s of our step and the speed-up, with the CPU model and its SIMD level.
 
     tools/.venv/bin/python tools/bench.py [--quick]
 
---quick times the reference on celeba only. Results are also written to
-target/bench-results.jsonl.
+--quick times celeba at batch 1 only (ours and the reference). Results are also written to
+target/bench-results.jsonl. The reference is `tools/bench_reference.py`: the published
+`generate_counterfactuals.py` loop on modules that compute what the published ones compute.
+
+Our step's FLOPs are counted once, analytically, for the fast path: the SEAN trunk's
+convolutions forward and backward to their inputs (the mask-only SPADE branch is computed
+once per mask, outside the step), the style branch's products (fc_mu and the folded
+conv_gamma/conv_beta per label, forward and backward), and the DenseNet's forward counted by
+torch's FlopCounterMode, twice for its backward to the image.
 """
 import json
 import os
+import platform
 import subprocess
 import sys
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.dirname(__file__))
+
+# labels, width, aspect ratio, decision outputs (as bench_reference.py)
+PRESETS = {"celeba": (19, 128, 1.0, 3), "celebamhq": (19, 256, 1.0, 3), "bdd": (20, 512, 2.0, 4)}
+
+
+def cpu():
+    """The CPU model and its widest SIMD level, from /proc/cpuinfo."""
+    model, flags = None, set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and model is None:
+                    model = line.split(":", 1)[1].strip()
+                elif line.startswith("flags") and not flags:
+                    flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    model = model or platform.processor() or "unknown CPU"
+    if "avx512f" in flags:
+        simd = "AVX-512" + (" (AMX present, unused in f32)" if "amx_tile" in flags else "")
+    elif "avx2" in flags:
+        simd = "AVX2"
+    else:
+        simd = "no AVX2"
+    return model, simd, os.cpu_count()
+
+
+def generator_flops(preset, batch):
+    """FLOPs of one fast-path step of the SEAN generator (forward + backward to the codes)."""
+    labels, width, aspect, _ = PRESETS[preset]
+    ngf, style = 64, 512
+    sw = width // 32
+    sh = round(sw / aspect)
+    # (fin, fout, scale, has style branch) as SEAN's "normal" generator
+    blocks = [(16, 16, 0, True), (16, 16, 1, True), (16, 16, 1, True), (16, 8, 2, True),
+              (8, 4, 3, True), (4, 2, 4, True), (2, 1, 5, False)]
+    fwd = bwd = 0.0
+    hw0 = sh * sw
+    fwd += 2 * 9 * labels * 16 * ngf * hw0  # fc on the mask (no gradient needed)
+    for fin, fout, k, st in blocks:
+        cin, cout, hw = fin * ngf, fout * ngf, hw0 * 4 ** k
+        mid = min(cin, cout)
+        convs = 2 * 9 * cin * mid * hw + 2 * 9 * mid * cout * hw
+        if cin != cout:
+            convs += 2 * cin * cout * hw
+        fwd += convs
+        bwd += convs
+        if st:
+            chans = [cin, mid] + ([cin] if cin != cout else [])
+            for c in chans:
+                prod = 2 * (2 * c * 9) * style * labels + 2 * labels * style * style
+                fwd += prod
+                bwd += prod
+    img = 2 * 9 * ngf * 3 * hw0 * 4 ** 5
+    fwd += img
+    bwd += img
+    return batch * (fwd + bwd)
+
+
+def densenet_flops(preset, batch):
+    """FLOPs of the DenseNet121's forward (counted by torch) and backward to the image."""
+    import torch
+    import torchvision
+    from torch.utils.flop_counter import FlopCounterMode
+    _, width, aspect, k = PRESETS[preset]
+    h = round(width / aspect)
+    model = torchvision.models.densenet121(num_classes=k).eval()
+    with FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, 3, h, width))
+    return batch * 2 * counter.get_total_flops()
 
 
 def lines(cmd, env=None):
@@ -23,26 +103,41 @@ def lines(cmd, env=None):
 
 def main():
     quick = "--quick" in sys.argv
-    print("running cargo bench --bench explain_step ...", file=sys.stderr, flush=True)
-    rows = lines(["cargo", "bench", "--quiet", "--bench", "explain_step"])
+    model, simd, cores = cpu()
+    print(f"machine: {model}, {simd}, {cores} cores", file=sys.stderr, flush=True)
+    print("building and running cargo bench --bench explain_step ...", file=sys.stderr, flush=True)
+    ours = [("celeba", 1, "fast")] if quick else [
+        ("celeba", 1, "fast"), ("celebamhq", 1, "fast"), ("bdd", 1, "fast"), ("celeba", 8, "fast")]
+    subprocess.run(["cargo", "bench", "--quiet", "--bench", "explain_step", "--no-run"], cwd=ROOT, check=True)
+    rows = []
+    for preset, batch, path in ours:
+        rows += lines(["cargo", "bench", "--quiet", "--bench", "explain_step", "--", preset, str(batch), path, "6"])
     ref_grid = [("celeba", 1, 3)] + ([] if quick else [("celebamhq", 1, 2)])
     for preset, batch, steps in ref_grid:
         print(f"running the PyTorch reference: {preset} batch {batch} ...", file=sys.stderr, flush=True)
         rows += lines([sys.executable, os.path.join(ROOT, "tools", "bench_reference.py"), preset,
                        str(batch), str(steps)])
+    for r in rows:
+        r["cpu"], r["simd"] = model, simd
+        if r["impl"] != "pytorch-reference" and r["path"] == "fast":
+            flops = generator_flops(r["preset"], r["batch"]) + densenet_flops(r["preset"], r["batch"])
+            r["gflop_per_step"] = round(flops / 1e9, 1)
+            r["gflops"] = round(flops / 1e9 / (r["ms_per_step"] / 1e3), 1)
     os.makedirs(os.path.join(ROOT, "target"), exist_ok=True)
     with open(os.path.join(ROOT, "target", "bench-results.jsonl"), "w") as f:
         for r in rows:
             f.write(json.dumps(r) + "\n")
     ref = {(r["preset"], r["batch"]): r for r in rows if r["impl"] == "pytorch-reference"}
-    print(f"| preset | batch | implementation | ms/step | ms/step/image | peak RSS GiB | speed-up vs reference |")
-    print("|---|---|---|---|---|---|---|")
-    for r in sorted(rows, key=lambda r: (r["preset"], r["batch"], r["impl"], r["path"])):
+    print(f"{model}, {simd}, {cores} cores; torch {next(iter(ref.values()))['torch'] if ref else '-'}")
+    print("| preset | batch | implementation | ms/step | ms/step/image | peak RSS GiB | GFLOP/step | GFLOP/s | speed-up vs published loop |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in sorted(rows, key=lambda r: (r["preset"], r["batch"], r["impl"] != "pytorch-reference")):
         base = ref.get((r["preset"], r["batch"]))
         up = f"{base['ms_per_step'] / r['ms_per_step']:.1f}x" if base and r is not base else ""
-        name = "PyTorch reference" if r["impl"] == "pytorch-reference" else f"steex-rs {r['path']}"
+        name = "published loop (PyTorch)" if r["impl"] == "pytorch-reference" else f"steex-rs {r['path']}"
         print(f"| {r['preset']} | {r['batch']} | {name} | {r['ms_per_step']:.0f} | "
-              f"{r['ms_per_step_per_image']:.0f} | {r['peak_rss_gib']:.2f} | {up} |")
+              f"{r['ms_per_step_per_image']:.0f} | {r['peak_rss_gib']:.2f} | {r.get('gflop_per_step', '')} | "
+              f"{r.get('gflops', '')} | {up} |")
 
 
 if __name__ == "__main__":

@@ -172,6 +172,9 @@ fn run_inner(p: &Problem) -> Vec<f32> {
         tile.clear();
         tile.resize(mb * nb, 0.0);
         let src = &padded[img * r * plane..(img + 1) * r * plane];
+        // Row-major output tiles: measured faster than column-major ones on every trunk
+        // shape (celeba, 2 AVX-512 cores, 3 alternating runs each).
+        let (dst_cs, dst_rs) = (1isize, nb as isize);
         for t in 0..9 {
             let (i, j) = (t / 3, t % 3);
             // Flat start of this tap's window for output position n0 (output row y sits at
@@ -189,8 +192,8 @@ fn run_inner(p: &Problem) -> Vec<f32> {
                     nb,
                     r,
                     tile.as_mut_ptr(),
-                    1,
-                    nb as isize,
+                    dst_cs,
+                    dst_rs,
                     t > 0,
                     lhs.as_ptr(),
                     lhs_cs,
@@ -211,8 +214,8 @@ fn run_inner(p: &Problem) -> Vec<f32> {
         for (row, ch) in (m0..m0 + mb).enumerate() {
             let b = p.bias.map_or(0.0, |b| b[ch]);
             let dst_base = (img * m + ch) * h * w;
-            let line = &tile[row * nb..(row + 1) * nb];
-            for (q, v) in (n0..n0 + nb).zip(line) {
+            for (i, q) in (n0..n0 + nb).enumerate() {
+                let v = tile[row * dst_rs as usize + i * dst_cs as usize];
                 let (y, x) = (q / wp, q % wp);
                 if x >= 1 && x <= w {
                     // SAFETY: (img, ch, y, x - 1) is inside `out`, and no other task writes
