@@ -296,11 +296,7 @@ impl FidInception {
             return Ok(Vec::new());
         }
         let x = Tensor::<4>::from_data(TensorData::new(input, [images.len(), 3, INPUT_SIZE, INPUT_SIZE]), device);
-        self.forward(x)
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .map_err(|e| InceptionError::Config(format!("reading features back: {e:?}")))
+        Ok(steex_nn::host(self.forward(x)))
     }
 }
 
