@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use steex_io::error::io_err;
 
 use crate::error::{Error, Result};
 pub use crate::results::{
@@ -14,10 +15,6 @@ pub use crate::results::{
 
 /// File extensions taken as images (case-insensitive).
 pub const IMAGE_EXTENSIONS: [&str; 4] = ["png", "jpg", "jpeg", "npy"];
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::io(path, source)
-}
 
 /// One image of a folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,7 +170,7 @@ impl ResultsWriter {
         let path = self.path.clone();
         self.file.write_all(text.as_bytes()).map_err(io_err(&path))?;
         self.file.flush().map_err(io_err(&path))?;
-        self.file.sync_all().map_err(io_err(&path))
+        Ok(self.file.sync_all().map_err(io_err(&path))?)
     }
 }
 

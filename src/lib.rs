@@ -11,7 +11,8 @@
 //!   ([`inception`]: pytorch-fid's Inception-v3; [`metrics::models`]: the face embedder and
 //!   the attribute oracle).
 //! - [`nn`]: named-weight loading and layers shared by the model crates.
-//! - [`weights_convert`]: import the published PyTorch checkpoints into safetensors, safely.
+//! - the checkpoint converter (`weights-convert`, re-exported below): import the published
+//!   PyTorch checkpoints into safetensors, safely.
 //!
 //! and adds what the commands run on:
 //!

@@ -28,7 +28,7 @@ pub fn classify(args: ClassifyArgs, device: &Device) -> Result<(), Error> {
     let (h, w) = (image.shape[2], image.shape[3]);
     model.check_input_size(h, w).map_err(|e| Error::image(args.image.clone(), e.to_string()))?;
     let logits = model.logits(image.to_tensor::<4>(device));
-    let logits: Vec<f32> = logits.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32");
+    let logits: Vec<f32> = steex::io::host(logits);
     let probs: Vec<f64> = logits.iter().map(|&l| 1.0 / (1.0 + (-(l as f64)).exp())).collect();
     let names = model.names();
     if args.json {

@@ -165,6 +165,38 @@ fn batch_224(paths: &[&PathBuf], f: impl Fn(&[f32]) -> Vec<f32>, device: &Device
 
 use steex::io::host as to_vec;
 
+/// What `steex metrics --json` prints (keys sorted).
+#[derive(serde::Serialize)]
+struct MetricsJson<'a> {
+    n_pairs: usize,
+    success_rate: Option<f64>,
+    success_per_attribute: BTreeMap<&'a str, f64>,
+    l1: Option<f64>,
+    l2: Option<f64>,
+    code_distance: Option<f64>,
+    regions_changed: Option<f64>,
+    fid: Option<f64>,
+    fva: Option<f64>,
+    mnac: Option<f64>,
+}
+
+impl<'a> From<&'a Summary> for MetricsJson<'a> {
+    fn from(s: &'a Summary) -> Self {
+        MetricsJson {
+            n_pairs: s.n_pairs,
+            success_rate: s.success_rate,
+            success_per_attribute: s.success_per_attribute.iter().map(|(a, r)| (a.as_str(), *r)).collect(),
+            l1: s.l1,
+            l2: s.l2,
+            code_distance: s.code_distance,
+            regions_changed: s.regions_changed,
+            fid: s.fid,
+            fva: s.fva,
+            mnac: s.mnac,
+        }
+    }
+}
+
 /// Runs `steex metrics`.
 pub fn run(args: MetricsArgs, device: &Device) -> Result<(), Error> {
     if args.batch == 0 {
@@ -292,21 +324,7 @@ pub fn run(args: MetricsArgs, device: &Device) -> Result<(), Error> {
         eprintln!("note: {note}");
     }
     if args.json {
-        let per: serde_json::Map<String, serde_json::Value> =
-            summary.success_per_attribute.iter().map(|(a, r)| (a.clone(), serde_json::json!(r))).collect();
-        let v = serde_json::json!({
-            "n_pairs": summary.n_pairs,
-            "success_rate": summary.success_rate,
-            "success_per_attribute": per,
-            "l1": summary.l1,
-            "l2": summary.l2,
-            "code_distance": summary.code_distance,
-            "regions_changed": summary.regions_changed,
-            "fid": summary.fid,
-            "fva": summary.fva,
-            "mnac": summary.mnac,
-        });
-        super::print_stdout(&(serde_json::to_string_pretty(&v).expect("serialisable") + "\n"));
+        super::print_stdout(&(steex_io::json::to_pretty_sorted(&MetricsJson::from(&summary)) + "\n"));
     } else {
         super::print_stdout(&summary.table());
     }

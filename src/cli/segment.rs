@@ -78,14 +78,12 @@ pub fn run(args: SegmentArgs, device: &Device) -> Result<(), Error> {
             (raw.iter().map(|&k| k as u8).collect(), names)
         }
     };
-    let img = image::GrayImage::from_raw(w as u32, h as u32, labels.clone()).expect("size matches");
-    let mut bytes = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut bytes, image::ImageFormat::Png).expect("PNG encoding into memory");
+    let bytes = steex::io::gray_png(&labels, h, w);
     if let Some(lp) = &args.logits {
         write_npy(lp, &logits)?;
     }
     write_bytes(&preview_path(&args.out), &png(&label_preview(&labels, h, w, &names)))?;
-    write_bytes(&args.out, &bytes.into_inner())?;
+    write_bytes(&args.out, &bytes)?;
     eprintln!("wrote {} and {}", args.out.display(), preview_path(&args.out).display());
     Ok(())
 }

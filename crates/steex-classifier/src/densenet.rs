@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::{AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
@@ -19,22 +20,32 @@ use crate::error::ClassifierError;
 pub const KIND: &str = "densenet";
 const PREFIX: &str = "feat_extract.feat_extract.features";
 
-/// DenseNet sizes (torchvision's constructor arguments) and the number of outputs.
-#[derive(Debug, Clone, PartialEq)]
+/// DenseNet sizes (torchvision's constructor arguments) and the number of outputs; the
+/// defaults are DenseNet121's ([`DenseNetConfig::densenet121`]).
+#[derive(Config, Debug, PartialEq)]
 pub struct DenseNetConfig {
     /// Channels each dense layer adds (32 in DenseNet121).
+    #[config(default = 32)]
     pub growth_rate: usize,
     /// Dense layers per block (6, 12, 24, 16 in DenseNet121).
+    #[config(default = "vec![6, 12, 24, 16]")]
     pub block_config: Vec<usize>,
     /// Channels of the stem convolution (64).
+    #[config(default = 64)]
     pub num_init_features: usize,
     /// Bottleneck width multiplier (4).
+    #[config(default = 4)]
     pub bn_size: usize,
     /// Decision outputs `K`.
     pub classes: usize,
 }
 
 impl DenseNetConfig {
+    /// The model with random weights (see [`Weights::random`]).
+    pub fn init(&self, device: &Device) -> Result<DenseNet, ClassifierError> {
+        DenseNet::load(&Weights::random(&self.expected_tensors(), &BTreeMap::new(), 0), self.clone(), device)
+    }
+
     /// DenseNet121 with `classes` outputs, as published.
     pub fn densenet121(classes: usize) -> Self {
         DenseNetConfig {
@@ -332,5 +343,12 @@ mod tests {
             assert!((a - b).abs() < 1e-5, "{a} vs {b}");
         }
         assert!(matches!(m.check_input_size(4, 4), Err(ClassifierError::Input(_))));
+    }
+
+    #[test]
+    fn config_defaults_are_densenet121() {
+        assert_eq!(DenseNetConfig::new(3), DenseNetConfig::densenet121(3));
+        let small = DenseNetConfig::new(2).with_growth_rate(2).with_block_config(vec![1]).with_num_init_features(4);
+        assert_eq!(small.init(&Device::flex()).unwrap().num_outputs(), 2);
     }
 }

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::tensor::activation::relu;
@@ -34,8 +35,9 @@ pub enum DeepLabError {
     Config(String),
 }
 
-/// Backbone sizes and class count.
-#[derive(Debug, Clone, PartialEq)]
+/// Backbone sizes and class count (named constructors: [`DeepLabConfig::resnet`],
+/// [`DeepLabConfig::deeplabv3_resnet50`], [`DeepLabConfig::deeplabv3_resnet101`]).
+#[derive(Config, Debug, PartialEq)]
 pub struct DeepLabConfig {
     /// The ResNet backbone (Bottleneck; layer3 and layer4 dilated).
     pub backbone: ResNetConfig,
@@ -43,6 +45,7 @@ pub struct DeepLabConfig {
     pub classes: usize,
     /// Channels of the ASPP branches and the head ([`HEAD`] = 256 in torchvision's
     /// `DeepLabHead`; the synthetic world's tiny segmenter uses fewer).
+    #[config(default = 256)]
     pub head: usize,
 }
 
@@ -52,6 +55,21 @@ impl DeepLabConfig {
         let mut backbone = ResNetConfig::depth(depth)?;
         backbone.dilate = [false, true, true];
         Some(DeepLabConfig { backbone, classes, head: HEAD })
+    }
+
+    /// torchvision's `deeplabv3_resnet50` with `classes` outputs.
+    pub fn deeplabv3_resnet50(classes: usize) -> Self {
+        Self::resnet(50, classes).expect("a torchvision depth")
+    }
+
+    /// torchvision's `deeplabv3_resnet101` with `classes` outputs.
+    pub fn deeplabv3_resnet101(classes: usize) -> Self {
+        Self::resnet(101, classes).expect("a torchvision depth")
+    }
+
+    /// The segmenter with random weights (see [`Weights::random`]).
+    pub fn init(&self, device: &Device) -> Result<DeepLabV3, DeepLabError> {
+        DeepLabV3::load(&Weights::random(&self.expected_tensors(), &BTreeMap::new(), 0), self.clone(), device)
     }
 
     /// Every tensor of a converted checkpoint (PyTorch layout).

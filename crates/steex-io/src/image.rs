@@ -14,6 +14,17 @@ fn is_npy(path: &Path) -> bool {
     path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy"))
 }
 
+/// Opens and decodes an image file (format from its content); a decoding failure becomes
+/// `refuse("cannot decode the <what>: ...")`.
+fn decode(path: &Path, refuse: impl FnOnce(String) -> IoError, what: &str) -> Result<image::DynamicImage> {
+    image::ImageReader::open(path)
+        .map_err(io_err(path))?
+        .with_guessed_format()
+        .map_err(io_err(path))?
+        .decode()
+        .map_err(|e| refuse(format!("cannot decode the {what}: {e}")))
+}
+
 /// Reads a query image as `[1, 3, H, W]` in [-1, 1] at `(height, width)`:
 /// a `.npy` float32 `[1, 3, H, W]` already in [-1, 1] and of that size, or a PNG/JPEG
 /// resized bicubic (if its size differs) and mapped `x / 127.5 - 1`, as the reference's
@@ -32,12 +43,7 @@ pub fn read_image(path: &Path, (height, width): (usize, usize)) -> Result<Array>
         }
         return Ok(a);
     }
-    let img = image::ImageReader::open(path)
-        .map_err(io_err(path))?
-        .with_guessed_format()
-        .map_err(io_err(path))?
-        .decode()
-        .map_err(|e| IoError::Image { path: path.to_path_buf(), reason: format!("cannot decode the image: {e}") })?;
+    let img = decode(path, |reason| IoError::Image { path: path.to_path_buf(), reason }, "image")?;
     let rgb = img.to_rgb8();
     let rgb = if rgb.dimensions() != (width as u32, height as u32) {
         image::imageops::resize(&rgb, width as u32, height as u32, FilterType::CatmullRom)
@@ -101,12 +107,7 @@ pub struct LabelMap {
 impl LabelMap {
     /// Reads an 8-bit single-channel PNG, refusing other pixel formats.
     pub fn read(path: &Path) -> Result<Self> {
-        let img = image::ImageReader::open(path)
-            .map_err(io_err(path))?
-            .with_guessed_format()
-            .map_err(io_err(path))?
-            .decode()
-            .map_err(|e| IoError::Mask { path: path.to_path_buf(), reason: format!("cannot decode the mask: {e}") })?;
+        let img = decode(path, |reason| IoError::Mask { path: path.to_path_buf(), reason }, "mask")?;
         let image::DynamicImage::ImageLuma8(g) = img else {
             return Err(IoError::Mask {
                 path: path.to_path_buf(),

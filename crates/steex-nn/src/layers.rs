@@ -33,7 +33,11 @@ impl BatchNorm2d {
         (scale, shift)
     }
 
-    /// `[B, C, H, W] -> [B, C, H, W]`.
+    /// `x * scale + shift` per channel.
+    ///
+    /// # Shapes
+    /// - input: `[B, C, H, W]`
+    /// - output: `[B, C, H, W]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let c = x.dims()[1];
         let (scale, shift) = self.scale_shift();

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use burn::config::Config;
 use burn::module::Module;
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
@@ -14,7 +15,7 @@ use burn::tensor::{Device, Tensor};
 use steex_nn::{BatchNorm2d, ConvSpec, Scope, Weights, WeightsError, batch_norm_shapes};
 
 /// The residual block kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
 pub enum BlockKind {
     /// Two 3x3 convolutions (ResNet-18/34).
     Basic,
@@ -41,15 +42,17 @@ impl BlockKind {
 
 /// ResNet backbone sizes (torchvision's `ResNet` without its head; named constructors:
 /// [`ResNetConfig::depth`], [`ResNetConfig::resnet18`] ... [`ResNetConfig::resnet152`]).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Config, Debug, PartialEq)]
 pub struct ResNetConfig {
     /// Block kind.
     pub block: BlockKind,
     /// Blocks in layer1..layer4.
     pub layers: [usize; 4],
     /// Stem width; layer `i` has `width * 2^i` planes (64 in torchvision).
+    #[config(default = 64)]
     pub width: usize,
-    /// torchvision's `replace_stride_with_dilation` for layer2..layer4.
+    /// torchvision's `replace_stride_with_dilation` for layer2..layer4 (none by default).
+    #[config(default = "[false; 3]")]
     pub dilate: [bool; 3],
 }
 
@@ -77,6 +80,13 @@ impl ResNetConfig {
     /// Output channels of the backbone.
     pub fn out_channels(&self) -> usize {
         self.width * 8 * self.block.expansion()
+    }
+
+    /// The backbone with random weights (PyTorch's default-init scale, see
+    /// [`Weights::random`]), torchvision's names.
+    pub fn init(&self, device: &Device) -> Result<ResNetBackbone, WeightsError> {
+        let w = Weights::random(&self.expected_tensors(""), &BTreeMap::new(), 0);
+        ResNetBackbone::load(&w.root(), self, device)
     }
 
     /// ResNet-18 (basic blocks 2, 2, 2, 2), width 64.
@@ -377,6 +387,14 @@ mod tests {
             // After the last ReLU: finite and non-negative.
             assert!(v.iter().all(|x| x.is_finite() && *x >= 0.0));
         }
+    }
+
+    #[test]
+    fn config_defaults_and_init() {
+        assert_eq!(ResNetConfig::new(BlockKind::Bottleneck, [3, 4, 6, 3]), ResNetConfig::resnet50());
+        let device = Device::flex();
+        let m = ResNetConfig::new(BlockKind::Basic, [1, 1, 1, 1]).with_width(2).init(&device).unwrap();
+        assert_eq!(m.forward(Tensor::<4>::ones([1, 3, 32, 32], &device)).dims(), [1, 16, 1, 1]);
     }
 
     #[test]

@@ -29,6 +29,10 @@ pub struct Spade {
 
 impl Spade {
     /// `(gamma_s, beta_s)` from a one-hot mask at the activation's size.
+    ///
+    /// # Shapes
+    /// - `onehot`: `[B, L, H, W]`
+    /// - output: two `[B, C, H, W]`
     pub fn forward(&self, onehot: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
         let a = relu(self.mlp_shared.forward(onehot));
         (self.mlp_gamma.forward(a.clone()), self.mlp_beta.forward(a))
@@ -161,8 +165,12 @@ impl Ace {
         })
     }
 
-    /// `x` `[B, C, H, W]`, `onehot` `[B, L, H, W]` at x's size, codes `[B, L, S]`, and an
-    /// optional N(0, 1) noise map `[B, 1, H, W]`.
+    /// The layer on activations `x`, with the one-hot mask at their size, the style codes
+    /// and an optional N(0, 1) noise map.
+    ///
+    /// # Shapes
+    /// - `x`: `[B, C, H, W]`; `onehot`: `[B, L, H, W]`; `z`: `[B, L, S]`; `noise`: `[B, 1, H, W]`
+    /// - output: `[B, C, H, W]`
     pub fn forward(&self, x: Tensor<4>, onehot: Tensor<4>, z: Tensor<3>, noise: Option<Tensor<4>>) -> Tensor<4> {
         let c = x.dims()[1];
         let x = match noise {

@@ -2,27 +2,36 @@
 
 use std::collections::BTreeMap;
 
+use burn::config::Config;
+
 use crate::error::SeanError;
 
-/// Everything that sizes a SEAN generator (`num_upsampling_layers` "normal": 5 doublings).
-#[derive(Debug, Clone, PartialEq)]
+/// Everything that sizes a SEAN generator (`num_upsampling_layers` "normal": 5 doublings);
+/// the defaults are the published widths. Named constructors: [`SeanConfig::celeba`],
+/// [`SeanConfig::celebamhq`], [`SeanConfig::bdd`]; random weights: [`SeanConfig::init`].
+#[derive(Config, Debug, PartialEq)]
 pub struct SeanConfig {
     /// Number of semantic labels `L` (19 for faces, 20 for BDD).
     pub labels: usize,
     /// Base width `ngf` (64 published).
+    #[config(default = 64)]
     pub ngf: usize,
     /// Style vector length `S` (512 published).
+    #[config(default = 512)]
     pub style_length: usize,
     /// Output width in pixels (`crop_size`); a multiple of 32.
     pub width: usize,
-    /// Width / height.
+    /// Width / height (1, square, by default).
+    #[config(default = 1.0)]
     pub aspect_ratio: f64,
     /// Hidden width of the SPADE branch ([`SPADE_HIDDEN`], 128, in the published code; the
     /// synthetic world's tiny generator uses less).
+    #[config(default = 128)]
     pub spade_hidden: usize,
     /// Base width of the style encoder (`Zencoder(ngf=...)`, [`ENCODER_NGF`] = 32
     /// published): its convolutions are `3 -> n -> 2n -> 4n`, the transposed one `4n -> 8n`,
     /// the last `8n -> S`.
+    #[config(default = 32)]
     pub encoder_ngf: usize,
 }
 
@@ -33,6 +42,11 @@ pub const SPADE_HIDDEN: usize = 128;
 pub const ENCODER_NGF: usize = 32;
 
 impl SeanConfig {
+    /// The generator with random weights (seed 0, see [`crate::SeanGenerator::random`]).
+    pub fn init(&self, device: &burn::tensor::Device) -> Result<crate::SeanGenerator, SeanError> {
+        crate::SeanGenerator::random(self.clone(), 0, device)
+    }
+
     /// CelebA: 128 x 128, 19 labels.
     pub fn celeba() -> Self {
         SeanConfig {

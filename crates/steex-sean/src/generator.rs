@@ -295,6 +295,13 @@ mod tests {
     }
 
     #[test]
+    fn config_defaults_are_the_published_widths() {
+        assert_eq!(SeanConfig::new(19, 128), SeanConfig::celeba());
+        let g = tiny().init(&Device::flex()).unwrap();
+        assert_eq!(g.config(), &tiny());
+    }
+
+    #[test]
     fn bad_sizes_are_refused_with_a_typed_error() {
         let mut c = tiny();
         c.width = 33;

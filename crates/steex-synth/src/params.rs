@@ -115,7 +115,7 @@ impl ParamSet {
     /// names and parameters the loss did not reach).
     pub fn gradient(&self, name: &str, grads: &burn::tensor::Gradients) -> Option<Vec<f32>> {
         let p = self.params.get(name).filter(|p| p.moments.is_some())?;
-        p.value.grad(grads)?.into_data().convert::<f32>().try_into_vec::<f32>().ok()
+        Some(steex_nn::host(p.value.grad(grads)?))
     }
 
     /// Names of the trained parameters.
@@ -138,7 +138,7 @@ impl ParamSet {
         self.params
             .iter()
             .map(|(k, p)| {
-                let v = p.value.clone().inner().into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default();
+                let v = steex_nn::host(p.value.clone().inner());
                 (k.clone(), (p.shape.clone(), v))
             })
             .collect()

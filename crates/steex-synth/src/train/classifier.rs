@@ -126,9 +126,7 @@ pub fn held_out_accuracy(
     n: usize,
     device: &Device,
 ) -> Result<(f64, Option<f64>), TrainError> {
-    let host = |t: Tensor<2>| {
-        t.into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| TrainError::Model(format!("{e:?}")))
-    };
+    let host = |t: Tensor<2>| Ok::<_, TrainError>(steex_nn::host(t));
     let (mut real, mut rec) = (0usize, 0usize);
     let seeds: Vec<u64> = (0..n as u64).map(|i| crate::scene::HELD_OUT_SEED + i).collect();
     for chunk in seeds.chunks(50) {

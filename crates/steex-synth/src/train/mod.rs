@@ -79,13 +79,7 @@ pub(crate) fn step_rng(cfg: &TrainConfig, step: usize) -> StdRng {
 }
 
 pub(crate) fn scalar(t: &Tensor<1>) -> f32 {
-    t.clone()
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .ok()
-        .and_then(|v| v.first().copied())
-        .unwrap_or(f32::NAN)
+    steex_nn::host(t.clone()).first().copied().unwrap_or(f32::NAN)
 }
 
 /// Tensor shapes and metadata of a model's file.

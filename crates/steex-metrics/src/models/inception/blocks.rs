@@ -37,7 +37,11 @@ impl BasicConv2d {
         })
     }
 
-    /// `[B, Cin, H, W] -> [B, Cout, H', W']`.
+    /// Convolution, batch norm, ReLU.
+    ///
+    /// # Shapes
+    /// - input: `[B, C_in, H, W]`
+    /// - output: `[B, C_out, H', W']` (the convolution's output size)
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let x = self.conv.forward(x);
         let c = x.dims()[1];
@@ -100,7 +104,11 @@ impl InceptionA {
             branch_pool: c.take(p, "branch_pool"),
         }
     }
-    /// `[B, C_in, H, W] -> [B, C_out, H', W']`.
+    /// The block's branches, concatenated.
+    ///
+    /// # Shapes
+    /// - input: `[B, C_in, H, W]`
+    /// - output: `[B, C_out, H', W']`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let b1 = self.branch1x1.forward(x.clone());
         let b5 = self.branch5x5_2.forward(self.branch5x5_1.forward(x.clone()));
@@ -128,7 +136,11 @@ impl InceptionB {
             branch3x3dbl_3: c.take(p, "branch3x3dbl_3"),
         }
     }
-    /// `[B, C_in, H, W] -> [B, C_out, H', W']`.
+    /// The block's branches, concatenated.
+    ///
+    /// # Shapes
+    /// - input: `[B, C_in, H, W]`
+    /// - output: `[B, C_out, H', W']`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let b3 = self.branch3x3.forward(x.clone());
         let bd = self.branch3x3dbl_3.forward(self.branch3x3dbl_2.forward(self.branch3x3dbl_1.forward(x.clone())));
@@ -167,7 +179,11 @@ impl InceptionC {
             branch_pool: c.take(p, "branch_pool"),
         }
     }
-    /// `[B, C_in, H, W] -> [B, C_out, H', W']`.
+    /// The block's branches, concatenated.
+    ///
+    /// # Shapes
+    /// - input: `[B, C_in, H, W]`
+    /// - output: `[B, C_out, H', W']`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let b1 = self.branch1x1.forward(x.clone());
         let b7 = self.branch7x7_3.forward(self.branch7x7_2.forward(self.branch7x7_1.forward(x.clone())));
@@ -202,7 +218,11 @@ impl InceptionD {
             branch7x7x3_4: c.take(p, "branch7x7x3_4"),
         }
     }
-    /// `[B, C_in, H, W] -> [B, C_out, H', W']`.
+    /// The block's branches, concatenated.
+    ///
+    /// # Shapes
+    /// - input: `[B, C_in, H, W]`
+    /// - output: `[B, C_out, H', W']`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let b3 = self.branch3x3_2.forward(self.branch3x3_1.forward(x.clone()));
         let mut b7 = self.branch7x7x3_1.forward(x.clone());
@@ -246,7 +266,11 @@ impl InceptionE {
             max_pool,
         }
     }
-    /// `[B, C_in, H, W] -> [B, C_out, H', W']`.
+    /// The block's branches, concatenated.
+    ///
+    /// # Shapes
+    /// - input: `[B, C_in, H, W]`
+    /// - output: `[B, C_out, H', W']`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let b1 = self.branch1x1.forward(x.clone());
         let b3 = self.branch3x3_1.forward(x.clone());

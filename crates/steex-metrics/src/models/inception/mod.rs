@@ -15,6 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use steex_nn::{Weights, WeightsError, batch_norm_shapes};
@@ -41,16 +42,17 @@ pub enum InceptionError {
     Config(String),
 }
 
-/// Sizes of the network: the channel divisor (1 for pytorch-fid's network).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Sizes of the network: the channel divisor (1, the default, for pytorch-fid's network).
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
 pub struct InceptionConfig {
     /// Every channel count (but the 3 input channels) is divided by this.
+    #[config(default = 1)]
     pub width_divisor: usize,
 }
 
 impl Default for InceptionConfig {
     fn default() -> Self {
-        InceptionConfig { width_divisor: 1 }
+        InceptionConfig::new()
     }
 }
 
@@ -69,6 +71,12 @@ struct Spec {
 const CHANNELS: &[usize] = &[32, 48, 64, 80, 96, 128, 160, 192, 288, 320, 384, 448, 768, 1280, 2048];
 
 impl InceptionConfig {
+    /// The network with random weights (see [`Weights::random`]).
+    pub fn init(&self, device: &Device) -> Result<FidInception, InceptionError> {
+        self.validate()?;
+        FidInception::load(&Weights::random(&self.expected_tensors(), &BTreeMap::new(), 0), *self, device)
+    }
+
     fn validate(&self) -> Result<(), InceptionError> {
         let d = self.width_divisor;
         if d == 0 || CHANNELS.iter().any(|c| c % d != 0) {
@@ -288,11 +296,7 @@ impl FidInception {
             return Ok(Vec::new());
         }
         let x = Tensor::<4>::from_data(TensorData::new(input, [images.len(), 3, INPUT_SIZE, INPUT_SIZE]), device);
-        self.forward(x)
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .map_err(|e| InceptionError::Config(format!("reading features back: {e:?}")))
+        Ok(steex_nn::host(self.forward(x)))
     }
 }
 
