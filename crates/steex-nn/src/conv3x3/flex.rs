@@ -107,6 +107,13 @@ struct SendPtr(*mut f32);
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
+impl SendPtr {
+    /// The pointer (a method, so closures capture the whole `Send` wrapper).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// Rows per block and columns per tile for `batch` products `[m, n]` on `threads` threads:
 /// column tiles (multiples of 64, the micro-kernel's height once `gemm` transposes the
 /// problem) while there are enough columns, else row blocks (multiples of 16); the task
@@ -161,7 +168,6 @@ fn run_inner(p: &Problem) -> Vec<f32> {
     let out_ptr = SendPtr(out.as_mut_ptr());
     let tasks = p.batch * row_blocks * col_tiles;
     (0..tasks).into_par_iter().for_each_init(Vec::new, |tile: &mut Vec<f32>, task| {
-        let out_ptr = out_ptr;
         let img = task / (row_blocks * col_tiles);
         let rb = (task / col_tiles) % row_blocks;
         let ct = task % col_tiles;
@@ -220,7 +226,7 @@ fn run_inner(p: &Problem) -> Vec<f32> {
                 if x >= 1 && x <= w {
                     // SAFETY: (img, ch, y, x - 1) is inside `out`, and no other task writes
                     // this (channel, position).
-                    unsafe { *out_ptr.0.add(dst_base + y * w + x - 1) = v + b };
+                    unsafe { *out_ptr.get().add(dst_base + y * w + x - 1) = v + b };
                 }
             }
         }

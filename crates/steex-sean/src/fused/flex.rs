@@ -231,8 +231,8 @@ pub fn backward(grad: FlexTensor, i: &AceInputs<burn::backend::Flex>, maps: bool
     });
     let mut channels = [vec![0f32; c], vec![0f32; c], vec![0f32; c]];
     for (bc, pg) in planes.iter().enumerate() {
-        for k in 0..3 {
-            channels[k][bc % c] += pg.sums[k];
+        for (ch, sum) in channels.iter_mut().zip(pg.sums) {
+            ch[bc % c] += sum;
         }
     }
     let [cnv, cs, ct] = channels.map(|v| FlexTensor::from_data(TensorData::new(v, Shape::new([c]))));
