@@ -172,7 +172,11 @@ pub fn backward(grad: FlexTensor, i: &AceInputs<burn::backend::Flex>, maps: bool
             let gp = &g[bc * hw..(bc + 1) * hw];
             let mut style = pl.style.map(|_| (vec![0f32; u], vec![0f32; u]));
             let mut mp = maps.then(|| (vec![0f32; hw], vec![0f32; hw]));
-            let mut sums = [0f64; 3];
+            // Per-channel sums in 8 independent lanes (no serial dependency chain), folded
+            // in f64 at the end; the style scatter accumulates runs of equal neighbourhoods
+            // (consecutive pixels mostly share one) before touching memory.
+            let mut lanes = [[0f32; 8]; 3];
+            let (mut run, mut run_g, mut run_b) = (usize::MAX, 0f32, 0f32);
             for p in 0..hw {
                 let (xin, xn, gam, o) = pl.at(p);
                 let go = if v.leaky && o < 0.0 { 0.2 * gp[p] } else { gp[p] };
@@ -180,19 +184,32 @@ pub fn backward(grad: FlexTensor, i: &AceInputs<burn::backend::Flex>, maps: bool
                 gx[p] = gg * pl.scale;
                 if let (Some((ag, ab)), Some((_, _, idx))) = (style.as_mut(), pl.style) {
                     let k = idx[p] as usize;
-                    ag[k] += go * xn;
-                    ab[k] += go;
+                    if k != run {
+                        if run != usize::MAX {
+                            ag[run] += run_g;
+                            ab[run] += run_b;
+                        }
+                        (run, run_g, run_b) = (k, 0.0, 0.0);
+                    }
+                    run_g += go * xn;
+                    run_b += go;
                 }
                 if let Some((mg, mb)) = mp.as_mut() {
                     mg[p] = go * xn;
                     mb[p] = go;
                 }
+                let lane = p & 7;
                 if let Some(n) = pl.noise {
-                    sums[0] += (gg * pl.scale * n[p]) as f64;
+                    lanes[0][lane] += gg * pl.scale * n[p];
                 }
-                sums[1] += (gg * xin) as f64;
-                sums[2] += gg as f64;
+                lanes[1][lane] += gg * xin;
+                lanes[2][lane] += gg;
             }
+            if let (Some((ag, ab)), true) = (style.as_mut(), run != usize::MAX) {
+                ag[run] += run_g;
+                ab[run] += run_b;
+            }
+            let sums = lanes.map(|l| l.iter().map(|&v| v as f64).sum::<f64>());
             PlaneGrads { style, maps: mp, sums: sums.map(|s| s as f32) }
         })
         .collect();
