@@ -73,6 +73,21 @@ impl SpadeResnetBlock {
         xs + dx
     }
 
+    /// This block with its 3x3 convolutions of at least `min_weights` weights holding their
+    /// input gradient's weights ([`Conv3x3::with_input_grad_weights`]): for a frozen
+    /// generator, whose widest convolutions run at the smallest sizes and are bound by
+    /// reading their weights.
+    pub fn with_input_grad_weights(mut self, min_weights: usize) -> Self {
+        let big = |c: &Conv3x3| c.channels_in() * c.channels_out() * 9 >= min_weights;
+        if big(&self.conv_0) {
+            self.conv_0 = self.conv_0.with_input_grad_weights();
+        }
+        if big(&self.conv_1) {
+            self.conv_1 = self.conv_1.with_input_grad_weights();
+        }
+        self
+    }
+
     /// The block's ACE layers in noise-draw order (`ace_s`, `ace_0`, `ace_1`).
     pub fn aces(&self) -> Vec<&Ace> {
         self.ace_s.iter().chain([&self.ace_0, &self.ace_1]).collect()

@@ -96,7 +96,20 @@ impl SeanGenerator {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         };
         weights.finish()?;
-        Ok(if weights.is_trainable() { g } else { g.no_grad() })
+        if weights.is_trainable() {
+            return Ok(g);
+        }
+        // Frozen: the widest convolutions (>= 512 x 512 x 9 weights: the blocks at the
+        // smallest sizes) keep a copy of their weights laid out for their input gradient.
+        let min = 512 * 512 * 9;
+        let g = SeanGenerator {
+            head_0: g.head_0.with_input_grad_weights(min),
+            g_middle_0: g.g_middle_0.with_input_grad_weights(min),
+            g_middle_1: g.g_middle_1.with_input_grad_weights(min),
+            up_0: g.up_0.with_input_grad_weights(min),
+            ..g
+        };
+        Ok(g.no_grad())
     }
 
     /// Builds the generator from a file written by `weights-convert sean`, its

@@ -101,6 +101,29 @@ pub fn input_grad(grad: FlexTensor, weight: FlexTensor) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(out, Shape::new([b, c, h, w])))
 }
 
+/// `grad` `[B, K, H, W]`, input-gradient weights `[9, C, K]` -> `[B, C, H, W]`: the forward
+/// kernel on the transposed, tap-reversed weights.
+pub fn input_grad_t(grad: FlexTensor, weight_t: FlexTensor) -> FlexTensor {
+    let (Some(g), Some(wc)) = (contiguous_f32(grad.clone()), contiguous_f32(weight_t.clone())) else {
+        let opts = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+        return Flex::conv2d(grad, super::op::to_burn_layout::<Flex>(weight_t), None, opts);
+    };
+    let [b, k, h, w] = g.shape().dims();
+    let [_, c, _] = wc.shape().dims();
+    let out = run(&Problem {
+        src: g.storage::<f32>(),
+        weights: wc.storage::<f32>(),
+        bias: None,
+        batch: b,
+        m: c,
+        r: k,
+        h,
+        w,
+        taps: Taps::Forward,
+    });
+    FlexTensor::from_data(TensorData::new(out, Shape::new([b, c, h, w])))
+}
+
 /// A raw pointer that may cross threads: every task writes its own disjoint part.
 #[derive(Clone, Copy)]
 struct SendPtr(*mut f32);

@@ -27,6 +27,10 @@ pub struct Conv3x3 {
     pub weight: Param<Tensor<3>>,
     /// Bias `[K]`.
     pub bias: Option<Param<Tensor<1>>>,
+    /// The input gradient's weights `[9, C, K]` (`weight_t[t] = weight[8 - t]^T`), held by
+    /// frozen layers whose backward is bound by reading their weights
+    /// ([`Self::with_input_grad_weights`]); outside the graph.
+    pub weight_t: Option<Param<Tensor<3>>>,
 }
 
 impl Conv3x3 {
@@ -37,7 +41,21 @@ impl Conv3x3 {
         Conv3x3 {
             weight: Param::initialized(ParamId::new(), weight),
             bias: bias.map(|b| Param::initialized(ParamId::new(), b)),
+            weight_t: None,
         }
+    }
+
+    /// This layer holding its input gradient's weights laid out for the forward kernel
+    /// (one more copy of the weights), for frozen layers: the gradient to the input then
+    /// reads them as fast as the forward reads its own. The weights must not change after.
+    pub fn with_input_grad_weights(mut self) -> Self {
+        let w = self.weight.val();
+        let device = w.device();
+        let t = w.detach().flip([0]).swap_dims(1, 2);
+        // Materialised contiguous (a strided view would be copied on every call).
+        let t = Tensor::<3>::from_data(t.into_data(), &device);
+        self.weight_t = Some(Param::initialized(ParamId::new(), t).set_require_grad(false));
+        self
     }
 
     /// The same layer as `conv` (which must be 3x3, stride 1, padding 1, one group).
@@ -72,11 +90,19 @@ impl Conv3x3 {
             Some(b) => b.val(),
             None => Tensor::zeros([k], &x.device()),
         };
-        let out = <Dispatch as Conv3x3Backend>::conv3x3(
-            x.into_dispatch(),
-            self.weight.val().into_dispatch(),
-            bias.into_dispatch(),
-        );
+        let out = match &self.weight_t {
+            Some(wt) => <Dispatch as Conv3x3Backend>::conv3x3_t(
+                x.into_dispatch(),
+                self.weight.val().into_dispatch(),
+                wt.val().into_dispatch(),
+                bias.into_dispatch(),
+            ),
+            None => <Dispatch as Conv3x3Backend>::conv3x3(
+                x.into_dispatch(),
+                self.weight.val().into_dispatch(),
+                bias.into_dispatch(),
+            ),
+        };
         Tensor::from_dispatch(out)
     }
 }
@@ -114,8 +140,13 @@ mod tests {
         let diff: f32 = (a.clone() - b.clone()).abs().max().into_scalar();
         assert!(diff < 1e-4, "forward differs by {diff}");
         let ga = x.grad(&(a * probe.clone()).sum().backward()).unwrap();
-        let gb = x.grad(&(b * probe).sum().backward()).unwrap();
-        let diff: f32 = (ga - gb).abs().max().into_scalar();
+        let gb = x.grad(&(b * probe.clone()).sum().backward()).unwrap();
+        let diff: f32 = (ga.clone() - gb).abs().max().into_scalar();
         assert!(diff < 1e-4, "input gradient differs by {diff}");
+        let held = fast.with_input_grad_weights();
+        let c = held.forward(x.clone());
+        let gc = x.grad(&(c * probe).sum().backward()).unwrap();
+        let diff: f32 = (ga - gc).abs().max().into_scalar();
+        assert!(diff < 1e-4, "input gradient through the held weights differs by {diff}");
     }
 }

@@ -50,6 +50,26 @@ pub trait Conv3x3Backend: Backend {
         let opts = ConvTransposeOptions::new([1, 1], [1, 1], [0, 0], [1, 1], 1);
         Self::conv_transpose2d(grad, to_burn_layout::<Self>(weight), None, opts)
     }
+
+    /// [`Self::conv3x3`] with the weights of its input gradient given too: `weight_t`
+    /// `[9, C, K]`, `weight_t[t] = weight[8 - t]^T` (contiguous), so the backward is a
+    /// forward-layout convolution (the weight-bound layers' backward then reads its weights
+    /// as fast as the forward does).
+    fn conv3x3_t(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        weight_t: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let _ = weight_t;
+        Self::conv3x3(x, weight, bias)
+    }
+
+    /// The gradient to the input through `weight_t` (see [`Self::conv3x3_t`]): the
+    /// convolution of `grad` with `weight_t`.
+    fn conv3x3_input_grad_t(grad: FloatTensor<Self>, weight_t: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::conv2d(grad, to_burn_layout::<Self>(weight_t), None, options())
+    }
 }
 
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
@@ -63,19 +83,23 @@ impl Conv3x3Backend for Flex {
     fn conv3x3_input_grad(grad: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
         super::flex::input_grad(grad, weight)
     }
+
+    fn conv3x3_input_grad_t(grad: FloatTensor<Self>, weight_t: FloatTensor<Self>) -> FloatTensor<Self> {
+        super::flex::input_grad_t(grad, weight_t)
+    }
 }
 
 #[derive(Debug)]
 struct Conv3x3Step;
 
 impl<B: Backend + Conv3x3Backend> Backward<B, 3> for Conv3x3Step {
-    /// The input and the weights.
-    type State = (FloatTensor<B>, FloatTensor<B>);
+    /// The input, the weights and the input gradient's weights when given.
+    type State = (FloatTensor<B>, FloatTensor<B>, Option<FloatTensor<B>>);
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let [node_x, node_w, node_b] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        let (x, weight) = ops.state;
+        let (x, weight, weight_t) = ops.state;
         if let Some(node) = node_b {
             let [_, k, _, _] = grad.shape().dims();
             let g = B::float_sum_dim(B::float_sum_dim(B::float_sum_dim(grad.clone(), 3), 2), 0);
@@ -87,7 +111,11 @@ impl<B: Backend + Conv3x3Backend> Backward<B, 3> for Conv3x3Step {
             grads.register::<B>(node.id, from_burn_layout::<B>(g));
         }
         if let Some(node) = node_x {
-            grads.register::<B>(node.id, B::conv3x3_input_grad(grad, weight));
+            let g = match weight_t {
+                Some(wt) => B::conv3x3_input_grad_t(grad, wt),
+                None => B::conv3x3_input_grad(grad, weight),
+            };
+            grads.register::<B>(node.id, g);
         }
     }
 }
@@ -100,7 +128,27 @@ impl<B: Backend + Conv3x3Backend, C: CheckpointStrategy> Conv3x3Backend for Auto
         match Conv3x3Step.prepare::<C>([gx, gw, gb]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
                 let out = B::conv3x3(x.clone(), weight.clone(), bias);
-                prep.finish((x, weight), out)
+                prep.finish((x, weight, None), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::conv3x3(x, weight, bias)),
+        }
+    }
+
+    fn conv3x3_t(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        weight_t: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        // `weight_t` is derived data outside the graph: the gradients go to `weight`.
+        let weight_t = weight_t.into_primitive();
+        let (x, gx) = x.into_parts();
+        let (weight, gw) = weight.into_parts();
+        let (bias, gb) = bias.into_parts();
+        match Conv3x3Step.prepare::<C>([gx, gw, gb]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let out = B::conv3x3(x.clone(), weight.clone(), bias);
+                prep.finish((x, weight, Some(weight_t)), out)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::conv3x3(x, weight, bias)),
         }
