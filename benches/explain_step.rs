@@ -29,7 +29,12 @@ fn one(preset: &str, batch: usize, path: ForwardPath, steps: usize) {
     .expect("explanation");
     if std::env::var_os("STEEX_PROFILE").is_some() {
         let (f, b) = steex::nn::conv3x3::kernel_seconds();
-        eprintln!("conv3x3 kernel: forward {:.0} ms, input gradient {:.0} ms in total over {} forwards", f * 1e3, b * 1e3, times.len());
+        eprintln!(
+            "conv3x3 kernel: forward {:.0} ms, input gradient {:.0} ms in total over {} forwards",
+            f * 1e3,
+            b * 1e3,
+            times.len()
+        );
     }
     // The first step also encodes and reconstructs: report the steady steps.
     let steady = if times.len() > 1 { &times[1..] } else { &times[..] };

@@ -111,7 +111,12 @@ fn style_products(device: &Device) {
     let t = time(|| {
         let _ = offsets.clone().matmul(v.clone()).into_data();
     });
-    println!("offsets [{}, {s}] x [{s}, {l}]: {:.1} ms ({:.1} GB/s of weights)", c2 * 9, t * 1e3, (c2 * 9 * s * 4) as f64 / t / 1e9);
+    println!(
+        "offsets [{}, {s}] x [{s}, {l}]: {:.1} ms ({:.1} GB/s of weights)",
+        c2 * 9,
+        t * 1e3,
+        (c2 * 9 * s * 4) as f64 / t / 1e9
+    );
     let t = time(|| {
         let vg = v.clone().require_grad();
         let g = offsets.clone().matmul(vg.clone()).sum().backward();
@@ -121,7 +126,11 @@ fn style_products(device: &Device) {
     let t = time(|| {
         let _ = z.clone().matmul(fc.clone()).into_data();
     });
-    println!("fc_mu [{l}] x [1, {s}] x [{s}, {s}]: {:.1} ms ({:.1} GB/s of weights)", t * 1e3, (l * s * s * 4) as f64 / t / 1e9);
+    println!(
+        "fc_mu [{l}] x [1, {s}] x [{s}, {s}]: {:.1} ms ({:.1} GB/s of weights)",
+        t * 1e3,
+        (l * s * s * 4) as f64 / t / 1e9
+    );
     let t = time(|| {
         let zg = z.clone().require_grad();
         let g = zg.clone().matmul(fc.clone()).sum().backward();
@@ -144,7 +153,16 @@ fn ace_fused(device: &Device) {
         let flags = steex::sean::fused::AceFlags { noise: true, style, leaky: true };
         let t = time(|| {
             let o = steex::sean::fused::ace_modulate(
-                x.clone(), n.clone(), v(c), v(c), v(c), styles.clone(), idx.clone(), g.clone(), bt.clone(), flags,
+                x.clone(),
+                n.clone(),
+                v(c),
+                v(c),
+                v(c),
+                styles.clone(),
+                idx.clone(),
+                g.clone(),
+                bt.clone(),
+                flags,
             );
             let _ = o.into_data();
         });
@@ -152,14 +170,32 @@ fn ace_fused(device: &Device) {
         let xg = x.clone().require_grad();
         let t = time(|| {
             let o = steex::sean::fused::ace_modulate(
-                xg.clone(), n.clone(), v(c), v(c), v(c), styles.clone(), idx.clone(), g.clone(), bt.clone(), flags,
+                xg.clone(),
+                n.clone(),
+                v(c),
+                v(c),
+                v(c),
+                styles.clone(),
+                idx.clone(),
+                g.clone(),
+                bt.clone(),
+                flags,
             );
             let _ = o.into_data();
         });
         println!("  tracked input: {:.2} ms", t * 1e3);
         let t = time(|| {
             let o = steex::sean::fused::ace_modulate(
-                xg.clone(), n.clone(), v(c), v(c), v(c), styles.clone(), idx.clone(), g.clone(), bt.clone(), flags,
+                xg.clone(),
+                n.clone(),
+                v(c),
+                v(c),
+                v(c),
+                styles.clone(),
+                idx.clone(),
+                g.clone(),
+                bt.clone(),
+                flags,
             );
             let gr = o.sum().backward();
             let _ = xg.grad(&gr).unwrap().into_data();

@@ -155,10 +155,9 @@ fn folded_and_direct_style_convolutions_agree() {
     let [b, l, _, _] = onehot.dims();
     let v = Tensor::<3>::random([b, l, 24], Distribution::Normal(0.0, 1.0), &device);
     let map = StyleBranch::style_map(v.clone(), onehot.clone());
-    let c = st.conv_gamma.weight.dims()[0];
-    let direct = Tensor::cat(vec![st.conv_gamma.forward(map.clone()), st.conv_beta.forward(map)], 1);
-    let bias =
-        Tensor::cat(vec![st.conv_gamma.bias.as_ref().unwrap().val(), st.conv_beta.bias.as_ref().unwrap().val()], 0);
+    let c = st.conv_gamma().weight.dims()[0];
+    let direct = Tensor::cat(vec![st.conv_gamma().forward(map.clone()), st.conv_beta().forward(map)], 1);
+    let bias = Tensor::cat(vec![st.conv_gamma_bias.val(), st.conv_beta_bias.val()], 0);
     let direct = Array::from_tensor(direct - bias.reshape([1, 2 * c, 1, 1]));
     let folded = Array::from_tensor(st.style_convs_folded(v, onehot));
     assert_signal(&direct, "style convolution");

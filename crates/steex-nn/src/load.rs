@@ -42,22 +42,24 @@ impl ConvSpec {
 
     /// Loads `<scope>.weight` (and `<scope>.bias` when `bias`) as burn's `Conv2d`.
     pub fn load(&self, w: &Scope<'_>, device: &Device) -> Result<Conv2d, WeightsError> {
-        let (k, s, p, d) = (self.kernel, self.stride, self.padding, self.dilation);
         let weight = w.tensor("weight", self.weight_shape(), device)?;
-        let bias = if self.bias {
-            Some(Param::initialized(ParamId::new(), w.tensor("bias", [self.channels[1]], device)?))
-        } else {
-            None
-        };
-        Ok(Conv2d {
+        let bias = if self.bias { Some(w.tensor("bias", [self.channels[1]], device)?) } else { None };
+        Ok(self.from_tensors(weight, bias))
+    }
+
+    /// This convolution as burn's `Conv2d` with the given weights (`[out, in, k, k]`) and
+    /// bias.
+    pub fn from_tensors(&self, weight: Tensor<4>, bias: Option<Tensor<1>>) -> Conv2d {
+        let (k, s, p, d) = (self.kernel, self.stride, self.padding, self.dilation);
+        Conv2d {
             weight: Param::initialized(ParamId::new(), weight),
-            bias,
+            bias: bias.map(|b| Param::initialized(ParamId::new(), b)),
             stride: [s, s],
             kernel_size: [k, k],
             dilation: [d, d],
             groups: 1,
             padding: PaddingConfig2d::Explicit(p, p, p, p),
-        })
+        }
     }
 
     /// The tensors of the layer under `prefix`, into a name-to-shape map.

@@ -50,16 +50,38 @@ pub struct StyleBranch {
     pub fc_mu_weight: Param<Tensor<3>>,
     /// `fc_mu{j}.bias` stacked, `[L, S]`.
     pub fc_mu_bias: Param<Tensor<2>>,
-    /// `conv_gamma`: conv3x3 S -> C.
-    pub conv_gamma: Conv2d,
-    /// `conv_beta`: conv3x3 S -> C.
-    pub conv_beta: Conv2d,
-    /// `conv_gamma` and `conv_beta` weights stacked and laid out `[2C * 9, S]` (rows
-    /// `(c, kh, kw)`), for the fast path's per-label projections.
+    /// `conv_gamma.bias`, `[C]`.
+    pub conv_gamma_bias: Param<Tensor<1>>,
+    /// `conv_beta.bias`, `[C]`.
+    pub conv_beta_bias: Param<Tensor<1>>,
+    /// `conv_gamma.weight` and `conv_beta.weight` (conv3x3 S -> C each) stacked and laid out
+    /// `[2C * 9, S]` (rows `(c, kh, kw)`), for the fast path's per-label projections. The
+    /// only copy of those weights: [`Self::conv_gamma`] and [`Self::conv_beta`] rebuild the
+    /// convolutions from it.
     pub offsets: Param<Tensor<2>>,
 }
 
 impl StyleBranch {
+    /// `conv_gamma` (first) or `conv_beta` from [`Self::offsets`].
+    fn conv(&self, second: bool) -> Conv2d {
+        let [rows, s] = self.offsets.dims();
+        let c = rows / 18;
+        let w = self.offsets.val().slice([if second { 9 * c..18 * c } else { 0..9 * c }, 0..s]);
+        let weight = w.reshape([c, 3, 3, s]).permute([0, 3, 1, 2]);
+        let bias = if second { &self.conv_beta_bias } else { &self.conv_gamma_bias };
+        ConvSpec::new([s, c], 3).with_padding(1).from_tensors(weight, Some(bias.val()))
+    }
+
+    /// `conv_gamma`: conv3x3 S -> C (rebuilt from [`Self::offsets`], for the plain path).
+    pub fn conv_gamma(&self) -> Conv2d {
+        self.conv(false)
+    }
+
+    /// `conv_beta`: conv3x3 S -> C (rebuilt from [`Self::offsets`], for the plain path).
+    pub fn conv_beta(&self) -> Conv2d {
+        self.conv(true)
+    }
+
     /// Per-label style vectors `v_j = relu(fc_mu{j}(z_j))`, `[B, L, S] -> [B, L, S]`.
     pub fn mu(&self, z: Tensor<3>) -> Tensor<3> {
         let l = z.dims()[1];
@@ -139,8 +161,10 @@ impl Ace {
                 weights.push(wj.transpose().unsqueeze_dim::<3>(0));
                 biases.push(fc.tensor::<1>("bias", [s], device)?.unsqueeze_dim::<2>(0));
             }
-            let conv_gamma = conv3([s, c], &w.pp("conv_gamma"))?;
-            let conv_beta = conv3([s, c], &w.pp("conv_beta"))?;
+            let bias = |n: &str| -> Result<Param<Tensor<1>>, WeightsError> {
+                Ok(Param::initialized(ParamId::new(), w.pp(n).tensor("bias", [c], device)?))
+            };
+            let (conv_gamma_bias, conv_beta_bias) = (bias("conv_gamma")?, bias("conv_beta")?);
             let raw = |n: &str| w.pp(n).tensor::<4>("weight", [c, s, 3, 3], device);
             let offsets = Tensor::cat(vec![raw("conv_gamma")?, raw("conv_beta")?], 0)
                 .permute([0, 2, 3, 1])
@@ -150,8 +174,8 @@ impl Ace {
                 blending_beta: Param::initialized(ParamId::new(), w.tensor("blending_beta", [1], device)?),
                 fc_mu_weight: Param::initialized(ParamId::new(), Tensor::cat(weights, 0)),
                 fc_mu_bias: Param::initialized(ParamId::new(), Tensor::cat(biases, 0)),
-                conv_gamma,
-                conv_beta,
+                conv_gamma_bias,
+                conv_beta_bias,
                 offsets: Param::initialized(ParamId::new(), offsets),
             })
         } else {
@@ -183,8 +207,8 @@ impl Ace {
             None => (gamma_s, beta_s),
             Some(st) => {
                 let m = StyleBranch::style_map(st.mu(z), onehot);
-                let gamma_a = st.conv_gamma.forward(m.clone());
-                let beta_a = st.conv_beta.forward(m);
+                let gamma_a = st.conv_gamma().forward(m.clone());
+                let beta_a = st.conv_beta().forward(m);
                 let ag = sigmoid(st.blending_gamma.val()).reshape([1, 1, 1, 1]);
                 let ab = sigmoid(st.blending_beta.val()).reshape([1, 1, 1, 1]);
                 (
@@ -220,8 +244,8 @@ impl Ace {
                 let c = gamma_s.dims()[1];
                 let ag = sigmoid(st.blending_gamma.val()).reshape([1, 1, 1, 1]);
                 let ab = sigmoid(st.blending_beta.val()).reshape([1, 1, 1, 1]);
-                let bg = st.conv_gamma.bias.as_ref().expect("conv_gamma has a bias").val().reshape([1, c, 1, 1]);
-                let bb = st.conv_beta.bias.as_ref().expect("conv_beta has a bias").val().reshape([1, c, 1, 1]);
+                let bg = st.conv_gamma_bias.val().reshape([1, c, 1, 1]);
+                let bb = st.conv_beta_bias.val().reshape([1, c, 1, 1]);
                 (
                     gamma_s * ag.clone().neg().add_scalar(1.0) + bg * ag,
                     beta_s * ab.clone().neg().add_scalar(1.0) + bb * ab,

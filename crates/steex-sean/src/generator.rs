@@ -82,7 +82,10 @@ impl SeanGenerator {
         };
         let g = SeanGenerator {
             zencoder: Zencoder::load(weights, s, config.encoder_ngf, device)?,
-            fc: ConvSpec::new([l, 16 * config.ngf], 3).with_padding(1).load(&weights.pp("fc"), device).map(|c| Conv3x3::from_conv(&c))?,
+            fc: ConvSpec::new([l, 16 * config.ngf], 3)
+                .with_padding(1)
+                .load(&weights.pp("fc"), device)
+                .map(|c| Conv3x3::from_conv(&c))?,
             head_0: block(0)?,
             g_middle_0: block(1)?,
             g_middle_1: block(2)?,
@@ -90,7 +93,10 @@ impl SeanGenerator {
             up_1: block(4)?,
             up_2: block(5)?,
             up_3: block(6)?,
-            conv_img: ConvSpec::new([config.ngf, 3], 3).with_padding(1).load(&weights.pp("conv_img"), device).map(|c| Conv3x3::from_conv(&c))?,
+            conv_img: ConvSpec::new([config.ngf, 3], 3)
+                .with_padding(1)
+                .load(&weights.pp("conv_img"), device)
+                .map(|c| Conv3x3::from_conv(&c))?,
             config,
             path: ForwardPath::Fast,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),

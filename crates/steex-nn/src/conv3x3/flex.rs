@@ -158,12 +158,14 @@ fn partition(batch: usize, m: usize, n: usize, threads: usize) -> (usize, usize)
 }
 
 /// Nanoseconds spent in this kernel (forward, input gradient), for profiling.
-pub static NANOS: [std::sync::atomic::AtomicU64; 2] = [std::sync::atomic::AtomicU64::new(0), std::sync::atomic::AtomicU64::new(0)];
+pub static NANOS: [std::sync::atomic::AtomicU64; 2] =
+    [std::sync::atomic::AtomicU64::new(0), std::sync::atomic::AtomicU64::new(0)];
 
 fn run(p: &Problem) -> Vec<f32> {
     let t0 = std::time::Instant::now();
     let out = run_inner(p);
-    NANOS[matches!(p.taps, Taps::InputGrad) as usize].fetch_add(t0.elapsed().as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
+    NANOS[matches!(p.taps, Taps::InputGrad) as usize]
+        .fetch_add(t0.elapsed().as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
     out
 }
 
