@@ -107,11 +107,16 @@ impl StyleBranch {
     /// The same as [`Self::style_convs_folded`], through the mask's distinct 3x3 label
     /// neighbourhoods ([`Neighbourhoods::convolve`]): exact, and a fraction of the work.
     pub fn style_convs_patterns(&self, v: Tensor<3>, nb: &Neighbourhoods) -> Tensor<4> {
+        nb.convolve(self.projections(v))
+    }
+
+    /// Per-tap, per-label responses of the style convolutions to style vectors `v`
+    /// `[B, L, S]`: `q[b, (c, kh, kw), j] = sum_s W[c, s, kh, kw] v[b, j, s]`, read as
+    /// `[B, 2C, 9 L]` (gamma's C rows, then beta's).
+    pub fn projections(&self, v: Tensor<3>) -> Tensor<3> {
         let [b, l, _] = v.dims();
         let c2 = self.offsets.dims()[0] / 9;
-        // q[b, (c, kh, kw), j] = sum_s W[c, s, kh, kw] v[b, j, s], read as [B, 2C, 9 L].
-        let q = self.offsets.val().unsqueeze_dim::<3>(0).matmul(v.swap_dims(1, 2)).reshape([b, c2, 9 * l]);
-        nb.convolve(q)
+        self.offsets.val().unsqueeze_dim::<3>(0).matmul(v.swap_dims(1, 2)).reshape([b, c2, 9 * l])
     }
 
     /// The style map `M[:, p] = v_{label(p)}` (`[B, S, H, W]`, zero where no label).
@@ -317,9 +322,7 @@ impl Ace {
         let nv = if flags.noise { nv } else { nv.detach() };
         let (styles, index) = match &self.style {
             Some(st) => {
-                let v = st.mu(z);
-                let [b, l, _] = v.dims();
-                let q = st.offsets.val().unsqueeze_dim::<3>(0).matmul(v.swap_dims(1, 2)).reshape([b, 2 * c, 9 * l]);
+                let q = st.projections(st.mu(z));
                 let ag = sigmoid(st.blending_gamma.val()).reshape([1, 1, 1]).expand([1, c, 1]);
                 let ab = sigmoid(st.blending_beta.val()).reshape([1, 1, 1]).expand([1, c, 1]);
                 (nb.per_pattern(q) * Tensor::cat(vec![ag, ab], 1), nb.batch_index.clone())

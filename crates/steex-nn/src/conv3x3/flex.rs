@@ -48,80 +48,55 @@ fn contiguous_f32(t: FlexTensor) -> Option<FlexTensor> {
     Some(if t.is_contiguous() && t.layout().start_offset() == 0 { t } else { t.to_contiguous() })
 }
 
-/// `x` `[B, C, H, W]`, weights `[9, K, C]`, bias `[K]` -> `[B, K, H, W]`.
-pub fn forward(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
-    let fallback = |x, weight, bias| {
-        Flex::conv2d(
-            x,
-            super::op::to_burn_layout::<Flex>(weight),
-            Some(bias),
-            ConvOptions::new([1, 1], [1, 1], [1, 1], 1),
-        )
+/// Runs the kernel on f32 `src` `[B, R, H, W]` with `weights` (`[9, M, R]` for
+/// [`Taps::Forward`], `[9, R, M]` for [`Taps::InputGrad`]) -> `[B, M, H, W]`; `None` when a
+/// tensor is not f32 (the caller then takes burn's own operation).
+fn convolve(src: &FlexTensor, weights: &FlexTensor, bias: Option<&FlexTensor>, taps: Taps) -> Option<FlexTensor> {
+    let (src, weights) = (contiguous_f32(src.clone())?, contiguous_f32(weights.clone())?);
+    let bias = match bias {
+        Some(b) => Some(contiguous_f32(b.clone())?),
+        None => None,
     };
-    let (Some(x), Some(wc), Some(bc)) =
-        (contiguous_f32(x.clone()), contiguous_f32(weight.clone()), contiguous_f32(bias.clone()))
-    else {
-        return fallback(x, weight, bias);
-    };
-    let [b, c, h, w] = x.shape().dims();
-    let [_, k, _] = wc.shape().dims();
+    let [b, r, h, w] = src.shape().dims();
+    let [_, d1, d2] = weights.shape().dims();
+    let m = if matches!(taps, Taps::Forward) { d1 } else { d2 };
     let out = run(&Problem {
-        src: x.storage::<f32>(),
-        weights: wc.storage::<f32>(),
-        bias: Some(bc.storage::<f32>()),
+        src: src.storage::<f32>(),
+        weights: weights.storage::<f32>(),
+        bias: bias.as_ref().map(|b| b.storage::<f32>()),
         batch: b,
-        m: k,
-        r: c,
+        m,
+        r,
         h,
         w,
-        taps: Taps::Forward,
+        taps,
     });
-    FlexTensor::from_data(TensorData::new(out, Shape::new([b, k, h, w])))
+    Some(FlexTensor::from_data(TensorData::new(out, Shape::new([b, m, h, w]))))
+}
+
+/// `x` `[B, C, H, W]`, weights `[9, K, C]`, bias `[K]` -> `[B, K, H, W]`.
+pub fn forward(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
+    convolve(&x, &weight, Some(&bias), Taps::Forward).unwrap_or_else(|| {
+        let w = super::op::to_burn_layout::<Flex>(weight);
+        Flex::conv2d(x, w, Some(bias), ConvOptions::new([1, 1], [1, 1], [1, 1], 1))
+    })
 }
 
 /// `grad` `[B, K, H, W]`, weights `[9, K, C]` -> `[B, C, H, W]`.
 pub fn input_grad(grad: FlexTensor, weight: FlexTensor) -> FlexTensor {
-    let (Some(g), Some(wc)) = (contiguous_f32(grad.clone()), contiguous_f32(weight.clone())) else {
+    convolve(&grad, &weight, None, Taps::InputGrad).unwrap_or_else(|| {
         let opts = ConvTransposeOptions::new([1, 1], [1, 1], [0, 0], [1, 1], 1);
-        return Flex::conv_transpose2d(grad, super::op::to_burn_layout::<Flex>(weight), None, opts);
-    };
-    let [b, k, h, w] = g.shape().dims();
-    let [_, _, c] = wc.shape().dims();
-    let out = run(&Problem {
-        src: g.storage::<f32>(),
-        weights: wc.storage::<f32>(),
-        bias: None,
-        batch: b,
-        m: c,
-        r: k,
-        h,
-        w,
-        taps: Taps::InputGrad,
-    });
-    FlexTensor::from_data(TensorData::new(out, Shape::new([b, c, h, w])))
+        Flex::conv_transpose2d(grad, super::op::to_burn_layout::<Flex>(weight), None, opts)
+    })
 }
 
 /// `grad` `[B, K, H, W]`, input-gradient weights `[9, C, K]` -> `[B, C, H, W]`: the forward
 /// kernel on the transposed, tap-reversed weights.
 pub fn input_grad_t(grad: FlexTensor, weight_t: FlexTensor) -> FlexTensor {
-    let (Some(g), Some(wc)) = (contiguous_f32(grad.clone()), contiguous_f32(weight_t.clone())) else {
-        let opts = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
-        return Flex::conv2d(grad, super::op::to_burn_layout::<Flex>(weight_t), None, opts);
-    };
-    let [b, k, h, w] = g.shape().dims();
-    let [_, c, _] = wc.shape().dims();
-    let out = run(&Problem {
-        src: g.storage::<f32>(),
-        weights: wc.storage::<f32>(),
-        bias: None,
-        batch: b,
-        m: c,
-        r: k,
-        h,
-        w,
-        taps: Taps::Forward,
-    });
-    FlexTensor::from_data(TensorData::new(out, Shape::new([b, c, h, w])))
+    convolve(&grad, &weight_t, None, Taps::Forward).unwrap_or_else(|| {
+        let w = super::op::to_burn_layout::<Flex>(weight_t);
+        Flex::conv2d(grad, w, None, ConvOptions::new([1, 1], [1, 1], [1, 1], 1))
+    })
 }
 
 /// A raw pointer that may cross threads: every task writes its own disjoint part.

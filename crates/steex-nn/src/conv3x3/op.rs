@@ -120,18 +120,29 @@ impl<B: Backend + Conv3x3Backend> Backward<B, 3> for Conv3x3Step {
     }
 }
 
+/// The forward on the inner backend, recorded with its inputs (and the input gradient's
+/// weights when given) for [`Conv3x3Step`].
+fn record<B: Backend + Conv3x3Backend, C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<B, C>>,
+    weight: FloatTensor<Autodiff<B, C>>,
+    weight_t: Option<FloatTensor<B>>,
+    bias: FloatTensor<Autodiff<B, C>>,
+) -> FloatTensor<Autodiff<B, C>> {
+    let (x, gx) = x.into_parts();
+    let (weight, gw) = weight.into_parts();
+    let (bias, gb) = bias.into_parts();
+    match Conv3x3Step.prepare::<C>([gx, gw, gb]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => {
+            let out = B::conv3x3(x.clone(), weight.clone(), bias);
+            prep.finish((x, weight, weight_t), out)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(B::conv3x3(x, weight, bias)),
+    }
+}
+
 impl<B: Backend + Conv3x3Backend, C: CheckpointStrategy> Conv3x3Backend for Autodiff<B, C> {
     fn conv3x3(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
-        let (x, gx) = x.into_parts();
-        let (weight, gw) = weight.into_parts();
-        let (bias, gb) = bias.into_parts();
-        match Conv3x3Step.prepare::<C>([gx, gw, gb]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => {
-                let out = B::conv3x3(x.clone(), weight.clone(), bias);
-                prep.finish((x, weight, None), out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::conv3x3(x, weight, bias)),
-        }
+        record::<B, C>(x, weight, None, bias)
     }
 
     fn conv3x3_t(
@@ -141,17 +152,7 @@ impl<B: Backend + Conv3x3Backend, C: CheckpointStrategy> Conv3x3Backend for Auto
         bias: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
         // `weight_t` is derived data outside the graph: the gradients go to `weight`.
-        let weight_t = weight_t.into_primitive();
-        let (x, gx) = x.into_parts();
-        let (weight, gw) = weight.into_parts();
-        let (bias, gb) = bias.into_parts();
-        match Conv3x3Step.prepare::<C>([gx, gw, gb]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => {
-                let out = B::conv3x3(x.clone(), weight.clone(), bias);
-                prep.finish((x, weight, Some(weight_t)), out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(B::conv3x3(x, weight, bias)),
-        }
+        record::<B, C>(x, weight, Some(weight_t.into_primitive()), bias)
     }
 
     fn conv3x3_input_grad(grad: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
