@@ -151,53 +151,32 @@ fn ace_fused(device: &Device) {
     let idx = Tensor::<2, Int>::zeros([b, h * w], device);
     for style in [false, true] {
         let flags = steex::sean::fused::AceFlags { noise: true, style, leaky: true };
-        let t = time(|| {
-            let o = steex::sean::fused::ace_modulate(
+        let run = |x: &Tensor<4>| {
+            let args = (n.clone(), v(c), v(c), v(c), styles.clone(), idx.clone(), g.clone(), bt.clone());
+            steex::sean::fused::ace_modulate(
                 x.clone(),
-                n.clone(),
-                v(c),
-                v(c),
-                v(c),
-                styles.clone(),
-                idx.clone(),
-                g.clone(),
-                bt.clone(),
+                args.0,
+                args.1,
+                args.2,
+                args.3,
+                args.4,
+                args.5,
+                args.6,
+                args.7,
                 flags,
-            );
-            let _ = o.into_data();
+            )
+        };
+        let t = time(|| {
+            let _ = run(&x).into_data();
         });
         println!("fused ACE [{b}, {c}, {h}, {w}] style {style}: {:.2} ms", t * 1e3);
         let xg = x.clone().require_grad();
         let t = time(|| {
-            let o = steex::sean::fused::ace_modulate(
-                xg.clone(),
-                n.clone(),
-                v(c),
-                v(c),
-                v(c),
-                styles.clone(),
-                idx.clone(),
-                g.clone(),
-                bt.clone(),
-                flags,
-            );
-            let _ = o.into_data();
+            let _ = run(&xg).into_data();
         });
         println!("  tracked input: {:.2} ms", t * 1e3);
         let t = time(|| {
-            let o = steex::sean::fused::ace_modulate(
-                xg.clone(),
-                n.clone(),
-                v(c),
-                v(c),
-                v(c),
-                styles.clone(),
-                idx.clone(),
-                g.clone(),
-                bt.clone(),
-                flags,
-            );
-            let gr = o.sum().backward();
+            let gr = run(&xg).sum().backward();
             let _ = xg.grad(&gr).unwrap().into_data();
         });
         println!("  with backward: {:.2} ms", t * 1e3);
