@@ -11,7 +11,7 @@ use burn::nn::pool::{AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Linear, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
-use steex_nn::{BatchNorm2d, ConvSpec, Scope, Weights, WeightsError, batch_norm_shapes, load_linear};
+use steex_nn::{BatchNorm2d, Conv3x3, ConvSpec, Scope, Weights, WeightsError, batch_norm_shapes, load_linear};
 
 use crate::decision::DecisionModel;
 use crate::error::ClassifierError;
@@ -156,13 +156,13 @@ impl DenseNetConfig {
     }
 }
 
-/// One dense layer: BN-ReLU-conv1x1-BN-ReLU-conv3x3.
+/// One dense layer: BN-ReLU-conv1x1-BN-ReLU-conv3x3 (the 3x3 on steex-nn's [`Conv3x3`]).
 #[derive(Module, Debug)]
 pub struct DenseLayer {
     pub norm1: BatchNorm2d,
     pub conv1: Conv2d,
     pub norm2: BatchNorm2d,
-    pub conv2: Conv2d,
+    pub conv2: Conv3x3,
 }
 
 impl DenseLayer {
@@ -224,7 +224,7 @@ impl DenseNet {
                     norm1: bn(&p.pp("norm1"), c)?,
                     conv1: conv([c, mid], 1, &p.pp("conv1"))?,
                     norm2: bn(&p.pp("norm2"), mid)?,
-                    conv2: conv([mid, config.growth_rate], 3, &p.pp("conv2"))?,
+                    conv2: Conv3x3::from_conv(&conv([mid, config.growth_rate], 3, &p.pp("conv2"))?),
                 });
             }
             let transition = if b + 1 < config.block_config.len() {

@@ -73,18 +73,24 @@ impl SpadeResnetBlock {
         xs + dx
     }
 
-    /// This block with its 3x3 convolutions of at least `min_weights` weights holding their
-    /// input gradient's weights ([`Conv3x3::with_input_grad_weights`]): for a frozen
-    /// generator, whose widest convolutions run at the smallest sizes and are bound by
-    /// reading their weights.
-    pub fn with_input_grad_weights(mut self, min_weights: usize) -> Self {
+    /// This block with its 3x3 convolutions of at least `min_weights` weights holding
+    /// weights for their backward, for a frozen generator whose widest convolutions are
+    /// bound by reading their weights: their Winograd transform where the block's `h x w`
+    /// plane takes Winograd ([`Conv3x3::with_winograd_weights`]), else their input
+    /// gradient's weights ([`Conv3x3::with_input_grad_weights`]).
+    pub fn with_held_weights(mut self, min_weights: usize, [h, w]: [usize; 2]) -> Self {
         let big = |c: &Conv3x3| c.channels_in() * c.channels_out() * 9 >= min_weights;
-        if big(&self.conv_0) {
-            self.conv_0 = self.conv_0.with_input_grad_weights();
-        }
-        if big(&self.conv_1) {
-            self.conv_1 = self.conv_1.with_input_grad_weights();
-        }
+        let hold = |c: Conv3x3| {
+            if !big(&c) {
+                c
+            } else if steex_nn::conv3x3::winograd_plane_fits(h, w) {
+                c.with_winograd_weights()
+            } else {
+                c.with_input_grad_weights()
+            }
+        };
+        self.conv_0 = hold(self.conv_0);
+        self.conv_1 = hold(self.conv_1);
         self
     }
 

@@ -106,13 +106,15 @@ impl SeanGenerator {
             return Ok(g);
         }
         // Frozen: the widest convolutions (>= 512 x 512 x 9 weights: the blocks at the
-        // smallest sizes) keep a copy of their weights laid out for their input gradient.
+        // smallest sizes) keep a copy of their weights laid out for their backward.
         let min = 512 * 512 * 9;
+        let (sh, sw) = g.config.start_size();
+        let plane = |scale: usize| [sh << scale, sw << scale];
         let g = SeanGenerator {
-            head_0: g.head_0.with_input_grad_weights(min),
-            g_middle_0: g.g_middle_0.with_input_grad_weights(min),
-            g_middle_1: g.g_middle_1.with_input_grad_weights(min),
-            up_0: g.up_0.with_input_grad_weights(min),
+            head_0: g.head_0.with_held_weights(min, plane(0)),
+            g_middle_0: g.g_middle_0.with_held_weights(min, plane(1)),
+            g_middle_1: g.g_middle_1.with_held_weights(min, plane(1)),
+            up_0: g.up_0.with_held_weights(min, plane(2)),
             ..g
         };
         Ok(g.no_grad())

@@ -19,26 +19,26 @@ use rayon::prelude::*;
 
 /// Which matrix of the weights `[9, K, C]` a tap multiplies.
 #[derive(Clone, Copy)]
-enum Taps {
+pub(super) enum Taps {
     /// Forward: tap `t` is `W_t` (`[K, C]`, rows K).
     Forward,
     /// Gradient to the input: tap `t` is `W_{8-t}^T` (`[C, K]`, rows C).
     InputGrad,
 }
 
-struct Problem<'a> {
+pub(super) struct Problem<'a> {
     /// Source `[B, R, H, W]` (R = reduced channels).
-    src: &'a [f32],
-    weights: &'a [f32],
-    bias: Option<&'a [f32]>,
-    batch: usize,
+    pub(super) src: &'a [f32],
+    pub(super) weights: &'a [f32],
+    pub(super) bias: Option<&'a [f32]>,
+    pub(super) batch: usize,
     /// Output channels.
-    m: usize,
+    pub(super) m: usize,
     /// Reduced channels.
-    r: usize,
-    h: usize,
-    w: usize,
-    taps: Taps,
+    pub(super) r: usize,
+    pub(super) h: usize,
+    pub(super) w: usize,
+    pub(super) taps: Taps,
 }
 
 fn contiguous_f32(t: FlexTensor) -> Option<FlexTensor> {
@@ -99,15 +99,66 @@ pub fn input_grad_t(grad: FlexTensor, weight_t: FlexTensor) -> FlexTensor {
     })
 }
 
+/// `x` `[B, C, H, W]`, weights `[9, K, C]` and their Winograd transform `[16, K, C]`, bias
+/// `[K]` -> `[B, K, H, W]`: Winograd on the held transform where the shape allows it.
+pub fn forward_u(x: FlexTensor, weight: FlexTensor, weight_u: FlexTensor, bias: FlexTensor) -> FlexTensor {
+    convolve_u(&x, &weight, &weight_u, Some(&bias), Taps::Forward).unwrap_or_else(|| forward(x, weight, bias))
+}
+
+/// `grad` `[B, K, H, W]` through weights `[9, K, C]` and their Winograd transform ->
+/// `[B, C, H, W]`.
+pub fn input_grad_u(grad: FlexTensor, weight: FlexTensor, weight_u: FlexTensor) -> FlexTensor {
+    convolve_u(&grad, &weight, &weight_u, None, Taps::InputGrad).unwrap_or_else(|| input_grad(grad, weight))
+}
+
+/// Winograd on the held transform `weight_u`; `None` when the shape or a dtype does not
+/// allow it (the caller then takes the direct kernel).
+fn convolve_u(
+    src: &FlexTensor,
+    weights: &FlexTensor,
+    weight_u: &FlexTensor,
+    bias: Option<&FlexTensor>,
+    taps: Taps,
+) -> Option<FlexTensor> {
+    let (src, weights, u) =
+        (contiguous_f32(src.clone())?, contiguous_f32(weights.clone())?, contiguous_f32(weight_u.clone())?);
+    let bias = match bias {
+        Some(b) => Some(contiguous_f32(b.clone())?),
+        None => None,
+    };
+    let [b, r, h, w] = src.shape().dims();
+    let [_, d1, d2] = weights.shape().dims();
+    let m = if matches!(taps, Taps::Forward) { d1 } else { d2 };
+    let p = Problem {
+        src: src.storage::<f32>(),
+        weights: weights.storage::<f32>(),
+        bias: bias.as_ref().map(|b| b.storage::<f32>()),
+        batch: b,
+        m,
+        r,
+        h,
+        w,
+        taps,
+    };
+    if !super::winograd::shape_fits(&p) {
+        return None;
+    }
+    let t0 = std::time::Instant::now();
+    let out = super::winograd::run(&p, u.storage::<f32>());
+    NANOS[matches!(p.taps, Taps::InputGrad) as usize]
+        .fetch_add(t0.elapsed().as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
+    Some(FlexTensor::from_data(TensorData::new(out, Shape::new([b, m, h, w]))))
+}
+
 /// A raw pointer that may cross threads: every task writes its own disjoint part.
 #[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
+pub(super) struct SendPtr(pub(super) *mut f32);
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
 impl SendPtr {
     /// The pointer (a method, so closures capture the whole `Send` wrapper).
-    fn get(self) -> *mut f32 {
+    pub(super) fn get(self) -> *mut f32 {
         self.0
     }
 }
@@ -138,13 +189,18 @@ pub static NANOS: [std::sync::atomic::AtomicU64; 2] =
 
 fn run(p: &Problem) -> Vec<f32> {
     let t0 = std::time::Instant::now();
-    let out = run_inner(p);
+    let out = if super::winograd::eligible(p) {
+        let u = super::winograd::transform_weights(p.weights, p.m * p.r);
+        super::winograd::run(p, &u)
+    } else {
+        run_inner(p)
+    };
     NANOS[matches!(p.taps, Taps::InputGrad) as usize]
         .fetch_add(t0.elapsed().as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
     out
 }
 
-fn run_inner(p: &Problem) -> Vec<f32> {
+pub(super) fn run_inner(p: &Problem) -> Vec<f32> {
     let (m, r, h, w) = (p.m, p.r, p.h, p.w);
     let wp = w + 2;
     let rows = h + 4;

@@ -6,8 +6,10 @@
 
 mod flex;
 mod op;
+mod winograd;
 
-pub use op::Conv3x3Backend;
+pub use op::{Conv3x3Backend, Held};
+pub use winograd::plane_fits as winograd_plane_fits;
 
 /// Seconds spent in the CPU kernel so far: (forward, gradient to the input).
 pub fn kernel_seconds() -> (f64, f64) {
@@ -31,6 +33,9 @@ pub struct Conv3x3 {
     /// frozen layers whose backward is bound by reading their weights
     /// ([`Self::with_input_grad_weights`]); outside the graph.
     pub weight_t: Option<Param<Tensor<3>>>,
+    /// The Winograd-transformed weights `[16, K, C]`, held by frozen layers that run on
+    /// planes Winograd takes ([`Self::with_winograd_weights`]); outside the graph.
+    pub weight_u: Option<Param<Tensor<3>>>,
 }
 
 impl Conv3x3 {
@@ -42,6 +47,7 @@ impl Conv3x3 {
             weight: Param::initialized(ParamId::new(), weight),
             bias: bias.map(|b| Param::initialized(ParamId::new(), b)),
             weight_t: None,
+            weight_u: None,
         }
     }
 
@@ -55,6 +61,20 @@ impl Conv3x3 {
         // Materialised contiguous (a strided view would be copied on every call).
         let t = Tensor::<3>::from_data(t.into_data(), &device);
         self.weight_t = Some(Param::initialized(ParamId::new(), t).set_require_grad(false));
+        self
+    }
+
+    /// This layer holding its Winograd-transformed weights (16/9 of its weights more), for
+    /// frozen layers that run on planes Winograd takes ([`winograd_plane_fits`]): both
+    /// directions then skip the transform. The weights must not change after.
+    pub fn with_winograd_weights(mut self) -> Self {
+        let w = self.weight.val();
+        let [_, k, c] = w.dims();
+        let device = w.device();
+        let u = winograd::transform_weights(&steex_io::host(w.detach()), k * c);
+        let u = Tensor::<3>::from_data(burn::tensor::TensorData::new(u, [16, k, c]), &device);
+        self.weight_u = Some(Param::initialized(ParamId::new(), u).set_require_grad(false));
+        self.weight_t = None;
         self
     }
 
@@ -90,14 +110,20 @@ impl Conv3x3 {
             Some(b) => b.val(),
             None => Tensor::zeros([k], &x.device()),
         };
-        let out = match &self.weight_t {
-            Some(wt) => <Dispatch as Conv3x3Backend>::conv3x3_t(
+        let out = match (&self.weight_t, &self.weight_u) {
+            (_, Some(wu)) => <Dispatch as Conv3x3Backend>::conv3x3_u(
+                x.into_dispatch(),
+                self.weight.val().into_dispatch(),
+                wu.val().into_dispatch(),
+                bias.into_dispatch(),
+            ),
+            (Some(wt), None) => <Dispatch as Conv3x3Backend>::conv3x3_t(
                 x.into_dispatch(),
                 self.weight.val().into_dispatch(),
                 wt.val().into_dispatch(),
                 bias.into_dispatch(),
             ),
-            None => <Dispatch as Conv3x3Backend>::conv3x3(
+            (None, None) => <Dispatch as Conv3x3Backend>::conv3x3(
                 x.into_dispatch(),
                 self.weight.val().into_dispatch(),
                 bias.into_dispatch(),
@@ -148,5 +174,39 @@ mod tests {
         let gc = x.grad(&(c * probe).sum().backward()).unwrap();
         let diff: f32 = (ga - gc).abs().max().into_scalar();
         assert!(diff < 1e-4, "input gradient through the held weights differs by {diff}");
+    }
+
+    /// A layer holding its Winograd weights gives burn's convolution and input gradient on
+    /// a plane Winograd takes (16 x 18), and falls back to the direct kernel on one it
+    /// does not (6 x 9).
+    #[test]
+    fn held_winograd_weights_give_burns_conv2d() {
+        let device = Device::flex().autodiff();
+        let (c, k) = (6, 5);
+        let w = Tensor::<4>::random([k, c, 3, 3], Distribution::Normal(0.0, 1.0), &device);
+        let b = Tensor::<1>::random([k], Distribution::Normal(0.0, 1.0), &device);
+        let conv = Conv2d {
+            weight: Param::initialized(ParamId::new(), w),
+            bias: Some(Param::initialized(ParamId::new(), b)),
+            stride: [1, 1],
+            kernel_size: [3, 3],
+            dilation: [1, 1],
+            groups: 1,
+            padding: PaddingConfig2d::Explicit(1, 1, 1, 1),
+        };
+        let held = Conv3x3::from_conv(&conv).with_winograd_weights();
+        for (h, wd) in [(16, 18), (6, 9)] {
+            let x = Tensor::<4>::random([2, c, h, wd], Distribution::Normal(0.0, 1.0), &device).require_grad();
+            let probe = Tensor::<4>::random([2, k, h, wd], Distribution::Normal(0.0, 1.0), &device);
+            let a = conv.forward(x.clone());
+            let b = held.forward(x.clone());
+            let diff: f32 = (a.clone() - b.clone()).abs().max().into_scalar();
+            assert!(diff < 1e-4, "{h}x{wd}: forward differs by {diff}");
+            let ga = x.grad(&(a * probe.clone()).sum().backward()).unwrap();
+            let gb = x.grad(&(b * probe).sum().backward()).unwrap();
+            let scale: f32 = ga.clone().abs().max().into_scalar();
+            let diff: f32 = (ga - gb).abs().max().into_scalar();
+            assert!(scale > 1.0 && diff < 1e-4, "{h}x{wd}: input gradient differs by {diff} (scale {scale})");
+        }
     }
 }

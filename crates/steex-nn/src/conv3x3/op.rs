@@ -70,6 +70,29 @@ pub trait Conv3x3Backend: Backend {
     fn conv3x3_input_grad_t(grad: FloatTensor<Self>, weight_t: FloatTensor<Self>) -> FloatTensor<Self> {
         Self::conv2d(grad, to_burn_layout::<Self>(weight_t), None, options())
     }
+
+    /// [`Self::conv3x3`] with the Winograd-transformed weights given too: `weight_u`
+    /// `[16, K, C]` (see `winograd::transform_weights`), used by both directions where the
+    /// CPU kernel takes Winograd; other backends ignore it.
+    fn conv3x3_u(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        weight_u: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let _ = weight_u;
+        Self::conv3x3(x, weight, bias)
+    }
+
+    /// The gradient to the input of [`Self::conv3x3_u`].
+    fn conv3x3_input_grad_u(
+        grad: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        weight_u: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let _ = weight_u;
+        Self::conv3x3_input_grad(grad, weight)
+    }
 }
 
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
@@ -87,19 +110,47 @@ impl Conv3x3Backend for Flex {
     fn conv3x3_input_grad_t(grad: FloatTensor<Self>, weight_t: FloatTensor<Self>) -> FloatTensor<Self> {
         super::flex::input_grad_t(grad, weight_t)
     }
+
+    fn conv3x3_u(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        weight_u: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        super::flex::forward_u(x, weight, weight_u, bias)
+    }
+
+    fn conv3x3_input_grad_u(
+        grad: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        weight_u: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        super::flex::input_grad_u(grad, weight, weight_u)
+    }
+}
+
+/// Weights a frozen layer holds for its backward, besides its own.
+#[derive(Debug, Clone)]
+pub enum Held<T> {
+    /// None: the backward reads the layer's weights.
+    None,
+    /// The input gradient's weights `[9, C, K]` ([`Conv3x3Backend::conv3x3_t`]).
+    Transposed(T),
+    /// The Winograd-transformed weights `[16, K, C]` ([`Conv3x3Backend::conv3x3_u`]).
+    Winograd(T),
 }
 
 #[derive(Debug)]
 struct Conv3x3Step;
 
 impl<B: Backend + Conv3x3Backend> Backward<B, 3> for Conv3x3Step {
-    /// The input, the weights and the input gradient's weights when given.
-    type State = (FloatTensor<B>, FloatTensor<B>, Option<FloatTensor<B>>);
+    /// The input, the weights and the weights held for the backward.
+    type State = (FloatTensor<B>, FloatTensor<B>, Held<FloatTensor<B>>);
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let [node_x, node_w, node_b] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        let (x, weight, weight_t) = ops.state;
+        let (x, weight, held) = ops.state;
         if let Some(node) = node_b {
             let [_, k, _, _] = grad.shape().dims();
             let g = B::float_sum_dim(B::float_sum_dim(B::float_sum_dim(grad.clone(), 3), 2), 0);
@@ -111,38 +162,43 @@ impl<B: Backend + Conv3x3Backend> Backward<B, 3> for Conv3x3Step {
             grads.register::<B>(node.id, from_burn_layout::<B>(g));
         }
         if let Some(node) = node_x {
-            let g = match weight_t {
-                Some(wt) => B::conv3x3_input_grad_t(grad, wt),
-                None => B::conv3x3_input_grad(grad, weight),
+            let g = match held {
+                Held::Transposed(wt) => B::conv3x3_input_grad_t(grad, wt),
+                Held::Winograd(wu) => B::conv3x3_input_grad_u(grad, weight, wu),
+                Held::None => B::conv3x3_input_grad(grad, weight),
             };
             grads.register::<B>(node.id, g);
         }
     }
 }
 
-/// The forward on the inner backend, recorded with its inputs (and the input gradient's
-/// weights when given) for [`Conv3x3Step`].
+/// The forward on the inner backend, recorded with its inputs (and the weights held for
+/// the backward) for [`Conv3x3Step`].
 fn record<B: Backend + Conv3x3Backend, C: CheckpointStrategy>(
     x: FloatTensor<Autodiff<B, C>>,
     weight: FloatTensor<Autodiff<B, C>>,
-    weight_t: Option<FloatTensor<B>>,
+    held: Held<FloatTensor<B>>,
     bias: FloatTensor<Autodiff<B, C>>,
 ) -> FloatTensor<Autodiff<B, C>> {
     let (x, gx) = x.into_parts();
     let (weight, gw) = weight.into_parts();
     let (bias, gb) = bias.into_parts();
+    let forward = |x, weight, bias| match &held {
+        Held::Winograd(wu) => B::conv3x3_u(x, weight, wu.clone(), bias),
+        _ => B::conv3x3(x, weight, bias),
+    };
     match Conv3x3Step.prepare::<C>([gx, gw, gb]).compute_bound().stateful() {
         OpsKind::Tracked(prep) => {
-            let out = B::conv3x3(x.clone(), weight.clone(), bias);
-            prep.finish((x, weight, weight_t), out)
+            let out = forward(x.clone(), weight.clone(), bias);
+            prep.finish((x, weight, held), out)
         }
-        OpsKind::UnTracked(prep) => prep.finish(B::conv3x3(x, weight, bias)),
+        OpsKind::UnTracked(prep) => prep.finish(forward(x, weight, bias)),
     }
 }
 
 impl<B: Backend + Conv3x3Backend, C: CheckpointStrategy> Conv3x3Backend for Autodiff<B, C> {
     fn conv3x3(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
-        record::<B, C>(x, weight, None, bias)
+        record::<B, C>(x, weight, Held::None, bias)
     }
 
     fn conv3x3_t(
@@ -152,7 +208,17 @@ impl<B: Backend + Conv3x3Backend, C: CheckpointStrategy> Conv3x3Backend for Auto
         bias: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
         // `weight_t` is derived data outside the graph: the gradients go to `weight`.
-        record::<B, C>(x, weight, Some(weight_t.into_primitive()), bias)
+        record::<B, C>(x, weight, Held::Transposed(weight_t.into_primitive()), bias)
+    }
+
+    fn conv3x3_u(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        weight_u: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        // `weight_u` is derived data outside the graph: the gradients go to `weight`.
+        record::<B, C>(x, weight, Held::Winograd(weight_u.into_primitive()), bias)
     }
 
     fn conv3x3_input_grad(grad: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
