@@ -32,7 +32,7 @@ fn main() {
     }
     let shapes = [(1024, 1024, 4), (1024, 1024, 8), (1024, 512, 16), (512, 256, 32), (256, 128, 64), (128, 64, 128)];
     println!(
-        "| cin -> cout @ HxW | GFLOP | burn fwd GFLOP/s | burn fwd+bwd(x) ms | fast fwd GFLOP/s | fast fwd+bwd(x) ms |"
+        "| cin -> cout @ HxW | GFLOP | burn fwd GFLOP/s | burn fwd+bwd(x) ms | fast fwd GFLOP/s | fast fwd+bwd(x) ms | held Winograd fwd GFLOP/s | held fwd+bwd(x) ms |"
     );
     for (cin, cout, hw) in shapes {
         let weight = Tensor::<4>::random([cout, cin, 3, 3], Distribution::Normal(0.0, 0.02), &device);
@@ -76,8 +76,24 @@ fn main() {
             let g = fast.forward(xg.clone()).sum().backward();
             let _ = xg.grad(&g).unwrap().into_data();
         });
+        // The same layer holding its Winograd weights (as a frozen generator's wide layers
+        // do), where the plane takes Winograd.
+        let held = if steex::nn::conv3x3::winograd_plane_fits(hw, hw) {
+            let held = fast.clone().with_winograd_weights();
+            let fwd = time(|| {
+                let _ = held.forward(x.clone()).into_data();
+            });
+            let bwd = time(|| {
+                let xg = x.clone().require_grad();
+                let g = held.forward(xg.clone()).sum().backward();
+                let _ = xg.grad(&g).unwrap().into_data();
+            });
+            format!("{:.0} | {:.1}", flop / fwd / 1e9, bwd * 1e3)
+        } else {
+            "- | -".to_string()
+        };
         println!(
-            "| {cin} -> {cout} @ {hw} | {:.2} | {:.0} | {:.1} | {:.0} | {:.1} | (max diff {err:.1e})",
+            "| {cin} -> {cout} @ {hw} | {:.2} | {:.0} | {:.1} | {:.0} | {:.1} | {held} | (max diff {err:.1e})",
             flop / 1e9,
             flop / burn_fwd / 1e9,
             burn_bwd * 1e3,
@@ -123,6 +139,18 @@ fn style_products(device: &Device) {
         let _ = vg.grad(&g).unwrap().into_data();
     });
     println!("  with backward to v: {:.1} ms", t * 1e3);
+    let w2 = offsets.clone().reshape([c2 * 9, s]);
+    let v2 = v.clone().reshape([s, l]).transpose();
+    let t = time(|| {
+        let _ = steex::nn::skinny::skinny_matmul(w2.clone(), v2.clone()).into_data();
+    });
+    println!("  skinny_matmul: {:.1} ms ({:.1} GB/s of weights)", t * 1e3, (c2 * 9 * s * 4) as f64 / t / 1e9);
+    let t = time(|| {
+        let vg = v2.clone().require_grad();
+        let g = steex::nn::skinny::skinny_matmul(w2.clone(), vg.clone()).sum().backward();
+        let _ = vg.grad(&g).unwrap().into_data();
+    });
+    println!("  skinny_matmul with backward to v: {:.1} ms", t * 1e3);
     let t = time(|| {
         let _ = z.clone().matmul(fc.clone()).into_data();
     });

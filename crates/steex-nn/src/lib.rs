@@ -11,6 +11,7 @@
 pub mod conv3x3;
 pub mod layers;
 pub mod load;
+pub mod skinny;
 pub mod weights;
 
 pub use conv3x3::Conv3x3;

@@ -114,9 +114,11 @@ impl StyleBranch {
     /// `[B, L, S]`: `q[b, (c, kh, kw), j] = sum_s W[c, s, kh, kw] v[b, j, s]`, read as
     /// `[B, 2C, 9 L]` (gamma's C rows, then beta's).
     pub fn projections(&self, v: Tensor<3>) -> Tensor<3> {
-        let [b, l, _] = v.dims();
-        let c2 = self.offsets.dims()[0] / 9;
-        self.offsets.val().unsqueeze_dim::<3>(0).matmul(v.swap_dims(1, 2)).reshape([b, c2, 9 * l])
+        let [b, l, s] = v.dims();
+        let [m, _] = self.offsets.dims();
+        // One pass over the weights for the whole batch (`steex_nn::skinny`).
+        let q = steex_nn::skinny::skinny_matmul(self.offsets.val(), v.reshape([b * l, s]));
+        q.reshape([m, b, l]).swap_dims(0, 1).reshape([b, m / 9, 9 * l])
     }
 
     /// The style map `M[:, p] = v_{label(p)}` (`[B, S, H, W]`, zero where no label).

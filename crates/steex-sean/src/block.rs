@@ -73,20 +73,21 @@ impl SpadeResnetBlock {
         xs + dx
     }
 
-    /// This block with its 3x3 convolutions of at least `min_weights` weights holding
-    /// weights for their backward, for a frozen generator whose widest convolutions are
-    /// bound by reading their weights: their Winograd transform where the block's `h x w`
-    /// plane takes Winograd ([`Conv3x3::with_winograd_weights`]), else their input
-    /// gradient's weights ([`Conv3x3::with_input_grad_weights`]).
+    /// This block's 3x3 convolutions holding weights for their backward, for a frozen
+    /// generator: where the block's `h x w` plane takes Winograd, every convolution holds
+    /// its Winograd transform ([`Conv3x3::with_winograd_weights`]: no transform per call,
+    /// 16/9 of the weights more); elsewhere those of at least `min_weights` weights (the
+    /// widest, bound by reading their weights) hold their input gradient's weights
+    /// ([`Conv3x3::with_input_grad_weights`]).
     pub fn with_held_weights(mut self, min_weights: usize, [h, w]: [usize; 2]) -> Self {
         let big = |c: &Conv3x3| c.channels_in() * c.channels_out() * 9 >= min_weights;
         let hold = |c: Conv3x3| {
-            if !big(&c) {
-                c
-            } else if steex_nn::conv3x3::winograd_plane_fits(h, w) {
+            if steex_nn::conv3x3::winograd_plane_fits(h, w) {
                 c.with_winograd_weights()
-            } else {
+            } else if big(&c) {
                 c.with_input_grad_weights()
+            } else {
+                c
             }
         };
         self.conv_0 = hold(self.conv_0);

@@ -105,8 +105,9 @@ impl SeanGenerator {
         if weights.is_trainable() {
             return Ok(g);
         }
-        // Frozen: the widest convolutions (>= 512 x 512 x 9 weights: the blocks at the
-        // smallest sizes) keep a copy of their weights laid out for their backward.
+        // Frozen: the trunk's convolutions keep their Winograd transform where their plane
+        // takes Winograd, and the widest ones elsewhere (>= 512 x 512 x 9 weights: the
+        // blocks at the smallest sizes) their weights laid out for their backward.
         let min = 512 * 512 * 9;
         let (sh, sw) = g.config.start_size();
         let plane = |scale: usize| [sh << scale, sw << scale];
@@ -115,6 +116,9 @@ impl SeanGenerator {
             g_middle_0: g.g_middle_0.with_held_weights(min, plane(1)),
             g_middle_1: g.g_middle_1.with_held_weights(min, plane(1)),
             up_0: g.up_0.with_held_weights(min, plane(2)),
+            up_1: g.up_1.with_held_weights(min, plane(3)),
+            up_2: g.up_2.with_held_weights(min, plane(4)),
+            up_3: g.up_3.with_held_weights(min, plane(5)),
             ..g
         };
         Ok(g.no_grad())

@@ -39,7 +39,7 @@ pub(super) fn shape_fits(p: &Problem) -> bool {
 
 /// Whether an `h x w` plane takes Winograd (even sizes, at least [`MIN_PLANE`] pixels).
 pub fn plane_fits(h: usize, w: usize) -> bool {
-    h % 2 == 0 && w % 2 == 0 && h * w >= MIN_PLANE
+    h.is_multiple_of(2) && w.is_multiple_of(2) && h * w >= MIN_PLANE
 }
 
 fn on() -> bool {
@@ -53,6 +53,7 @@ const MAX_WEIGHTS: usize = 1 << 17;
 
 /// `U` `[16, D1, D2]` of tap-major weights `[9, D1, D2]`: `U[4a + b] = sum_ij G[a][i]
 /// G[b][j] W[3i + j]`, elementwise over the `D1 D2` entries.
+#[allow(clippy::needless_range_loop)] // the 4 x 4 positions read best as indices
 pub fn transform_weights(weights: &[f32], d: usize) -> Vec<f32> {
     assert_eq!(weights.len(), 9 * d, "weights must be [9, D1, D2]");
     let mut u = vec![0f32; 16 * d];
@@ -117,7 +118,7 @@ const BAND_FLOATS: usize = 2 << 20;
 /// The 16 products `P_xi = U_xi V_xi` into `prod` `[16, M, n]`.
 fn products(p: &Problem, u: &[f32], v: &[f32], n: usize, prod: &mut Vec<f32>) {
     let (m, r) = (p.m, p.r);
-    prod.clear();
+    // Every entry is written below: a reused buffer is not cleared first.
     prod.resize(16 * m * n, 0.0);
     let prod_ptr = SendPtr(prod.as_mut_ptr());
     // Column chunks keep each product's panel of V in cache and give the threads enough tasks.
@@ -169,7 +170,7 @@ fn transform_input(p: &Problem, ty0: usize, rows_n: usize, v: &mut Vec<f32>) {
     let (r, h, w) = (p.r, p.h, p.w);
     let tw = w / 2;
     let n = p.batch * rows_n * tw;
-    v.clear();
+    // Every entry is written below: a reused buffer is not cleared first.
     v.resize(16 * r * n, 0.0);
     let ptr = SendPtr(v.as_mut_ptr());
     let wp = w + 2;
