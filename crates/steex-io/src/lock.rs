@@ -23,21 +23,17 @@ use crate::atomic::{Tracked, parent_dir};
 use crate::error::{IoError, Result};
 
 /// An exclusive lock on an output path, held until dropped.
-#[derive(Debug)]
 pub struct OutputLock {
     target: PathBuf,
     path: PathBuf,
     file: File,
     /// The interrupt handler removes the lock file on Ctrl-C.
-    _tracked: TrackedPath,
+    _tracked: Tracked,
 }
 
-/// [`Tracked`] with `Debug`.
-struct TrackedPath(#[allow(dead_code)] Tracked);
-
-impl std::fmt::Debug for TrackedPath {
+impl std::fmt::Debug for OutputLock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Tracked")
+        f.debug_struct("OutputLock").field("target", &self.target).field("path", &self.path).finish()
     }
 }
 
@@ -72,7 +68,7 @@ impl OutputLock {
                 file.flush()
             })()
             .map_err(|e| fail(e.to_string()))?;
-            let _tracked = TrackedPath(Tracked::new(&path));
+            let _tracked = Tracked::new(&path);
             return Ok(OutputLock { target: target.to_path_buf(), path, file, _tracked });
         }
     }
