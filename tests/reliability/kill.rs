@@ -23,10 +23,11 @@ enum Event {
     /// A result folder is being written (a hidden temporary in the output), or one more is
     /// complete.
     MidWrite,
-    /// One more result folder was renamed into place (its line may not be written yet).
-    Result,
-    /// One more line was appended to `results.jsonl`.
-    Line,
+    /// The n-th result folder of this run was renamed into place (its line may not be
+    /// written yet).
+    Result(usize),
+    /// The n-th line of this run was appended to `results.jsonl`.
+    Line(usize),
 }
 
 /// What the folder looks like before a run starts.
@@ -47,21 +48,22 @@ impl Event {
             Event::MidWrite => {
                 complete(out) > b.complete || names(out).iter().any(|n| n.starts_with('.') && n.contains(".tmp-"))
             }
-            Event::Result => complete(out) > b.complete,
-            Event::Line => rewritten() && line_count(out) > b.complete,
+            Event::Result(n) => complete(out) >= b.complete + n,
+            Event::Line(n) => rewritten() && line_count(out) >= b.complete + n,
         }
     }
 }
 
-/// The seeded choice of the next moment. Events that need progress are drawn only while
-/// enough images are left for the kills still to come (so all of them land on a running
-/// process); the others happen before the first result of a run.
+/// The seeded choice of the next moment. An event that needs progress (a result, a line)
+/// is drawn with the chance `(images left - 1) / kills left`, so the kills spread over the
+/// whole run and every one lands on a running process; the others happen before a run's
+/// first result.
 fn next_event(rng: &mut StdRng, left_images: usize, left_kills: usize) -> Event {
-    let all = [Event::Locked, Event::Rewritten, Event::MidWrite, Event::Result, Event::Line];
-    if left_images <= 2 || 2 * left_images <= left_kills {
-        [Event::Locked, Event::Rewritten][rng.random_range(0..2)]
+    if rng.random_range(0..left_kills) < left_images.saturating_sub(1) {
+        let n = rng.random_range(1..=3.min(left_images - 1));
+        [Event::MidWrite, Event::Result(n), Event::Line(n)][rng.random_range(0..3)]
     } else {
-        all[rng.random_range(0..all.len())]
+        [Event::Locked, Event::Rewritten][rng.random_range(0..2)]
     }
 }
 
@@ -119,5 +121,5 @@ fn a_run_killed_twenty_times_ends_equal_to_an_uninterrupted_one() {
     for e in [Event::Locked, Event::Rewritten] {
         assert!(seen.iter().any(|(x, _)| *x == e), "no kill at {e:?}");
     }
-    assert!(seen.iter().any(|(x, _)| matches!(x, Event::MidWrite | Event::Result | Event::Line)));
+    assert!(seen.iter().any(|(x, _)| matches!(x, Event::MidWrite | Event::Result(_) | Event::Line(_))));
 }

@@ -49,7 +49,7 @@ fn every_writer_refuses_a_held_output_at_once_and_changes_nothing() {
 fn two_explains_on_one_folder_give_one_result_and_one_clear_error() {
     let dir = world();
     let d = dir.path();
-    let rounds = 6;
+    let rounds = 10;
     let (mut refused_by_lock, mut refused_non_empty) = (0, 0);
     for round in 0..rounds {
         let out = format!("res{round}");
