@@ -1,5 +1,11 @@
 //! Explaining a folder of images: the stable walk, sharding, result lines (`results.jsonl`)
 //! and the summary, shared by `steex explain-dir` and `steex merge`.
+//!
+//! `results.jsonl` holds one line per image once a run has ended (finished, interrupted or
+//! killed): `explain-dir` appends a line as each image is done and rewrites the file with
+//! each image's last line, in stem order, when it starts and when it ends. Readers take
+//! each image's last line ([`latest_by_stem`]), which also reads a log of an older version
+//! that kept several.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -138,6 +144,17 @@ pub fn latest_by_stem(lines: &[ResultLine]) -> BTreeMap<String, ResultLine> {
         m.insert(l.image.clone(), l.clone());
     }
     m
+}
+
+/// Replaces `results.jsonl` at `path` with `lines`, atomically (a reader sees the old file
+/// or the new one).
+pub fn write_results<'a>(path: &Path, lines: impl IntoIterator<Item = &'a ResultLine>) -> Result<()> {
+    let mut text = String::new();
+    for l in lines {
+        text.push_str(&steex_io::json::to_line(l));
+        text.push('\n');
+    }
+    Ok(steex_io::write_bytes(path, text.as_bytes())?)
 }
 
 /// Appends result lines to `results.jsonl`, each flushed and fsynced.

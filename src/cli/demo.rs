@@ -66,7 +66,7 @@ pub fn run(a: DemoArgs, device: &Device) -> Result<(), steex::Error> {
         models: a.models,
         ..DemoOptions::default()
     };
-    eprintln!(
+    let banner = format!(
         "steex demo: {} held-out street scenes; the decision `stop` is true iff the lamp is red.\n\
          Explaining each three ways (all regions free, lamp only, all but the lamp) with the bundled models.",
         options.scenes
@@ -77,7 +77,14 @@ pub fn run(a: DemoArgs, device: &Device) -> Result<(), steex::Error> {
             .expect("a valid template")
             .progress_chars("=> "),
     );
-    let summary = demo::run(&options, device, &mut |done, _total| pb.set_position(done as u64));
+    // The banner once the demo has its output (a refused run prints only its error).
+    let mut started = false;
+    let summary = demo::run(&options, device, &mut |done, _total| {
+        if !std::mem::replace(&mut started, true) {
+            pb.suspend(|| eprintln!("{banner}"));
+        }
+        pb.set_position(done as u64)
+    });
     pb.finish_and_clear();
     let summary = summary?;
     let table = demo::table(&summary);

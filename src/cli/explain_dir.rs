@@ -9,12 +9,12 @@ use burn::tensor::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use steex::Error;
 use steex::dataset::{
-    ImageEntry, ResultsWriter, Shard, is_complete, latest_by_stem, list_images, mask_for, read_results,
+    ImageEntry, ResultsWriter, Shard, is_complete, latest_by_stem, list_images, mask_for, read_results, write_results,
 };
 use steex::error::bad;
 use steex::explain::explain;
 use steex::io::{Array, LabelMap, load_segmenter, read_image, read_json, write_json};
-use steex::outdir::OutDir;
+use steex::outdir::{OutDir, OutputLock};
 use steex::results::{
     BatchInfo, Inputs, PLAN_FILE, Plan, PlanMismatch, PlanSettings, RESULT_FILE, RESULTS_FILE, ResultJson, ResultLine,
     SUMMARY_FILE, Status, Summary, summarize,
@@ -76,11 +76,14 @@ fn prepare_out(out: &Path, resume: bool, force: bool) -> Result<(), Error> {
     std::fs::create_dir_all(out).map_err(|e| arg(format!("cannot create it: {e}")))
 }
 
-/// The summary of this run's images from `results.jsonl`, written to `summary.json`.
+/// The end of a run (finished or interrupted): `results.jsonl` rewritten with one line per
+/// image of this run, in stem order, and the summary of those lines in `summary.json`.
 fn write_summary(out: &Path, stems: &BTreeSet<String>, shard: Shard, interrupted: bool) -> Result<Summary, Error> {
-    let lines = read_results(&out.join(RESULTS_FILE))?;
-    let latest = latest_by_stem(&lines);
-    let mut s = summarize(stems.len(), latest.iter().filter(|(k, _)| stems.contains(*k)).map(|(_, v)| v));
+    let path = out.join(RESULTS_FILE);
+    let mut latest = latest_by_stem(&read_results(&path)?);
+    latest.retain(|k, _| stems.contains(k));
+    write_results(&path, latest.values())?;
+    let mut s = summarize(stems.len(), latest.values());
     s.interrupted = interrupted;
     s.shard = Some(shard.to_string());
     write_json(&out.join(SUMMARY_FILE), &s)?;
@@ -139,6 +142,12 @@ pub fn run(args: ExplainDirArgs, device: &Device) -> Result<(), Error> {
     {
         return Err(bad(format!("--masks {}: not a folder", m.display())));
     }
+    // One writer per output folder: a second run stops here, having changed nothing.
+    if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| bad(format!("--out {}: cannot create its parent folder: {e}", args.out.display())))?;
+    }
+    let lock = OutputLock::acquire(&args.out)?;
     let all = list_images(&args.images)?;
     let device = device.clone().autodiff();
     let models = Models::load(&args.options, &device)?;
@@ -190,26 +199,21 @@ pub fn run(args: ExplainDirArgs, device: &Device) -> Result<(), Error> {
     write_json(&plan_path, &plan)?;
     steex_io::atomic::remove_stale_temporaries(&out, steex_io::atomic::Stale::All);
 
-    // Results whose line a kill lost get it back from their result.json.
+    // One line per image: `results.jsonl` starts again from the complete results (their
+    // lines rebuilt from their result.json, so a line a kill lost comes back), and every
+    // other image gets its one line when it is done again.
     let results_path = out.join(RESULTS_FILE);
-    let mut writer = ResultsWriter::open(&results_path)?;
-    let latest = latest_by_stem(&read_results(&results_path)?);
     let mut tally = Tally::default();
-    let mut done = 0usize;
-    for stem in &stems {
-        if !is_complete(&out, stem) {
-            continue;
-        }
-        let rpath = out.join(stem).join(RESULT_FILE);
-        let r: ResultJson = read_json(&rpath)?;
+    let mut kept = Vec::new();
+    for stem in stems.iter().filter(|s| is_complete(&out, s)) {
+        let r: ResultJson = read_json(&out.join(stem).join(RESULT_FILE))?;
         let line = ResultLine::from_result(stem, &r);
-        let recorded = latest.get(stem).is_some_and(|l| l.status == line.status && l.reason == line.reason);
-        if !recorded {
-            writer.append(&line)?;
-        }
         tally.add(&line);
-        done += 1;
+        kept.push(line);
     }
+    let done = kept.len();
+    write_results(&results_path, &kept)?;
+    let mut writer = ResultsWriter::open(&results_path)?;
 
     // Ctrl-C: wait for the results being written, then summarise what is done and stop.
     let write_lock = Arc::new(Mutex::new(()));
@@ -244,19 +248,22 @@ pub fn run(args: ExplainDirArgs, device: &Device) -> Result<(), Error> {
     bar.reset_eta();
     bar.set_message(tally.text());
 
-    // Batches are fixed runs of `batch` images of this shard, so a resumed run optimises an
-    // unfinished batch with the same company as an uninterrupted one.
+    // Batches are fixed runs of `batch` images of this shard. A batch with an image left to
+    // do is optimised whole again (its complete results are kept, not rewritten), so a
+    // resumed image has the same company as in an uninterrupted run: the same result, bit
+    // for bit on the CPU.
     let chunks: Vec<&[ImageEntry]> = mine.chunks(args.batch).collect();
     let nb = chunks.len();
     for (ci, chunk) in chunks.iter().enumerate() {
-        let pending: Vec<&ImageEntry> = chunk.iter().filter(|e| !is_complete(&out, &e.stem)).collect();
-        if pending.is_empty() {
+        if chunk.iter().all(|e| is_complete(&out, &e.stem)) {
             continue;
         }
         let t0 = Instant::now();
         let mut ready: Vec<(&ImageEntry, Array, LabelMap, Option<PathBuf>)> = Vec::new();
+        let mut already = Vec::new();
         let mut failures = Vec::new();
-        for e in pending {
+        for e in chunk.iter() {
+            let complete = is_complete(&out, &e.stem);
             let shared = &by_stem[e.stem.as_str()];
             if shared.len() > 1 {
                 let files: Vec<String> = shared.iter().map(|p| p.display().to_string()).collect();
@@ -266,7 +273,9 @@ pub fn run(args: ExplainDirArgs, device: &Device) -> Result<(), Error> {
                     e.stem,
                     files.join(", ")
                 );
-                failures.push(ResultLine::failed(&e.stem, Some(&e.path), reason));
+                if !complete {
+                    failures.push(ResultLine::failed(&e.stem, Some(&e.path), reason));
+                }
                 continue;
             }
             let mask_path = args.masks.as_ref().map(|m| mask_for(m, &e.stem));
@@ -281,7 +290,12 @@ pub fn run(args: ExplainDirArgs, device: &Device) -> Result<(), Error> {
                 Ok::<_, Error>((query, labels))
             })();
             match loaded {
-                Ok((q, l)) => ready.push((e, q, l, mask_path)),
+                Ok((q, l)) => {
+                    already.push(complete);
+                    ready.push((e, q, l, mask_path));
+                }
+                // A complete image that no longer loads keeps its result.
+                Err(_) if complete => {}
                 Err(err) => failures.push(ResultLine::failed(&e.stem, Some(&e.path), err.to_string())),
             }
         }
@@ -294,7 +308,7 @@ pub fn run(args: ExplainDirArgs, device: &Device) -> Result<(), Error> {
             }
             bar.set_message(tally.text());
         }
-        if ready.is_empty() {
+        if already.iter().all(|&k| k) {
             continue;
         }
 
@@ -313,7 +327,7 @@ pub fn run(args: ExplainDirArgs, device: &Device) -> Result<(), Error> {
         let _g = write_lock.lock().unwrap_or_else(|e| e.into_inner());
         match explained {
             Err(reason) => {
-                for (e, ..) in &ready {
+                for (e, ..) in ready.iter().zip(&already).filter(|(_, k)| !**k).map(|(r, _)| r) {
                     let l = ResultLine::failed(&e.stem, Some(&e.path), format!("explanation failed: {reason}"));
                     writer.append(&l)?;
                     tally.add(&l);
@@ -324,7 +338,10 @@ pub fn run(args: ExplainDirArgs, device: &Device) -> Result<(), Error> {
                 let arrays = split_explanation(&ex);
                 let company: Vec<String> = ready.iter().map(|(e, ..)| e.stem.clone()).collect();
                 for (i, (e, query, labels, mask_path)) in ready.iter().enumerate() {
-                    let dir = OutDir::create(&out.join(&e.stem), true)?;
+                    if already[i] {
+                        continue;
+                    }
+                    let dir = OutDir::create_in(&lock, &e.stem, true)?;
                     let inputs = Inputs {
                         generator: args.options.generator.clone(),
                         classifier: args.options.classifier.clone(),

@@ -112,7 +112,7 @@ impl DemoOptions {
 
 /// Runs the demo, writing `summary.json`, `scenes.jsonl` and `report.png` into
 /// `options.out`; `progress` is told the explanations finished and their total (three per
-/// scene) as they finish.
+/// scene): with 0 once the output is locked and the models loaded, then as they finish.
 pub fn run(options: &DemoOptions, device: &Device, progress: &mut dyn FnMut(usize, usize)) -> Result<DemoSummary> {
     if options.scenes == 0 || options.batch == 0 || options.workers == 0 || options.steps == 0 {
         return Err(Error::Argument("--scenes, --batch, --workers and --steps must be positive".into()));
@@ -134,6 +134,7 @@ pub fn run(options: &DemoOptions, device: &Device, progress: &mut dyn FnMut(usiz
     let seeds: Vec<u64> = (0..options.scenes as u64).map(|i| HELD_OUT_SEED + i).collect();
     let chunks: Vec<Chunk> =
         seeds.chunks(options.batch).map(|s| Chunk::new(s, &models.generator, device)).collect::<Result<_>>()?;
+    progress(0, 3 * options.scenes);
     let t = Instant::now();
     let mut outcomes = explain_all(&models, &chunks, &modes, options.workers, progress)?;
     let explain_seconds = t.elapsed().as_secs_f64();

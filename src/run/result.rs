@@ -95,9 +95,9 @@ pub fn write_result(
     out.write("counterfactual.png", &png(&cf_img))?;
     out.write("difference.png", &png(&diff_img))?;
     out.write("report.png", &png(&report))?;
-    write_npy(&out.path("counterfactual.npy"), &arrays.counterfactual)?;
-    write_npy(&out.path("z_initial.npy"), &arrays.z_initial)?;
-    write_npy(&out.path("z_final.npy"), &arrays.z_final)?;
+    out.write_with("counterfactual.npy", |p| write_npy(p, &arrays.counterfactual))?;
+    out.write_with("z_initial.npy", |p| write_npy(p, &arrays.z_initial))?;
+    out.write_with("z_final.npy", |p| write_npy(p, &arrays.z_final))?;
     out.write(RESULT_FILE, result.to_json().as_bytes())?;
     out.commit()?;
     Ok(result)

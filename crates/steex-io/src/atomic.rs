@@ -4,7 +4,8 @@
 //! `.<name>.tmp-<pid>-<random>` for a folder) and renames it over the target, so a reader
 //! never sees a half-written result. Every temporary is tracked while it exists, so the
 //! interrupt handler ([`crate::interrupt`]) can remove it; a sibling left by a process
-//! killed outright (SIGKILL) is removed by the next run ([`remove_stale_temporaries`]).
+//! killed outright (SIGKILL) is removed by the next run writing the same output, under its
+//! lock ([`remove_stale_temporaries`]).
 
 use std::io::{BufWriter, Write};
 #[cfg(unix)]
@@ -73,34 +74,32 @@ impl Drop for Tracked {
     }
 }
 
-/// Which temporary folders [`remove_stale_temporaries`] removes.
+/// Which temporaries [`remove_stale_temporaries`] removes. The caller holds the lock of
+/// what they were written for ([`crate::lock::OutputLock`]), so none of them is being
+/// written: each is what a killed run left.
 #[derive(Debug, Clone, Copy)]
 pub enum Stale<'a> {
-    /// `.<name>.tmp-<pid>-*` whose process no longer runs (only where the OS lists
-    /// processes under `/proc`; never this process's).
-    OfDeadProcesses(&'a str),
-    /// Every hidden `.*.tmp-*` folder (a folder only one run writes at a time).
+    /// `.<name>.tmp-*` folders: the temporaries of the result folder `<name>`.
+    OfName(&'a str),
+    /// Every hidden temporary: `.*.tmp-*` folders and `.*.tmp` files (a folder only one run
+    /// writes at a time).
     All,
 }
 
-/// Removes the temporary folders in `dir` a killed run left, as `which` says.
+/// Removes the temporaries in `dir` a killed run left, as `which` says.
 pub fn remove_stale_temporaries(dir: &Path, which: Stale<'_>) {
-    if matches!(which, Stale::OfDeadProcesses(_)) && !Path::new("/proc/self").exists() {
-        return;
-    }
     let Ok(rd) = std::fs::read_dir(dir) else { return };
     for e in rd.flatten() {
         let file = e.file_name().to_string_lossy().into_owned();
+        let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
         let stale = match which {
-            Stale::OfDeadProcesses(name) => {
-                let Some(rest) = file.strip_prefix(&format!(".{name}.tmp-")) else { continue };
-                let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
-                pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
-            }
-            Stale::All => file.starts_with('.') && file.contains(".tmp-") && e.path().is_dir(),
+            Stale::OfName(name) => is_dir && file.starts_with(&format!(".{name}.tmp-")),
+            Stale::All => file.starts_with('.') && if is_dir { file.contains(".tmp-") } else { file.ends_with(".tmp") },
         };
-        if stale {
+        if stale && is_dir {
             let _ = std::fs::remove_dir_all(e.path());
+        } else if stale {
+            let _ = std::fs::remove_file(e.path());
         }
     }
 }
@@ -175,23 +174,23 @@ mod tests {
     }
 
     #[test]
-    fn stale_temporaries_of_any_run_or_of_dead_processes() {
+    fn stale_temporaries_by_name_or_all() {
         let dir = tempfile::tempdir().unwrap();
-        let own = format!(".res.tmp-{}-abc", std::process::id());
-        for d in [own.as_str(), ".res.tmp-999999999-x", ".other.tmp-1-y", "kept"] {
+        for d in [".res.tmp-12-abc", ".res.tmp-12-abc.old", ".other.tmp-1-y", "kept"] {
             std::fs::create_dir(dir.path().join(d)).unwrap();
         }
-        remove_stale_temporaries(dir.path(), Stale::OfDeadProcesses("res"));
+        for f in [".summary.json.x1.tmp", ".res.lock", "file.tmp"] {
+            std::fs::write(dir.path().join(f), b"x").unwrap();
+        }
         let left = |d: &Path| {
             let mut v: Vec<String> =
                 std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
             v.sort();
             v
         };
-        if Path::new("/proc/self").exists() {
-            assert_eq!(left(dir.path()), vec![".other.tmp-1-y".to_string(), own.clone(), "kept".to_string()]);
-        }
+        remove_stale_temporaries(dir.path(), Stale::OfName("res"));
+        assert_eq!(left(dir.path()), [".other.tmp-1-y", ".res.lock", ".summary.json.x1.tmp", "file.tmp", "kept"]);
         remove_stale_temporaries(dir.path(), Stale::All);
-        assert_eq!(left(dir.path()), vec!["kept".to_string()]);
+        assert_eq!(left(dir.path()), [".res.lock", "file.tmp", "kept"]);
     }
 }

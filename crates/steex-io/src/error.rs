@@ -21,9 +21,31 @@ pub enum IoError {
     /// An output could not be written.
     #[error("{}: cannot write the output: {}", path.display(), clean(reason))]
     Output { path: PathBuf, reason: String },
+    /// Another process is writing the same output ([`crate::lock::OutputLock`]).
+    #[error(
+        "{}: another run ({}) is writing this output; nothing was changed (wait for it to end or stop it)",
+        target.display(),
+        pid.map_or("pid unknown".to_string(), |p| format!("pid {p}"))
+    )]
+    Locked { target: PathBuf, pid: Option<u32> },
     /// An argument (an output path, a file's contents as a value) is unusable.
     #[error("{0}")]
     Argument(String),
+}
+
+impl IoError {
+    /// The same error about `path` instead (a file written under a temporary name is
+    /// reported under the name it was to have).
+    pub fn at(self, path: PathBuf) -> Self {
+        match self {
+            IoError::Io { source, .. } => IoError::Io { path, source },
+            IoError::Npy { reason, .. } => IoError::Npy { path, reason },
+            IoError::Image { reason, .. } => IoError::Image { path, reason },
+            IoError::Mask { reason, .. } => IoError::Mask { path, reason },
+            IoError::Output { reason, .. } => IoError::Output { path, reason },
+            e @ (IoError::Locked { .. } | IoError::Argument(_)) => e,
+        }
+    }
 }
 
 /// Result alias.
