@@ -8,8 +8,10 @@ GFLOP/s of our step and the speed-up, with the CPU model and its SIMD level.
 target/bench-results.jsonl. The reference is `tools/bench_reference.py`: the published
 `generate_counterfactuals.py` loop on modules that compute what the published ones compute.
 
-Our step's FLOPs are counted once, analytically, for the fast path: the SEAN trunk's
-convolutions forward and backward to their inputs (the mask-only SPADE branch is computed
+Our step's FLOPs are counted once, analytically, for the fast path, as direct-convolution
+equivalents (Winograd F(2x2, 3x3) does 4/9 of the multiplications on planes >= 16x16, so
+the GFLOP/s column is "direct-equivalent" there): the SEAN trunk's convolutions forward and
+backward to their inputs (the mask-only SPADE branch is computed
 once per mask, outside the step), the style branch's products (fc_mu and the folded
 conv_gamma/conv_beta per label, forward and backward), and the DenseNet's forward counted by
 torch's FlopCounterMode, twice for its backward to the image.
@@ -129,7 +131,7 @@ def main():
             f.write(json.dumps(r) + "\n")
     ref = {(r["preset"], r["batch"]): r for r in rows if r["impl"] == "pytorch-reference"}
     print(f"{model}, {simd}, {cores} cores; torch {next(iter(ref.values()))['torch'] if ref else '-'}")
-    print("| preset | batch | implementation | ms/step | ms/step/image | peak RSS GiB | GFLOP/step | GFLOP/s | speed-up vs published loop |")
+    print("| preset | batch | implementation | ms/step | ms/step/image | peak RSS GiB | GFLOP/step (direct-equivalent) | GFLOP/s | speed-up vs published loop |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in sorted(rows, key=lambda r: (r["preset"], r["batch"], r["impl"] != "pytorch-reference")):
         base = ref.get((r["preset"], r["batch"]))
