@@ -9,7 +9,6 @@ use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::{AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Linear, PaddingConfig2d};
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use steex_nn::{BatchNorm2d, Conv3x3, ConvSpec, Scope, Weights, WeightsError, batch_norm_shapes, load_linear};
 
@@ -167,8 +166,8 @@ pub struct DenseLayer {
 
 impl DenseLayer {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let y = self.conv1.forward(relu(self.norm1.forward(x)));
-        self.conv2.forward(relu(self.norm2.forward(y)))
+        let y = self.conv1.forward(self.norm1.forward_relu(x));
+        self.conv2.forward(self.norm2.forward_relu(y))
     }
 }
 
@@ -271,7 +270,7 @@ impl DenseNet {
     /// - input: `[B, 3, H, W]`
     /// - output: `[B, F]`, `F` the channels after `norm5`
     pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
-        let x = self.pool0.forward(relu(self.norm0.forward(self.conv0.forward(x))));
+        let x = self.pool0.forward(self.norm0.forward_relu(self.conv0.forward(x)));
         let mut x = x;
         for block in &self.blocks {
             let mut feats = vec![x];
@@ -281,10 +280,10 @@ impl DenseNet {
             }
             x = Tensor::cat(feats, 1);
             if let Some(t) = &block.transition {
-                x = t.pool.forward(t.conv.forward(relu(t.norm.forward(x))));
+                x = t.pool.forward(t.conv.forward(t.norm.forward_relu(x)));
             }
         }
-        let x = relu(self.norm5.forward(x));
+        let x = self.norm5.forward_relu(x);
         let [b, c, h, w] = x.dims();
         x.reshape([b, c, h * w]).mean_dim(2).reshape([b, c])
     }

@@ -43,6 +43,17 @@ impl BatchNorm2d {
         let (scale, shift) = self.scale_shift();
         x * scale.reshape([1, c, 1, 1]) + shift.reshape([1, c, 1, 1])
     }
+
+    /// `relu(self.forward(x))`, in one pass each way on the CPU for frozen layers
+    /// ([`crate::affine_relu`]).
+    ///
+    /// # Shapes
+    /// - input: `[B, C, H, W]`
+    /// - output: `[B, C, H, W]`
+    pub fn forward_relu(&self, x: Tensor<4>) -> Tensor<4> {
+        let (scale, shift) = self.scale_shift();
+        crate::affine_relu::affine_relu(x, scale, shift)
+    }
 }
 
 /// Inserts the four tensors of a `BatchNorm2d(c)` with affine parameters (`weight`, `bias`,

@@ -8,6 +8,7 @@
 //! [`Scope`] (`w.pp("ace_0")`, as candle's `VarBuilder::pp`) and layer specs such as
 //! [`ConvSpec`] (`#[derive(Config)]`).
 
+pub mod affine_relu;
 pub mod conv3x3;
 pub mod layers;
 pub mod load;
