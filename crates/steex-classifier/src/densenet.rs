@@ -166,8 +166,21 @@ pub struct DenseLayer {
 
 impl DenseLayer {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let y = self.conv1.forward(self.norm1.forward_relu(x));
+        let y = pointwise(&self.conv1, self.norm1.forward_relu(x));
         self.conv2.forward(self.norm2.forward_relu(y))
+    }
+}
+
+/// A bias-free 1x1 convolution as a matrix product over the pixels (burn's `conv2d` copies
+/// its input through an im2col buffer and takes the gradient through a transposed
+/// convolution).
+fn pointwise(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let [b, c, h, w] = x.dims();
+    let k = conv.weight.dims()[0];
+    let y = conv.weight.val().reshape([1, k, c]).matmul(x.reshape([b, c, h * w])).reshape([b, k, h, w]);
+    match &conv.bias {
+        Some(bias) => y + bias.val().reshape([1, k, 1, 1]),
+        None => y,
     }
 }
 
@@ -280,7 +293,7 @@ impl DenseNet {
             }
             x = Tensor::cat(feats, 1);
             if let Some(t) = &block.transition {
-                x = t.pool.forward(t.conv.forward(t.norm.forward_relu(x)));
+                x = t.pool.forward(pointwise(&t.conv, t.norm.forward_relu(x)));
             }
         }
         let x = self.norm5.forward_relu(x);
