@@ -121,7 +121,7 @@ json_str() { "$PY" -c 'import json, sys; print(json.dumps(sys.argv[1]))' "$1" 2>
         "$(json_str "$(date -u +%FT%TZ)")" "$(json_str "$(hostname)")" \
         "$(json_str "$(cat "$BUNDLE/commit" 2>/dev/null)")" "$QUICK" "$LOADER" "$(json_str "$ICDS")"
     printf '"nvidia_smi":%s,"cpu":%s,"cores":%s,"torch":%s}\n' \
-        "$(json_str "$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -4 || echo 'no nvidia-smi')")" \
+        "$(json_str "$(command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -4 || echo 'no nvidia-smi')")" \
         "$(json_str "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-)")" "$(nproc)" \
         "$(json_str "$("$PY" -c 'import torch; print(torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())' 2>&1 | tail -1)")"
 } >"$OUT/env.json"
