@@ -5,19 +5,26 @@
 //!     cargo bench --bench explain_step                      # the CPU grid
 //!     cargo bench --bench explain_step -- celeba 8 fast 3   # one configuration
 //!     STEEX_BENCH_GRID=full cargo bench --bench explain_step  # every preset x batch x path
+//!     cargo bench --features wgpu --bench explain_step -- --device wgpu celeba 1 fast 6
 //!
-//! Each configuration runs in its own process so that its peak memory is its own.
+//! `--device cpu|wgpu|cuda` (default cpu) chooses the backend. Each configuration runs in its
+//! own process so that its peak memory is its own; on a GPU, `device_reserved_gib` is what
+//! burn's memory pools hold at the end (their high-water mark: pages are kept for reuse).
 
 use std::process::Command;
 use std::time::Instant;
 
-use burn::tensor::Device;
-use steex::bench_support::{gib, peak_rss_bytes, random_setup};
+use steex::bench_support::{device_reserved_gib, gib, peak_rss_bytes, random_setup};
+use steex::device::{DeviceArg, select, take_device_arg};
 use steex::explain::{ExplainSettings, explain};
 use steex::sean::ForwardPath;
 
-fn one(preset: &str, batch: usize, path: ForwardPath, steps: usize) {
-    let device = Device::flex().autodiff();
+fn one(arg: DeviceArg, preset: &str, batch: usize, path: ForwardPath, steps: usize) {
+    let device = select(arg).unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        std::process::exit(2)
+    });
+    let device = device.autodiff();
     let s = random_setup(preset, batch, path, &device).expect("valid configuration");
     let settings = ExplainSettings { attribute: 0, steps, ..Default::default() };
     let mut times = Vec::new();
@@ -40,21 +47,32 @@ fn one(preset: &str, batch: usize, path: ForwardPath, steps: usize) {
     let steady = if times.len() > 1 { &times[1..] } else { &times[..] };
     let ms = 1000.0 * steady.iter().sum::<f64>() / steady.len() as f64;
     println!(
-        "{{\"impl\":\"steex-rs\",\"preset\":\"{preset}\",\"batch\":{batch},\"path\":\"{}\",\"steps\":{steps},\"ms_per_step\":{ms:.1},\"ms_per_step_per_image\":{:.1},\"peak_rss_gib\":{:.3},\"device\":\"cpu\",\"threads\":{}}}",
+        "{{\"impl\":\"steex-rs\",\"preset\":\"{preset}\",\"batch\":{batch},\"path\":\"{}\",\"steps\":{steps},\"ms_per_step\":{ms:.1},\"ms_per_step_per_image\":{:.1},\"peak_rss_gib\":{:.3},\"device_reserved_gib\":{},\"device\":\"{arg}\",\"adapter\":{:?},\"threads\":{}}}",
         if path == ForwardPath::Fast { "fast" } else { "plain" },
         ms / batch as f64,
         peak_rss_bytes().map(gib).unwrap_or(f64::NAN),
+        device_reserved_gib(&device).map_or("null".into(), |g| format!("{g:.3}")),
+        steex::device::describe(&device),
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
     );
 }
 
 fn main() {
     steex::alloc::tune_allocator();
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let (arg, args) = take_device_arg(std::env::args().skip(1).collect()).unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        std::process::exit(2)
+    });
+    // `cargo bench` passes `--bench`.
+    let args: Vec<String> = args.into_iter().filter(|a| !a.starts_with("--")).collect();
     if args.len() >= 3 {
         let path = if args[2] == "plain" { ForwardPath::Plain } else { ForwardPath::Fast };
         let steps = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(3);
-        one(&args[0], args[1].parse().expect("batch size"), path, steps);
+        let Ok(batch) = args[1].parse() else {
+            eprintln!("error: batch size `{}` is not a number", args[1]);
+            std::process::exit(2)
+        };
+        one(arg, &args[0], batch, path, steps);
         return;
     }
     let full = std::env::var("STEEX_BENCH_GRID").is_ok_and(|v| v == "full");
@@ -74,7 +92,10 @@ fn main() {
     }
     let exe = std::env::current_exe().expect("own path");
     for (p, b, m) in grid {
-        let status = Command::new(&exe).args([p, &b.to_string(), m, "3"]).status().expect("run a configuration");
+        let status = Command::new(&exe)
+            .args(["--device", arg.name(), p, &b.to_string(), m, "3"])
+            .status()
+            .expect("run a configuration");
         if !status.success() {
             eprintln!("{p} batch {b} {m}: failed");
         }

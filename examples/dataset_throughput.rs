@@ -1,7 +1,7 @@
 //! Images per hour `steex explain-dir` can reach on this machine: one batch of the celeba
 //! (or another) preset with random weights for a few steps, extrapolated to the full run.
 //!
-//!     cargo run --release --example dataset_throughput [celeba|celebamhq|bdd] [BATCH] [STEPS] [TARGET_STEPS]
+//!     cargo run --release --example dataset_throughput [celeba|celebamhq|bdd] [BATCH] [STEPS] [TARGET_STEPS] [--device cpu|wgpu|cuda]
 //!
 //! A batch's time is encoding and reconstruction, `STEPS` optimisation steps and one final
 //! forward; the run to `TARGET_STEPS` (default 100) is extrapolated as the measured time plus
@@ -10,18 +10,18 @@
 
 use std::time::Instant;
 
-use burn::tensor::Device;
 use steex::bench_support::random_setup;
 use steex::explain::{ExplainSettings, explain};
 use steex::sean::ForwardPath;
 
 fn main() {
-    let arg = |i: usize| std::env::args().nth(i);
+    let (device, device_arg, args) = steex::device::from_args_or_exit();
+    let arg = |i: usize| args.get(i - 1).cloned();
     let preset = arg(1).unwrap_or_else(|| "celeba".into());
     let batch: usize = arg(2).and_then(|s| s.parse().ok()).unwrap_or(1);
     let steps: usize = arg(3).and_then(|s| s.parse().ok()).unwrap_or(4).max(2);
     let target: usize = arg(4).and_then(|s| s.parse().ok()).unwrap_or(100);
-    let device = Device::flex().autodiff();
+    let device = device.autodiff();
     let s = random_setup(&preset, batch, ForwardPath::Fast, &device).unwrap_or_else(|e| {
         eprintln!("{e}");
         std::process::exit(2)
@@ -40,7 +40,7 @@ fn main() {
     let steady = times[1..].iter().sum::<f64>() / (times.len() - 1) as f64;
     let full = measured + (target.saturating_sub(steps)) as f64 * steady;
     println!(
-        "{{\"preset\":\"{preset}\",\"batch\":{batch},\"steps_measured\":{steps},\"seconds_measured\":{measured:.2},\"seconds_per_step\":{steady:.3},\"target_steps\":{target},\"seconds_per_batch\":{full:.1},\"seconds_per_image\":{:.1},\"images_per_hour\":{:.1},\"threads\":{}}}",
+        "{{\"preset\":\"{preset}\",\"batch\":{batch},\"steps_measured\":{steps},\"seconds_measured\":{measured:.2},\"seconds_per_step\":{steady:.3},\"target_steps\":{target},\"seconds_per_batch\":{full:.1},\"seconds_per_image\":{:.1},\"images_per_hour\":{:.1},\"device\":\"{device_arg}\",\"threads\":{}}}",
         full / batch as f64,
         3600.0 * batch as f64 / full,
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)

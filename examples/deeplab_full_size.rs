@@ -1,18 +1,18 @@
-//! Full-size deeplabv3_resnet101 (random weights, 20 classes) on a 512x256 image on the CPU:
-//! prints the time and peak memory.
+//! Full-size deeplabv3_resnet101 (random weights, 20 classes) on a 512x256 image: prints the
+//! time and peak memory.
 //!
-//!     cargo run --release --example deeplab_full_size [50|101]
+//!     cargo run --release --example deeplab_full_size [50|101] [--device cpu|wgpu|cuda]
 
 use std::time::Instant;
 
-use burn::tensor::{Device, Distribution, Tensor};
+use burn::tensor::{Distribution, Tensor};
 use steex::bench_support::{gib, peak_rss_bytes};
 use steex::deeplab::{DeepLabConfig, DeepLabV3};
 use steex::nn::Weights;
 
 fn main() {
-    let depth: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(101);
-    let device = Device::flex();
+    let (device, _, args) = steex::device::from_args_or_exit();
+    let depth: usize = args.first().and_then(|s| s.parse().ok()).unwrap_or(101);
     let config = DeepLabConfig::resnet(depth, 20).expect("depth 50 or 101");
     let w = Weights::random(&config.expected_tensors(), &Default::default(), 0);
     let model = DeepLabV3::load(&w, config, &device).expect("valid model");

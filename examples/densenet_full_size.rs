@@ -1,18 +1,19 @@
-//! Full-size DenseNet121 (random weights) at 256x256 on the CPU: forward, and forward +
-//! backward to the input (what each explanation step needs), timed per call.
+//! Full-size DenseNet121 (random weights) at 256x256: forward, and forward + backward to the
+//! input (what each explanation step needs), timed per call.
 //!
-//!     cargo run --release --example densenet_full_size [CALLS]
+//!     cargo run --release --example densenet_full_size [CALLS] [--device cpu|wgpu|cuda]
 
 use std::time::Instant;
 
-use burn::tensor::{Device, Distribution, Tensor};
+use burn::tensor::{Distribution, Tensor};
 use steex::bench_support::{gib, peak_rss_bytes};
 use steex::classifier::{DecisionModel, DenseNet, DenseNetConfig};
 use steex::nn::Weights;
 
 fn main() {
-    let calls: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(3);
-    let device = Device::flex().autodiff();
+    let (device, _, args) = steex::device::from_args_or_exit();
+    let calls: usize = args.first().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let device = device.autodiff();
     let config = DenseNetConfig::densenet121(3);
     let w = Weights::random(&config.expected_tensors(), &Default::default(), 0);
     let model = DenseNet::load(&w, config, &device).expect("a valid model");

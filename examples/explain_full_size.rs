@@ -1,20 +1,20 @@
-//! A full-size explanation on the CPU with random weights: SEAN at a published preset and
-//! DenseNet121, a few Adam steps, printing the time per step and the peak memory.
+//! A full-size explanation with random weights: SEAN at a published preset and DenseNet121, a
+//! few Adam steps, printing the time per step and the peak memory.
 //!
-//!     cargo run --release --example explain_full_size [celebamhq|celeba|bdd] [STEPS] [plain|fast]
+//!     cargo run --release --example explain_full_size [celebamhq|celeba|bdd] [STEPS] [plain|fast] [--device cpu|wgpu|cuda]
 
 use std::time::Instant;
 
-use burn::tensor::Device;
 use steex::bench_support::{gib, peak_rss_bytes, random_setup};
 use steex::explain::{ExplainSettings, explain};
 use steex::sean::ForwardPath;
 
 fn main() {
-    let preset = std::env::args().nth(1).unwrap_or_else(|| "celebamhq".into());
-    let steps: usize = std::env::args().nth(2).and_then(|s| s.parse().ok()).unwrap_or(3);
-    let path = if std::env::args().nth(3).as_deref() == Some("plain") { ForwardPath::Plain } else { ForwardPath::Fast };
-    let device = Device::flex().autodiff();
+    let (device, _, args) = steex::device::from_args_or_exit();
+    let preset = args.first().cloned().unwrap_or_else(|| "celebamhq".into());
+    let steps: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(3);
+    let path = if args.get(2).map(String::as_str) == Some("plain") { ForwardPath::Plain } else { ForwardPath::Fast };
+    let device = device.autodiff();
     let t = Instant::now();
     let s = random_setup(&preset, 1, path, &device).unwrap_or_else(|e| {
         eprintln!("{e}");

@@ -1,21 +1,22 @@
 //! Where an explanation step's time goes: the generator's forward and backward to the style
 //! codes, and the decision model's forward and backward to the image, timed separately
-//! (random weights, CPU).
+//! (random weights).
 //!
-//!     cargo run --release --example profile_step [celeba|celebamhq|bdd] [plain|fast]
+//!     cargo run --release --example profile_step [celeba|celebamhq|bdd] [plain|fast] [--device cpu|wgpu|cuda]
 
 use std::time::Instant;
 
-use burn::tensor::{Device, Distribution, Tensor};
+use burn::tensor::{Distribution, Tensor};
 use steex::bench_support::random_setup;
 use steex::classifier::DecisionModel;
 use steex::sean::{ForwardPath, NoiseMode};
 
 fn main() {
     steex::alloc::tune_allocator();
-    let preset = std::env::args().nth(1).unwrap_or_else(|| "celeba".into());
-    let path = if std::env::args().nth(2).as_deref() == Some("plain") { ForwardPath::Plain } else { ForwardPath::Fast };
-    let device = Device::flex().autodiff();
+    let (device, _, args) = steex::device::from_args_or_exit();
+    let preset = args.first().cloned().unwrap_or_else(|| "celeba".into());
+    let path = if args.get(1).map(String::as_str) == Some("plain") { ForwardPath::Plain } else { ForwardPath::Fast };
+    let device = device.autodiff();
     let s = random_setup(&preset, 1, path, &device).expect("valid preset");
     let c = s.generator.config().clone();
     let z0 = Tensor::<3>::random([1, c.labels, c.style_length], Distribution::Normal(0.0, 0.3), &device);

@@ -1,18 +1,17 @@
-//! Full-size SEAN presets (random weights) on the CPU: build, encode and generate once,
-//! printing the time of each step and the peak memory.
+//! Full-size SEAN presets (random weights): build, encode and generate once, printing the
+//! time of each step and the peak memory.
 //!
-//!     cargo run --release --example sean_full_size [celebamhq|bdd|celeba ...]
+//!     cargo run --release --example sean_full_size [celebamhq|bdd|celeba ...] [--device cpu|wgpu|cuda]
 
 use std::time::Instant;
 
-use burn::tensor::{Device, Distribution, Int, Tensor};
+use burn::tensor::{Distribution, Int, Tensor};
 use steex::bench_support::{gib, peak_rss_bytes};
 use steex::sean::{NoiseMode, SeanConfig, SeanGenerator};
 
 fn main() {
-    let presets: Vec<String> = std::env::args().skip(1).collect();
+    let (device, _, presets) = steex::device::from_args_or_exit();
     let presets = if presets.is_empty() { vec!["celebamhq".to_string(), "bdd".to_string()] } else { presets };
-    let device = Device::flex();
     for name in presets {
         let Some(config) = SeanConfig::preset(&name) else {
             eprintln!("unknown preset {name}: expected celeba, celebamhq or bdd");

@@ -9,6 +9,12 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// What burn's memory pools on `device` hold, in GiB: on a GPU, their high-water mark (pages
+/// are kept for reuse); `None` on a backend that does not report it (the CPU's Flex).
+pub fn device_reserved_gib(device: &burn::tensor::Device) -> Option<f64> {
+    device.memory_pool_usage().map(|u| gib(u.bytes_reserved))
+}
+
 /// Bytes as GiB, for printing.
 pub fn gib(bytes: u64) -> f64 {
     bytes as f64 / (1u64 << 30) as f64

@@ -21,12 +21,15 @@
 //! - [`results`]: the result schema (`result.json`, `results.jsonl`, `summary.json`, `plan.json`).
 //! - [`dataset`]: folders of images: stable walk, sharding, appending `results.jsonl`.
 //! - [`demo`]: the synthetic-world demo; [`render`]: report pictures.
+//! - [`device`]: `--device cpu|wgpu|cuda` to a started device, shared by the binary, the
+//!   examples, the benchmarks and the tests.
 
 pub mod alloc;
 #[doc(hidden)]
 pub mod bench_support;
 pub mod dataset;
 pub mod demo;
+pub mod device;
 pub mod error;
 pub mod io;
 pub mod outdir;

@@ -58,7 +58,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Metrics(a) => s(cli::metrics::run(*a, &device)),
         Command::Segment(a) => s(cli::segment::run(a, &device)),
         Command::Device => {
-            cli::print_stdout(&format!("{device:?}\n"));
+            cli::print_stdout(&format!("{}\n", steex::device::describe(&device)));
             Ok(())
         }
     }

@@ -32,7 +32,7 @@ fn check(kind: &str, dir: &std::path::Path, legacy: bool) -> f32 {
             "{kind}: zip and legacy convert differently"
         );
     }
-    let device = cpu();
+    let device = test_device();
     let model = AnyClassifier::from_weights(&read_weights(&out).unwrap(), &device).unwrap();
     let mut worst = 0f32;
     for tag in ["64x64", "64x128"] {
@@ -69,13 +69,13 @@ fn output_names_follow_the_output_count_and_small_images_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("c.safetensors");
     convert("resnet", &fixture("resnet_bottleneck/checkpoint.tar")).write(&out).unwrap();
-    let m = AnyClassifier::from_weights(&read_weights(&out).unwrap(), &cpu()).unwrap();
+    let m = AnyClassifier::from_weights(&read_weights(&out).unwrap(), &test_device()).unwrap();
     assert_eq!(m.names(), ["move_forward", "stop", "turn_left", "turn_right"]);
     assert!(m.check_input_size(16, 64).unwrap_err().to_string().contains("too small"));
     let ck = Checkpoint::open(fixture("densenet/checkpoint.tar")).unwrap();
     let c = convert_densenet(&ck, Some("celeba")).unwrap();
     c.write(&out).unwrap();
-    let m = AnyClassifier::from_weights(&read_weights(&out).unwrap(), &cpu()).unwrap();
+    let m = AnyClassifier::from_weights(&read_weights(&out).unwrap(), &test_device()).unwrap();
     assert_eq!(m.names(), ["male", "smile", "young"]);
     assert!(m.check_input_size(8, 8).is_err());
     assert!(m.check_input_size(64, 64).is_ok());

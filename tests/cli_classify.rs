@@ -19,7 +19,7 @@ fn classify_prints_json_only_and_refuses_bad_inputs() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let run = |args: &[&str]| Command::new(bin("steex")).args(args).current_dir(d).output().unwrap();
+    let run = |args: &[&str]| steex_command().args(args).current_dir(d).output().unwrap();
     let img = fixture("densenet/input_64x128.npy");
     let o = run(&["classify", "--classifier", "c.safetensors", "--image", img.to_str().unwrap(), "--json"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

@@ -12,7 +12,7 @@ fn bin(name: &str) -> std::path::PathBuf {
 }
 
 fn run(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(bin("steex")).args(args).current_dir(cwd).output().unwrap()
+    steex_command().args(args).current_dir(cwd).output().unwrap()
 }
 
 fn setup() -> tempfile::TempDir {

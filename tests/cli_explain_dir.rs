@@ -180,8 +180,7 @@ fn latest(out: &Path) -> BTreeMap<String, ResultLine> {
 /// Starts the binary, waits until `out` holds its first complete result, then stops it
 /// with `signal` (`KILL` or `INT`) and waits for it.
 fn stop_after_first_result(d: &Path, a: &[String], out: &Path, signal: &str) -> Output {
-    let bin = Path::new(env!("CARGO_BIN_EXE_steex"));
-    let child = Command::new(bin).args(a).current_dir(d).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let child = steex_command().args(a).current_dir(d).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let t0 = Instant::now();
     while !GOOD.iter().any(|s| out.join(s).join("result.json").is_file()) {
         assert!(t0.elapsed() < Duration::from_secs(120), "no result after 120 s");

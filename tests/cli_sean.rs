@@ -3,12 +3,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::*;
 
 fn steex(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_steex")).args(args).current_dir(cwd).output().unwrap()
+    steex_command().args(args).current_dir(cwd).output().unwrap()
 }
 
 /// `weights-convert sean` on the square fixture, into `dir/g.safetensors`.

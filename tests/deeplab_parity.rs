@@ -3,7 +3,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::*;
 use steex::io::{Array, load_segmenter};
@@ -16,7 +15,7 @@ fn check(dir: &Path) -> (f64, usize) {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("s.safetensors");
     convert_deeplab(&Checkpoint::open(dir.join("checkpoint.tar")).unwrap(), None).unwrap().write(&out).unwrap();
-    let device = cpu();
+    let device = test_device();
     let (model, _) = load_segmenter(&out, &device).unwrap();
     let x = steex::io::read_npy(&dir.join("input.npy")).unwrap();
     let want = steex::io::read_npy(&dir.join("logits.npy")).unwrap();
@@ -68,9 +67,8 @@ fn full_width_deeplab_matches_when_present() {
 fn segment_and_explain_from_an_image_alone() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let bin = |n: &str| Path::new(env!("CARGO_BIN_EXE_steex")).with_file_name(n);
     let run = |b: &str, args: &[&str]| {
-        let o = Command::new(bin(b)).args(args).current_dir(d).output().unwrap();
+        let o = run_bin(d, b, args);
         assert!(o.status.success(), "{b} {args:?}: {}", String::from_utf8_lossy(&o.stderr));
         o
     };

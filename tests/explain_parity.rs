@@ -32,7 +32,7 @@ fn setup() -> Setup {
         .write(&gp)
         .unwrap();
     convert_densenet(&Checkpoint::open(fixture("explain/checkpoint.tar")).unwrap(), None).unwrap().write(&cp).unwrap();
-    let device = Device::flex().autodiff();
+    let device = test_device().autodiff();
     let g = SeanGenerator::from_weights(&read_weights(&gp).unwrap(), &device).unwrap();
     let c = AnyClassifier::from_weights(&read_weights(&cp).unwrap(), &device).unwrap();
     let labels = LabelMap::read(&fixture("sean_sq/mask.png")).unwrap();

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{convert_sean_64, fixture, run_bin};
+use common::{convert_sean_64, fixture, run_bin, steex_command};
 
 /// Asserts a clean refusal: non-zero exit, exactly one line on stderr that names `input`
 /// and holds every needle, no panic or backtrace; `outputs` do not exist and `dir` holds no
@@ -392,8 +392,7 @@ fn explain_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
 /// Starts `steex explain` with many steps, waits until its temporary result folder exists,
 /// sends `signal` and returns the exit status.
 fn kill_mid_run(d: &Path, extra: &[&str], signal: &str) -> std::process::ExitStatus {
-    let bin = Path::new(env!("CARGO_BIN_EXE_steex"));
-    let mut child = Command::new(bin)
+    let mut child = steex_command()
         .args(explain_args(&[&["--steps", "100000", "--out", "res"], extra].concat()))
         .current_dir(d)
         .stdout(Stdio::null())

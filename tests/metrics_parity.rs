@@ -62,7 +62,7 @@ fn unit_images(dir: &std::path::Path, names: &[String]) -> Vec<(Vec<f32>, usize,
 
 fn inception_parity(dir: &std::path::Path, name: &str) {
     let tmp = tempfile::tempdir().unwrap();
-    let device = cpu();
+    let device = test_device();
     let w = load(convert_inception, &dir.join(format!("{name}.pth")), tmp.path());
     let model = FidInception::from_weights(&w, &device).unwrap();
     let meta: serde_json::Value =
@@ -117,7 +117,7 @@ fn batch(set: &str, names: &[String], map: impl Fn(&[f32]) -> Vec<f32>, device: 
 #[test]
 fn face_embedder_and_oracle_match_torch_fva_and_mnac() {
     let tmp = tempfile::tempdir().unwrap();
-    let device = cpu();
+    let device = test_device();
     let meta = json("metrics/face.json");
     let names: Vec<String> =
         meta["images"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();

@@ -26,7 +26,7 @@ fn load(dir: &str) -> Loaded {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("g.safetensors");
     convert_sean_file(&fixture(&format!("{dir}/latest_net_G.pth")), &size).unwrap().write(&out).unwrap();
-    let device = cpu();
+    let device = test_device();
     let g = SeanGenerator::from_weights(&read_weights(&out).unwrap(), &device).unwrap();
     let labels = LabelMap::read(&fixture(&format!("{dir}/mask.png"))).unwrap();
     let mask = g.mask(labels.to_tensor(&device)).unwrap();
@@ -36,7 +36,7 @@ fn load(dir: &str) -> Loaded {
 
 fn check_model(dir: &str) {
     let m = load(dir);
-    let device = cpu();
+    let device = test_device();
     let codes = Array::from_tensor(m.g.encode(m.image.clone(), &m.mask).unwrap());
     let want = npy(&format!("{dir}/codes.npy"));
     assert_signal(&want, "reference codes");
@@ -87,7 +87,7 @@ fn absent_labels_give_zero_codes() {
 #[test]
 fn seeded_noise_is_reproducible_and_reference_noise_matches_its_scale() {
     let m = load("sean_sq");
-    let device = cpu();
+    let device = test_device();
     let z = npy("sean_sq/z_custom.npy").to_tensor::<3>(&device);
     let run = |mode| Array::from_tensor(m.g.generate(&m.mask, z.clone(), mode).unwrap());
     let a = run(NoiseMode::Seeded(3));
@@ -107,7 +107,7 @@ fn seeded_noise_is_reproducible_and_reference_noise_matches_its_scale() {
 #[test]
 fn bad_masks_and_codes_are_refused() {
     let m = load("sean_sq");
-    let device = cpu();
+    let device = test_device();
     // A label id >= L (not 255).
     let mut labels = LabelMap::read(&fixture("sean_sq/mask.png")).unwrap();
     labels.labels[5] = 19;
@@ -128,7 +128,7 @@ fn bad_masks_and_codes_are_refused() {
 fn fast_and_plain_paths_agree() {
     use steex::sean::ForwardPath;
     let m = load("sean_wide");
-    let device = cpu();
+    let device = test_device();
     let z = npy("sean_wide/z_custom.npy").to_tensor::<3>(&device);
     assert_eq!(m.g.path(), ForwardPath::Fast, "the fast path is the default");
     let fast = Array::from_tensor(m.g.generate(&m.mask, z.clone(), NoiseMode::Seeded(5)).unwrap());
@@ -149,7 +149,7 @@ fn folded_and_direct_style_convolutions_agree() {
     use burn::tensor::{Distribution, Tensor};
     use steex::sean::ace::StyleBranch;
     let m = load("sean_sq");
-    let device = cpu();
+    let device = test_device();
     let st = m.g.up_1.ace_0.style.as_ref().unwrap();
     let onehot = m.mask.at_scale(3);
     let [b, l, _, _] = onehot.dims();

@@ -2,9 +2,11 @@
 prints a table: ms per optimisation step, ms per step per image, peak memory, the achieved
 GFLOP/s of our step and the speed-up, with the CPU model and its SIMD level.
 
-    tools/.venv/bin/python tools/bench.py [--quick]
+    tools/.venv/bin/python tools/bench.py [--quick] [--device cpu|wgpu|cuda] [--reference-device cpu|cuda]
 
---quick times celeba at batch 1 only (ours and the reference). Results are also written to
+--quick times celeba at batch 1 only (ours and the reference). --device chooses our backend
+(default cpu; wgpu or cuda builds the bench with that feature); --reference-device the
+reference's (default: cuda when --device is a GPU, else cpu). Results are also written to
 target/bench-results.jsonl. The reference is `tools/bench_reference.py`: the published
 `generate_counterfactuals.py` loop on modules that compute what the published ones compute.
 
@@ -103,22 +105,43 @@ def lines(cmd, env=None):
     return [json.loads(l) for l in out.stdout.splitlines() if l.startswith("{")]
 
 
+def option(name, default, choices):
+    """`--name VALUE` or `--name=VALUE` from sys.argv."""
+    for i, a in enumerate(sys.argv):
+        if a == name and i + 1 < len(sys.argv):
+            value = sys.argv[i + 1]
+            break
+        if a.startswith(name + "="):
+            value = a.split("=", 1)[1]
+            break
+    else:
+        return default
+    if value not in choices:
+        sys.exit(f"{name} {value}: expected one of {', '.join(choices)}")
+    return value
+
+
 def main():
     quick = "--quick" in sys.argv
+    device = option("--device", "cpu", ("cpu", "wgpu", "cuda"))
+    ref_device = option("--reference-device", "cpu" if device == "cpu" else "cuda", ("cpu", "cuda"))
+    features = [] if device == "cpu" else ["--features", device]
     model, simd, cores = cpu()
     print(f"machine: {model}, {simd}, {cores} cores", file=sys.stderr, flush=True)
     print("building and running cargo bench --bench explain_step ...", file=sys.stderr, flush=True)
     ours = [("celeba", 1, "fast")] if quick else [
         ("celeba", 1, "fast"), ("celebamhq", 1, "fast"), ("bdd", 1, "fast"), ("celeba", 8, "fast")]
-    subprocess.run(["cargo", "bench", "--quiet", "--bench", "explain_step", "--no-run"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "bench", "--quiet", *features, "--bench", "explain_step", "--no-run"], cwd=ROOT,
+                   check=True)
     rows = []
     for preset, batch, path in ours:
-        rows += lines(["cargo", "bench", "--quiet", "--bench", "explain_step", "--", preset, str(batch), path, "6"])
+        rows += lines(["cargo", "bench", "--quiet", *features, "--bench", "explain_step", "--", "--device", device,
+                       preset, str(batch), path, "6"])
     ref_grid = [("celeba", 1, 3)] + ([] if quick else [("celebamhq", 1, 2)])
     for preset, batch, steps in ref_grid:
         print(f"running the PyTorch reference: {preset} batch {batch} ...", file=sys.stderr, flush=True)
         rows += lines([sys.executable, os.path.join(ROOT, "tools", "bench_reference.py"), preset,
-                       str(batch), str(steps)])
+                       str(batch), str(steps), "--device", ref_device])
     for r in rows:
         r["cpu"], r["simd"] = model, simd
         if r["impl"] != "pytorch-reference" and r["path"] == "fast":

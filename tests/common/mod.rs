@@ -4,16 +4,47 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
+use steex::device::{DeviceArg, TEST_DEVICE_VAR, select};
 use steex::io::{Array, read_npy};
 
-/// A committed fixture under `tests/fixtures`.
+/// A committed fixture under `tests/fixtures` of the checkout the tests were built in, or of
+/// `STEEX_TEST_ROOT` (for test binaries carried to another machine: `tools/gpu_bench.sh`).
 pub fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)
+    let root =
+        std::env::var_os("STEEX_TEST_ROOT").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    root.join("tests/fixtures").join(rel)
 }
 
-/// The CPU device the tests run on.
-pub fn cpu() -> Device {
-    Device::flex()
+/// The workspace's binary `name` (`steex`, `weights-convert`): beside the `steex` the tests
+/// were built with, or in `STEEX_TEST_BIN_DIR` (carried test binaries).
+pub fn bin_path(name: &str) -> PathBuf {
+    match std::env::var_os("STEEX_TEST_BIN_DIR") {
+        Some(dir) => PathBuf::from(dir).join(name),
+        None => Path::new(env!("CARGO_BIN_EXE_steex")).with_file_name(name),
+    }
+}
+
+/// The device the tests run on: `STEEX_TEST_DEVICE=cpu|wgpu|cuda` (default `cpu`), read here
+/// only, so that one build of the tests (with `--features steex/wgpu`) serves every backend.
+pub fn test_device_arg() -> DeviceArg {
+    DeviceArg::from_env(TEST_DEVICE_VAR).unwrap_or_else(|e| panic!("{TEST_DEVICE_VAR}: {e}"))
+}
+
+/// The started device of [`test_device_arg`] (started and checked once per test binary).
+pub fn test_device() -> Device {
+    static DEVICE: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
+    DEVICE
+        .get_or_init(|| {
+            let device = select(test_device_arg()).unwrap_or_else(|e| panic!("{TEST_DEVICE_VAR}: {e}"));
+            eprintln!("tests run on {}", steex::device::describe(&device));
+            device
+        })
+        .clone()
+}
+
+/// Whether the tests run on the CPU backend (some check what only the CPU path does).
+pub fn on_cpu() -> bool {
+    test_device_arg() == DeviceArg::Cpu
 }
 
 /// Max absolute difference between two arrays of the same number of elements.
@@ -45,10 +76,23 @@ pub fn assert_fails(out: &std::process::Output, needles: &[&str]) {
     }
 }
 
-/// Runs one of the workspace's binaries (`steex`, `weights-convert`) in `cwd`.
+/// The `steex` binary with `--device` from [`test_device_arg`] (a global option: the
+/// subcommand and its arguments follow).
+pub fn steex_command() -> std::process::Command {
+    let mut cmd = std::process::Command::new(bin_path("steex"));
+    cmd.args(["--device", test_device_arg().name()]);
+    cmd
+}
+
+/// Runs one of the workspace's binaries (`steex`, `weights-convert`) in `cwd`; `steex` runs on
+/// the tests' device ([`steex_command`]) unless `args` name one.
 pub fn run_bin(cwd: &Path, name: &str, args: &[&str]) -> std::process::Output {
-    let bin = Path::new(env!("CARGO_BIN_EXE_steex")).with_file_name(name);
-    std::process::Command::new(bin).args(args).current_dir(cwd).output().unwrap()
+    let mut cmd = if name == "steex" && !args.iter().any(|a| a.starts_with("--device")) {
+        steex_command()
+    } else {
+        std::process::Command::new(bin_path(name))
+    };
+    cmd.args(args).current_dir(cwd).output().unwrap()
 }
 
 /// `weights-convert sean` of a committed 64x64 generator fixture into `cwd/g.safetensors`.
