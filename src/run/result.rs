@@ -72,11 +72,11 @@ pub fn write_result(
     let name = models.attribute_name();
     let captions = vec![
         format!(
-            "{name}: p = {:.3} on the query -> {:.3} on the counterfactual (target {}) {}",
-            result.explanation.initial_scores[attribute],
-            result.explanation.final_scores[attribute],
-            result.explanation.target,
-            if result.explanation.success { "FLIPPED" } else { "not flipped" }
+            "{name}: p = {:.3} on the query -> {:.3} on the counterfactual ({}) {}",
+            result.explanation.initial_probabilities.get(attribute).copied().unwrap_or(f32::NAN),
+            result.explanation.final_probabilities.get(attribute).copied().unwrap_or(f32::NAN),
+            goal_caption(&result),
+            if result.explanation.success { "REACHED" } else { "not reached" }
         ),
         format!(
             "regions: {}; steps {}; difference map white = {:.3}",
@@ -101,4 +101,17 @@ pub fn write_result(
     out.write(RESULT_FILE, result.to_json().as_bytes())?;
     out.commit()?;
     Ok(result)
+}
+
+/// The goal in a caption: `target 1`, `toward output_3`, `smile=1 young=0`.
+fn goal_caption(result: &ResultJson) -> String {
+    match &result.goal {
+        Some(g) if g.kind == "class" => format!("toward class {}", g.targets[0].name),
+        Some(g) if g.kind == "away_from_class" => format!("away from class {}", g.targets[0].name),
+        Some(g) if g.kind == "attributes" => {
+            let t: Vec<String> = g.targets.iter().map(|t| format!("{}={}", t.name, t.target)).collect();
+            format!("targets {}", t.join(" "))
+        }
+        _ => format!("target {}", result.explanation.target),
+    }
 }
