@@ -59,7 +59,7 @@ impl Resolved {
         let width: usize = gh.meta(&o.generator, "width")?;
         let aspect_ratio: f64 = gh.meta(&o.generator, "aspect_ratio")?;
         let k: usize = ch.meta(&o.classifier, "classes")?;
-        if labels == 0 || k == 0 || width < 32 || !(aspect_ratio > 0.0) {
+        if labels == 0 || k == 0 || width < 32 || aspect_ratio.is_nan() || aspect_ratio <= 0.0 {
             return Err(bad(format!(
                 "{} / {}: not a generator and a decision model ({labels} labels, width {width}, {k} outputs)",
                 o.generator.display(),
