@@ -6,9 +6,10 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use steex_explain::{ExplainSettings, ImageResult, Objective};
+use steex_explain::{ExplainSettings, ImageResult};
 
 use crate::dataset::Shard;
+pub use crate::record::{Goal, NamedTarget, RegionChange};
 
 /// Name of the append-only file of result lines in an output folder.
 pub const RESULTS_FILE: &str = "results.jsonl";
@@ -127,46 +128,6 @@ pub struct Named {
     pub name: String,
 }
 
-/// One decision asked of the model, named: an attribute to 0 or 1, a class to reach (1) or
-/// to leave (0).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct NamedTarget {
-    /// Output or class id.
-    pub id: usize,
-    /// Its name.
-    pub name: String,
-    /// 1: reach it (the attribute's decision 1, the class the argmax); 0: leave it.
-    pub target: u8,
-}
-
-/// What an explanation asked of the decision model, with names.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Goal {
-    /// `attribute` (published), `attributes`, `class` or `away_from_class`.
-    pub kind: String,
-    /// The decisions asked for.
-    pub targets: Vec<NamedTarget>,
-}
-
-impl Goal {
-    /// The goal of `settings` for an explanation whose recorded target is `target`.
-    pub fn of(settings: &ExplainSettings, target: u8, names: &[String]) -> Self {
-        let named =
-            |id: usize, target: u8| NamedTarget { id, name: names.get(id).cloned().unwrap_or_default(), target };
-        let (kind, targets) = match &settings.objective {
-            Objective::Attribute => ("attribute", vec![named(settings.attribute, target)]),
-            Objective::Attributes { targets } => {
-                ("attributes", targets.iter().map(|t| named(t.output, t.target)).collect())
-            }
-            Objective::Class { class } => ("class", vec![named(*class, 1)]),
-            Objective::AwayFromClass { class } => ("away_from_class", vec![named(*class, 0)]),
-        };
-        Goal { kind: kind.into(), targets }
-    }
-}
-
 /// The files an explanation was made from.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -213,6 +174,10 @@ pub struct ResultJson {
     /// What was asked of the decision model (absent in files from older versions).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub goal: Option<Goal>,
+    /// Per region: its share of the pixel change and its code distance (absent in files
+    /// from older versions and where no picture was made).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub region_change: Vec<RegionChange>,
     /// The regions that could change (`None`: all).
     pub regions: Option<Vec<Named>>,
     /// Name of every decision output.

@@ -139,6 +139,15 @@ fn target_class_drives_the_argmax_to_the_class() {
     assert_eq!(v["goal"]["kind"], "class");
     assert_eq!(v["goal"]["targets"][0]["id"], 3);
     assert_eq!(v["settings"]["objective"]["class"], 3);
+    // Where it changed: every region listed, shares of the change summing to 1.
+    let rc = v["region_change"].as_array().unwrap();
+    assert_eq!(rc.len(), 5);
+    assert!(rc.iter().enumerate().all(|(j, r)| r["id"] == j && r["pixels"].as_u64().unwrap() > 0));
+    let total: f64 = rc.iter().map(|r| r["share"].as_f64().unwrap()).sum();
+    assert!((total - 1.0).abs() < 1e-4, "{total}");
+    let report = image::open(d.join("res/report.png")).unwrap();
+    let diff = image::open(d.join("res/difference.png")).unwrap();
+    assert!(report.width() > 4 * diff.width(), "five panels side by side");
 
     // Away from the class the query has: the argmax leaves it.
     let start = argmax(&p0).to_string();
@@ -230,8 +239,14 @@ fn several_attribute_targets_sum_their_losses_and_succeed_together() {
     assert_eq!(floats(&v["initial_probabilities"]), floats(&v["initial_scores"]));
 
     // Optimised: the summed loss falls, and success means both are reached.
-    ok(&explain_sigmoid(d, &["--attributes", "smile=1,young=0", "--steps", "100", "--lr", "0.2", "--out", "r1"]));
+    let a =
+        ["--attributes", "smile=1,young=0", "--regions", "skin,mouth", "--steps", "100", "--lr", "0.2", "--out", "r1"];
+    ok(&explain_sigmoid(d, &a));
     let v = result(d, "r1");
+    for r in v["region_change"].as_array().unwrap() {
+        let free = r["name"] == "skin" || r["name"] == "mouth";
+        assert_eq!(r["code_distance"].as_f64().unwrap() > 0.0, free, "{r}");
+    }
     assert!((v["loss_decision"].as_f64().unwrap() as f32) < got, "{v}");
     let p = floats(&v["final_probabilities"]);
     assert_eq!(v["success"].as_bool(), Some(p[1] > 0.5 && p[2] < 0.5), "{p:?}");
