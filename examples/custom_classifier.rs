@@ -117,7 +117,7 @@ fn main() {
     // behind the three others (which tie at 0).
     let class = 2;
     let mut softmax = SmallCnn::new(4, true, &device);
-    let mut want = vec![0f32; 4];
+    let mut want = [0f32; 4];
     want[class] = -1.0;
     let logits = steex::nn::host(softmax.logits(image.clone()));
     let bias = steex::nn::host(softmax.head.bias.take().expect("bias").val());
