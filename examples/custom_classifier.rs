@@ -1,6 +1,8 @@
 //! Explaining your own classifier: any burn module that implements `DecisionModel` can be
 //! explained. Here a small CNN (random weights, for illustration) and a small SEAN generator
-//! (random weights); with real weights the code is the same.
+//! (random weights); with real weights the code is the same. First with one sigmoid output
+//! (as the published models), then with a 4-class softmax head explained toward a chosen
+//! class.
 //!
 //!     cargo run --release --example custom_classifier
 
@@ -9,31 +11,35 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Distribution, Int, Tensor};
-use steex::classifier::DecisionModel;
-use steex::explain::{AdamConfig, ExplainSettings, explain};
+use steex::classifier::{DecisionModel, OutputKind};
+use steex::explain::{AdamConfig, ExplainSettings, Objective, explain};
 use steex::sean::{NoiseMode, SeanConfig, SeanGenerator};
 
 /// Random pooled features barely differ between images; a large gain on the head makes
 /// this random classifier's decision react to them.
 const GAIN: f32 = 5000.0;
 
-/// A user's own classifier: two convolutions, global pooling, one output.
+/// A user's own classifier: two convolutions, global pooling, `outputs` logits: sigmoids
+/// (multi-label) or one softmax.
 #[derive(Module, Debug)]
 struct SmallCnn {
     conv1: Conv2d,
     conv2: Conv2d,
     head: Linear,
+    #[module(skip)]
+    softmax: bool,
 }
 
 impl SmallCnn {
-    fn new(device: &Device) -> Self {
+    fn new(outputs: usize, softmax: bool, device: &Device) -> Self {
         let conv = |i, o| {
             Conv2dConfig::new([i, o], [3, 3]).with_stride([2, 2]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
         };
         SmallCnn {
             conv1: conv(3, 16).init(device),
             conv2: conv(16, 32).init(device),
-            head: LinearConfig::new(32, 1).init(device),
+            head: LinearConfig::new(32, outputs).init(device),
+            softmax,
         }
     }
 }
@@ -45,13 +51,18 @@ impl DecisionModel for SmallCnn {
         self.head.forward(x.reshape([b, c, h * w]).mean_dim(2).reshape([b, c])).mul_scalar(GAIN)
     }
     fn num_outputs(&self) -> usize {
-        1
+        self.head.weight.dims()[1]
+    }
+    fn output_kind(&self) -> OutputKind {
+        if self.softmax { OutputKind::Softmax } else { OutputKind::Sigmoid }
     }
 }
 
 fn main() {
     // Gradients flow to the style codes only: the models carry no trainable parameters.
     let device = Device::flex().autodiff();
+    // Random weights and codes from a fixed seed: the same run every time.
+    device.seed(0);
     let config = SeanConfig {
         labels: 4,
         ngf: 4,
@@ -62,7 +73,7 @@ fn main() {
         encoder_ngf: 32,
     };
     let generator = SeanGenerator::random(config, 1, &device).expect("valid config").no_grad();
-    let mut classifier = SmallCnn::new(&device);
+    let mut classifier = SmallCnn::new(1, false, &device);
 
     // A 64x64 scene: four horizontal bands, one per label; the query is the generator's
     // image of random style codes.
@@ -86,7 +97,7 @@ fn main() {
         regions: Some(vec![1, 2]),
         ..Default::default()
     };
-    let e = explain(&generator, &classifier, image, &mask, &settings, &mut |r| {
+    let e = explain(&generator, &classifier, image.clone(), &mask, &settings, &mut |r| {
         if r.step % 10 == 0 {
             eprintln!("step {:3}: decision loss {:.4}, p = {:.3}", r.step, r.loss_decision[0], r.score[0]);
         }
@@ -99,5 +110,35 @@ fn main() {
         r.final_scores[0],
         r.target,
         if r.success { "flipped" } else { "not flipped" }
+    );
+
+    // The same network with a 4-class softmax head, explained toward class 2. For the
+    // illustration only: its biases are shifted so that on the query class 2 is one logit
+    // behind the three others (which tie at 0).
+    let class = 2;
+    let mut softmax = SmallCnn::new(4, true, &device);
+    let mut want = [0f32; 4];
+    want[class] = -1.0;
+    let logits = steex::nn::host(softmax.logits(image.clone()));
+    let bias = steex::nn::host(softmax.head.bias.take().expect("bias").val());
+    let shifted: Vec<f32> = (0..4).map(|i| bias[i] - (logits[i] - want[i]) / GAIN).collect();
+    softmax.head.bias = Some(Param::from_tensor(Tensor::from_data(shifted.as_slice(), &device)));
+    let softmax = softmax.no_grad();
+    let settings = ExplainSettings {
+        steps: 100,
+        noise: NoiseMode::Seeded(0),
+        early_stop: Some(3),
+        objective: Objective::Class { class },
+        ..Default::default()
+    };
+    let e = explain(&generator, &softmax, image, &mask, &settings, &mut |_| {}).expect("explanation");
+    let r = &e.images[0];
+    let fmt = |p: &[f32]| p.iter().map(|v| format!("{v:.3}")).collect::<Vec<_>>().join(" ");
+    println!(
+        "softmax CNN toward class {class}: p = [{}] on the query -> [{}] on the counterfactual, {} in {} steps",
+        fmt(&r.initial_probabilities),
+        fmt(&r.final_probabilities),
+        if r.success { "reached" } else { "not reached" },
+        r.steps_run
     );
 }

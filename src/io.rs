@@ -61,3 +61,70 @@ pub fn segment_to_labels(
     let labels = arg.iter().map(|&k| conv.to_generator(k)).collect();
     (LabelMap { height: h, width: w, labels }, logits, arg)
 }
+
+/// The header of a weights file written by `weights-convert`: its metadata and the shape of
+/// every tensor, read without the tensor data (a few kilobytes of a file of any size).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WeightsHeader {
+    /// The metadata entries.
+    pub metadata: std::collections::BTreeMap<String, String>,
+    /// Every tensor's shape by name.
+    pub shapes: std::collections::BTreeMap<String, Vec<usize>>,
+}
+
+impl WeightsHeader {
+    /// A metadata entry parsed as `T`; `Err` names the file, the key and what was expected.
+    pub fn meta<T: std::str::FromStr>(&self, path: &Path, key: &str) -> Result<T> {
+        let v = self.metadata.get(key).ok_or_else(|| Error::Model {
+            path: path.to_path_buf(),
+            reason: format!("metadata entry `{key}` is missing (expected a file written by weights-convert)"),
+        })?;
+        v.parse().map_err(|_| Error::Model {
+            path: path.to_path_buf(),
+            reason: format!("metadata entry `{key}` = `{v}` is not a valid {}", std::any::type_name::<T>()),
+        })
+    }
+}
+
+/// Largest safetensors header read (the published models' headers are tens of kilobytes).
+const MAX_HEADER_BYTES: u64 = 64 << 20;
+
+/// Reads the header of a safetensors weights file only, so that inputs can be checked
+/// against the models before their (possibly large) tensors are read.
+pub fn read_header(path: &Path) -> Result<WeightsHeader> {
+    use std::io::Read;
+    let bad_file = |reason: String| Error::Model { path: path.to_path_buf(), reason };
+    let mut f = std::fs::File::open(path).map_err(|source| Error::io(path, source))?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len)
+        .map_err(|_| bad_file("not a safetensors file: shorter than its 8-byte header length".into()))?;
+    let n = u64::from_le_bytes(len);
+    if n > MAX_HEADER_BYTES {
+        return Err(bad_file(format!(
+            "not a safetensors file: its header claims {n} bytes (at most {MAX_HEADER_BYTES})"
+        )));
+    }
+    let mut text = vec![0u8; n as usize];
+    f.read_exact(&mut text)
+        .map_err(|_| bad_file(format!("not a safetensors file: its {n}-byte header is cut short")))?;
+    let v: serde_json::Value = serde_json::from_slice(&text)
+        .map_err(|e| bad_file(format!("not a safetensors file: its header is not JSON ({e})")))?;
+    let obj =
+        v.as_object().ok_or_else(|| bad_file("not a safetensors file: its header is not a JSON object".into()))?;
+    let mut h = WeightsHeader::default();
+    for (k, entry) in obj {
+        if k == "__metadata__" {
+            if let Some(m) = entry.as_object() {
+                h.metadata = m.iter().filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string()))).collect();
+            }
+            continue;
+        }
+        let shape = entry
+            .get("shape")
+            .and_then(|s| s.as_array())
+            .map(|a| a.iter().filter_map(|d| d.as_u64().map(|d| d as usize)).collect())
+            .ok_or_else(|| bad_file(format!("tensor `{k}` has no shape in the header")))?;
+        h.shapes.insert(k.clone(), shape);
+    }
+    Ok(h)
+}

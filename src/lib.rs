@@ -18,6 +18,7 @@
 //!
 //! - [`io`]: images, masks, `.npy` arrays (from `steex-io`) and weights files to models.
 //! - [`run`]: options to settings, models and names, the result folder of one explanation.
+//! - [`record`]: the goal and per-region change in `result.json`.
 //! - [`results`]: the result schema (`result.json`, `results.jsonl`, `summary.json`, `plan.json`).
 //! - [`dataset`]: folders of images: stable walk, sharding, appending `results.jsonl`.
 //! - [`demo`]: the synthetic-world demo; [`render`]: report pictures.
@@ -33,6 +34,7 @@ pub mod device;
 pub mod error;
 pub mod io;
 pub mod outdir;
+pub mod record;
 pub mod render;
 pub mod results;
 pub mod run;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use steex_explain::{ExplainSettings, ImageResult};
 
 use crate::dataset::Shard;
+pub use crate::record::{Goal, NamedTarget, RegionChange};
 
 /// Name of the append-only file of result lines in an output folder.
 pub const RESULTS_FILE: &str = "results.jsonl";
@@ -167,8 +168,16 @@ pub struct ResultJson {
     pub status: Status,
     /// The same as `failure`.
     pub reason: Option<String>,
-    /// The attribute explained.
+    /// The attribute explained (the class, for a class goal; the first attribute, for
+    /// several).
     pub attribute: Named,
+    /// What was asked of the decision model (absent in files from older versions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub goal: Option<Goal>,
+    /// Per region: its share of the pixel change and its code distance (absent in files
+    /// from older versions and where no picture was made).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub region_change: Vec<RegionChange>,
     /// The regions that could change (`None`: all).
     pub regions: Option<Vec<Named>>,
     /// Name of every decision output.
@@ -206,6 +215,7 @@ impl ResultJson {
             status: if r.failure.is_some() { Status::Failed } else { Status::Ok },
             reason: r.failure.clone(),
             attribute: Named { id: attribute, name: names[attribute].clone() },
+            goal: Some(Goal::of(settings, r.target, names)),
             regions: settings
                 .regions
                 .as_ref()

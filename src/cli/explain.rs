@@ -11,7 +11,7 @@ use steex::explain::explain;
 use steex::io::{load_segmenter, read_image};
 use steex::outdir::OutDir;
 use steex::results::Inputs;
-use steex::run::{ExplainOptions, Models, query_labels, split_explanation, write_result};
+use steex::run::{ExplainOptions, Models, Resolved, query_labels, split_explanation, write_result};
 
 /// Arguments of `steex explain`.
 #[derive(clap::Args, Debug)]
@@ -41,8 +41,10 @@ pub fn run(args: ExplainArgs, device: &Device) -> Result<(), Error> {
     let out = OutDir::create(&args.out, args.force)?;
     let device = device.clone().autodiff();
     let t0 = Instant::now();
-    let models = Models::load(&args.options, &device)?;
-    let attribute = models.settings.attribute;
+    // Names, image and mask are checked against the files' headers before the models load.
+    let resolved = Resolved::read(&args.options)?;
+    resolved.check_inputs(&args.image, args.mask.as_deref())?;
+    let models = Models::load_resolved(&args.options, resolved, &device)?;
 
     // Inputs at the generator's size.
     let (h, w) = models.g.config().image_size();
@@ -94,15 +96,31 @@ pub fn run(args: ExplainArgs, device: &Device) -> Result<(), Error> {
     let mut result = models.result_json(r, inputs);
     result.seconds = t0.elapsed().as_secs_f64();
     write_result(out, &models, &query, &labels, &arrays, result)?;
+    let a = models.settings.attribute;
     eprintln!(
-        "{}: p({name}) {:.3} -> {:.3} (target {}), {} in {} steps, {:.1} s",
+        "{}: p({name}) {:.3} -> {:.3} ({}), {} in {} steps, {:.1} s",
         args.out.display(),
-        r.initial_scores[attribute],
-        r.final_scores[attribute],
-        r.target,
+        r.initial_probabilities[a],
+        r.final_probabilities[a],
+        goal_text(&models, r.target),
         if r.success { "flipped" } else { "not flipped" },
         r.steps_run,
         t0.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// The objective in words, for the closing line.
+fn goal_text(models: &Models, target: u8) -> String {
+    use steex::explain::Objective;
+    let name = |i: usize| models.attrs[i].as_str();
+    match &models.settings.objective {
+        Objective::Attribute => format!("target {target}"),
+        Objective::Attributes { targets } => {
+            let t: Vec<String> = targets.iter().map(|t| format!("{}={}", name(t.output), t.target)).collect();
+            format!("targets {}", t.join(","))
+        }
+        Objective::Class { class } => format!("toward class {}", name(*class)),
+        Objective::AwayFromClass { class } => format!("away from class {}", name(*class)),
+    }
 }

@@ -7,6 +7,6 @@ mod models;
 mod options;
 mod result;
 
-pub use models::{Models, query_labels};
+pub use models::{Models, Resolved, query_labels};
 pub use options::ExplainOptions;
 pub use result::{ImageArrays, split_explanation, write_result};

@@ -18,6 +18,18 @@ pub struct ExplainOptions {
     /// Decision output to explain, by name (`smile`) or id; default: the preset's.
     #[arg(long)]
     pub attribute: Option<String>,
+    /// Several attribute targets of a sigmoid model at once, by name or id
+    /// (`smile=1,young=0`): loss the sum of their cross-entropies, success when all are reached.
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["attribute", "target"])]
+    pub attributes: Vec<String>,
+    /// Softmax models: explain toward this class (name or id): cross-entropy toward it,
+    /// success when it is the argmax.
+    #[arg(long, conflicts_with_all = ["attribute", "target", "attributes", "away_from_class"])]
+    pub target_class: Option<String>,
+    /// Softmax models: explain away from this class (name or id): loss `-log(1 - p)`,
+    /// success when the argmax is any other class.
+    #[arg(long, conflicts_with_all = ["attribute", "target", "attributes"])]
+    pub away_from_class: Option<String>,
     /// Only these regions may change, by name (`mouth,hair`).
     #[arg(long, value_delimiter = ',', conflicts_with = "region_ids")]
     pub regions: Vec<String>,

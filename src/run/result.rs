@@ -7,6 +7,7 @@ use super::Models;
 use crate::error::Error;
 use crate::io::{Array, LabelMap, write_npy};
 use crate::outdir::OutDir;
+use crate::record::{RegionChange, region_change};
 use crate::render::{difference_map, panel_row, png, to_rgb};
 use crate::results::{Inputs, RESULT_FILE, ResultJson};
 
@@ -61,32 +62,58 @@ pub fn write_result(
     query: &Array,
     labels: &LabelMap,
     arrays: &ImageArrays,
-    result: ResultJson,
+    mut result: ResultJson,
 ) -> Result<ResultJson, Error> {
     let (h, w) = (query.shape[2], query.shape[3]);
     let attribute = models.settings.attribute;
     let q_img = to_rgb(&query.data, h, w);
     let rec_img = to_rgb(&arrays.reconstruction.data, h, w);
     let cf_img = to_rgb(&arrays.counterfactual.data, h, w);
-    let (diff_img, max_diff) = difference_map(&arrays.counterfactual.data, &query.data, h, w);
+    // The explanation is what the optimisation changed: counterfactual against
+    // reconstruction; the generator's own error (query against reconstruction) apart.
+    let (diff_img, max_diff) = difference_map(&arrays.counterfactual.data, &arrays.reconstruction.data, h, w);
+    let (err_img, max_err) = difference_map(&query.data, &arrays.reconstruction.data, h, w);
+    let err_small = image::imageops::resize(
+        &err_img,
+        (w as u32 / 2).max(1),
+        (h as u32 / 2).max(1),
+        image::imageops::FilterType::Triangle,
+    );
+    result.region_change = region_change(
+        &arrays.counterfactual.data,
+        &arrays.reconstruction.data,
+        &labels.labels,
+        &arrays.z_initial.data,
+        &arrays.z_final.data,
+        &models.regions_all,
+    );
     let name = models.attribute_name();
     let captions = vec![
         format!(
-            "{name}: p = {:.3} on the query -> {:.3} on the counterfactual (target {}) {}",
-            result.explanation.initial_scores[attribute],
-            result.explanation.final_scores[attribute],
-            result.explanation.target,
-            if result.explanation.success { "FLIPPED" } else { "not flipped" }
+            "{name}: p = {:.3} on the query -> {:.3} on the counterfactual ({}) {}",
+            result.explanation.initial_probabilities.get(attribute).copied().unwrap_or(f32::NAN),
+            result.explanation.final_probabilities.get(attribute).copied().unwrap_or(f32::NAN),
+            goal_caption(&result),
+            if result.explanation.success { "REACHED" } else { "not reached" }
         ),
         format!(
-            "regions: {}; steps {}; difference map white = {:.3}",
+            "regions: {}; steps {}; cf - rec: |counterfactual - reconstruction| (the explanation), white = {:.3}; \
+             q - rec (small): |query - reconstruction| (the generator's error), white = {:.3}",
             models.regions_text(),
             result.explanation.steps_run,
-            max_diff
+            max_diff,
+            max_err
         ),
+        change_caption(&result.region_change),
     ];
     let report = panel_row(
-        &[("query", &q_img), ("reconstruction", &rec_img), ("counterfactual", &cf_img), ("|cf - query|", &diff_img)],
+        &[
+            ("query", &q_img),
+            ("reconstruction", &rec_img),
+            ("counterfactual", &cf_img),
+            ("cf - rec", &diff_img),
+            ("q - rec", &err_small),
+        ],
         &captions,
     );
     out.write("query.png", &png(&q_img))?;
@@ -101,4 +128,31 @@ pub fn write_result(
     out.write(RESULT_FILE, result.to_json().as_bytes())?;
     out.commit()?;
     Ok(result)
+}
+
+/// The goal in a caption: `target 1`, `toward output_3`, `smile=1 young=0`.
+fn goal_caption(result: &ResultJson) -> String {
+    match &result.goal {
+        Some(g) if g.kind == "class" => format!("toward class {}", g.targets[0].name),
+        Some(g) if g.kind == "away_from_class" => format!("away from class {}", g.targets[0].name),
+        Some(g) if g.kind == "attributes" => {
+            let t: Vec<String> = g.targets.iter().map(|t| format!("{}={}", t.name, t.target)).collect();
+            format!("targets {}", t.join(" "))
+        }
+        _ => format!("target {}", result.explanation.target),
+    }
+}
+
+/// The regions that changed most: `lamp 0.90 (code 3.10), ...` (share of the pixel change,
+/// code distance), up to five.
+fn change_caption(changes: &[RegionChange]) -> String {
+    let mut by_share: Vec<&RegionChange> = changes.iter().filter(|c| c.share > 0.0 || c.code_distance > 0.0).collect();
+    by_share.sort_by(|a, b| b.share.total_cmp(&a.share));
+    let parts: Vec<String> =
+        by_share.iter().take(5).map(|c| format!("{} {:.2} (code {:.2})", c.name, c.share, c.code_distance)).collect();
+    if parts.is_empty() {
+        "region change: none".into()
+    } else {
+        format!("region change, share of |cf - rec| (code distance): {}", parts.join(", "))
+    }
 }

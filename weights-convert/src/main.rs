@@ -4,8 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use steex_classifier::OutputKind;
 use weights_convert::inspect::Inspection;
-use weights_convert::models::{SeanSize, convert_deeplab, convert_densenet, convert_resnet, convert_sean_file};
+use weights_convert::models::{SeanSize, convert_deeplab, convert_densenet_as, convert_resnet_as, convert_sean_file};
 use weights_convert::{Checkpoint, ConvertError, convert_state_dict};
 
 /// Import PyTorch checkpoints into safetensors, safely: nothing in a checkpoint is executed.
@@ -58,8 +59,13 @@ enum Command {
         /// bdd: move_forward, stop, turn_left, turn_right).
         #[arg(long)]
         preset: Option<String>,
+        /// How the logits become probabilities: sigmoid (independent outputs, as published)
+        /// or softmax (one multi-class decision).
+        #[arg(long, default_value = "sigmoid")]
+        output: OutputKind,
     },
-    /// Convert a ResNet-18/34/50/101/152 decision model (`checkpoint.tar`); depth inferred.
+    /// Convert a ResNet-18/34/50/101/152 decision model: the published wrapper's
+    /// `checkpoint.tar` or a plain torchvision classifier's state dict; depth inferred.
     Resnet {
         /// The checkpoint (zip or legacy).
         #[arg(long)]
@@ -70,6 +76,10 @@ enum Command {
         /// Record the attribute names of a preset (celeba, celebamhq, bdd).
         #[arg(long)]
         preset: Option<String>,
+        /// How the logits become probabilities: sigmoid (independent outputs, as published)
+        /// or softmax (one multi-class decision).
+        #[arg(long, default_value = "sigmoid")]
+        output: OutputKind,
     },
     /// Convert a DeepLabV3 segmenter (`checkpoint.tar`); backbone inferred from the tensors.
     Deeplab {
@@ -147,13 +157,13 @@ fn run(cli: Cli) -> Result<(), ConvertError> {
             converted.write(&out)?;
             eprintln!("wrote {} (SEAN generator, {} tensors)", out.display(), converted.tensors.len());
         }
-        Command::Densenet { input, out, preset } => {
-            let converted = convert_densenet(&Checkpoint::open(&input)?, preset.as_deref())?;
+        Command::Densenet { input, out, preset, output } => {
+            let converted = convert_densenet_as(&Checkpoint::open(&input)?, preset.as_deref(), output)?;
             converted.write(&out)?;
             eprintln!("wrote {} (DenseNet, {} tensors)", out.display(), converted.tensors.len());
         }
-        Command::Resnet { input, out, preset } => {
-            let converted = convert_resnet(&Checkpoint::open(&input)?, preset.as_deref())?;
+        Command::Resnet { input, out, preset, output } => {
+            let converted = convert_resnet_as(&Checkpoint::open(&input)?, preset.as_deref(), output)?;
             converted.write(&out)?;
             let depth = converted.metadata.get("depth").map_or("custom".to_string(), |d| format!("ResNet-{d}"));
             eprintln!("wrote {} ({depth}, {} tensors)", out.display(), converted.tensors.len());

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use std::collections::BTreeMap;
 
-use steex_classifier::{DenseNetConfig, ResNet, ResNetConfig};
+use steex_classifier::{DenseNetConfig, OutputKind, ResNet, ResNetConfig};
 use steex_sean::SeanConfig;
 
 use crate::checkpoint::Checkpoint;
@@ -87,6 +87,9 @@ fn state_dict_shapes(ckpt: &Checkpoint) -> BTreeMap<String, Vec<usize>> {
     ckpt.state_dict_names().into_iter().filter_map(|(n, full)| all.get(full.as_str()).map(|s| (n, s.clone()))).collect()
 }
 
+/// Metadata key of a decision model's output kind (`sigmoid` or `softmax`).
+pub const META_OUTPUT: &str = "output";
+
 /// Attribute-name presets a decision model may be tagged with.
 pub const DECISION_PRESETS: &[&str] = &["celeba", "celebamhq", "bdd"];
 
@@ -108,9 +111,16 @@ fn check_preset(preset: Option<&str>, classes: usize) -> Result<()> {
     Ok(())
 }
 
-/// Converts a DenseNet decision model (`checkpoint.tar` of `DecisionDensenetModel`); the
-/// configuration comes from the tensor shapes.
+/// Converts a DenseNet decision model (`checkpoint.tar` of `DecisionDensenetModel`) with
+/// independent sigmoid outputs, as published; see [`convert_densenet_as`].
 pub fn convert_densenet(ckpt: &Checkpoint, preset: Option<&str>) -> Result<Converted> {
+    convert_densenet_as(ckpt, preset, OutputKind::Sigmoid)
+}
+
+/// Converts a DenseNet decision model (`checkpoint.tar` of `DecisionDensenetModel`); the
+/// configuration comes from the tensor shapes, the output kind (recorded as the `output`
+/// metadata entry) from the caller.
+pub fn convert_densenet_as(ckpt: &Checkpoint, preset: Option<&str>, output: OutputKind) -> Result<Converted> {
     let shapes = state_dict_shapes(ckpt);
     let config = DenseNetConfig::infer(|n| shapes.get(n).cloned()).map_err(|reason| ConvertError::WrongModel {
         path: ckpt.path().to_path_buf(),
@@ -122,6 +132,7 @@ pub fn convert_densenet(ckpt: &Checkpoint, preset: Option<&str>) -> Result<Conve
     if let Some(p) = preset {
         meta.insert("preset".into(), p.into());
     }
+    meta.insert(META_OUTPUT.into(), output.name().into());
     let spec = ModelSpec {
         kind: steex_classifier::densenet::KIND.into(),
         expected: config.expected_tensors(),
@@ -131,33 +142,59 @@ pub fn convert_densenet(ckpt: &Checkpoint, preset: Option<&str>) -> Result<Conve
     convert_state_dict(ckpt, Some(&spec))
 }
 
-/// Converts a ResNet decision model (`checkpoint.tar` of `DecisionResnetModel`); block
-/// kind, depth and width come from the tensor names and shapes.
+/// Converts a ResNet decision model with independent sigmoid outputs, as published; see
+/// [`convert_resnet_as`].
 pub fn convert_resnet(ckpt: &Checkpoint, preset: Option<&str>) -> Result<Converted> {
+    convert_resnet_as(ckpt, preset, OutputKind::Sigmoid)
+}
+
+/// Converts a ResNet decision model: the published wrapper's `checkpoint.tar`
+/// (`DecisionResnetModel`, tensors `resnet.*`) or a plain torchvision classifier's state
+/// dict (`conv1.weight` ... `fc.weight`, as `torch.save(model.state_dict())` writes it),
+/// which is written under the wrapper's names. Block kind, depth and width come from the
+/// tensor names and shapes; the output kind (recorded as the `output` metadata entry) from
+/// the caller.
+pub fn convert_resnet_as(ckpt: &Checkpoint, preset: Option<&str>, output: OutputKind) -> Result<Converted> {
     let shapes = state_dict_shapes(ckpt);
     let wrong = |reason: String| ConvertError::WrongModel {
         path: ckpt.path().to_path_buf(),
         kind: "ResNet decision model".into(),
         reason,
     };
-    let config = ResNetConfig::infer("resnet", |n| shapes.get(n).cloned()).map_err(wrong)?;
-    let classes = shapes
-        .get("resnet.fc.weight")
-        .map(|s| s[0])
-        .ok_or_else(|| wrong("missing tensor `resnet.fc.weight`".into()))?;
+    // A plain torchvision state dict: the wrapper's names less `resnet.`.
+    let plain = !shapes.contains_key("resnet.fc.weight") && shapes.contains_key("fc.weight");
+    let lookup = |n: &str| -> Option<Vec<usize>> {
+        if plain { n.strip_prefix("resnet.").and_then(|m| shapes.get(m)).cloned() } else { shapes.get(n).cloned() }
+    };
+    let config = ResNetConfig::infer("resnet", lookup).map_err(wrong)?;
+    let classes =
+        lookup("resnet.fc.weight").map(|s| s[0]).ok_or_else(|| wrong("missing tensor `resnet.fc.weight`".into()))?;
     check_preset(preset, classes)?;
     let mut meta = config.to_metadata();
     meta.insert("classes".into(), classes.to_string());
     if let Some(p) = preset {
         meta.insert("preset".into(), p.into());
     }
+    meta.insert(META_OUTPUT.into(), output.name().into());
+    if plain {
+        meta.insert("layout".into(), "torchvision".into());
+    }
+    let expected = ResNet::expected_tensors(&config, classes)
+        .into_iter()
+        .map(|(n, s)| (if plain { n.strip_prefix("resnet.").unwrap_or(&n).to_string() } else { n }, s))
+        .collect();
     let spec = ModelSpec {
         kind: steex_classifier::resnet::KIND.into(),
-        expected: ResNet::expected_tensors(&config, classes),
+        expected,
         unused: crate::convert::is_num_batches_tracked,
         config: meta,
     };
-    convert_state_dict(ckpt, Some(&spec))
+    let mut converted = convert_state_dict(ckpt, Some(&spec))?;
+    if plain {
+        converted.tensors =
+            std::mem::take(&mut converted.tensors).into_iter().map(|(n, t)| (format!("resnet.{n}"), t)).collect();
+    }
+    Ok(converted)
 }
 
 /// Converts a DeepLabV3 segmenter (`checkpoint.tar` of torchvision's `deeplabv3_resnet50/101`,

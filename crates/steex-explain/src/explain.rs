@@ -1,7 +1,6 @@
 //! The STEEX optimisation loop: move the style codes so the decision model's output for one
 //! attribute flips, while staying close to the query's codes.
 
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use steex_classifier::DecisionModel;
@@ -10,6 +9,7 @@ use steex_sean::NoiseMode;
 
 use crate::adam::{Adam, AdamConfig};
 use crate::generator::StyleGenerator;
+use crate::target::Objective;
 
 /// What to explain and how (defaults: the published settings, with seeded noise). Build it
 /// from command options with [`Optimisation::settings`].
@@ -33,6 +33,10 @@ pub struct ExplainSettings {
     pub target: Option<u8>,
     /// Label ids whose codes may move (region-targeted); `None`: all of them.
     pub regions: Option<Vec<usize>>,
+    /// What is asked of the decision model; default: the published single attribute
+    /// (`attribute`, `target`). Not written when it is the default.
+    #[serde(skip_serializing_if = "Objective::is_published")]
+    pub objective: Objective,
 }
 
 fn noise_str<S: serde::Serializer>(n: &NoiseMode, s: S) -> Result<S::Ok, S::Error> {
@@ -84,6 +88,7 @@ impl Optimisation {
             early_stop: self.early_stop,
             target: self.target,
             regions,
+            objective: Objective::Attribute,
         }
     }
 }
@@ -99,6 +104,7 @@ impl Default for ExplainSettings {
             early_stop: None,
             target: None,
             regions: None,
+            objective: Objective::Attribute,
         }
     }
 }
@@ -126,7 +132,7 @@ pub struct StepReport {
     pub loss_decision: Vec<f32>,
     /// Per image: proximity loss (with its lambda).
     pub loss_proximity: Vec<f32>,
-    /// Per image: probability of the attribute.
+    /// Per image: probability of the attribute (see [`Objective::score`]).
     pub score: Vec<f32>,
     /// Per image: still being optimised.
     pub active: Vec<bool>,
@@ -144,9 +150,15 @@ pub struct ImageResult {
     pub final_logits: Vec<f32>,
     /// Sigmoids of `final_logits`.
     pub final_scores: Vec<f32>,
-    /// The decision asked for (0 or 1).
+    /// Probabilities on the query: the softmax of `initial_logits` for a softmax model,
+    /// their sigmoids otherwise.
+    pub initial_probabilities: Vec<f32>,
+    /// Probabilities on the counterfactual, as `initial_probabilities`.
+    pub final_probabilities: Vec<f32>,
+    /// The decision asked for (0 or 1; see [`Objective::recorded_target`]).
     pub target: u8,
-    /// `|final_score[attribute] - target| < 0.5`.
+    /// The objective is reached on the counterfactual (published: `|final_score[attribute]
+    /// - target| < 0.5`; see [`Objective::reached`]).
     pub success: bool,
     /// Decision loss at the final codes.
     pub loss_decision: f32,
@@ -185,12 +197,6 @@ fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
-/// Decision loss per image in its stable form from the logit:
-/// `softplus(l) - t l = relu(l) - t l + log(1 + exp(-|l|))`.
-fn decision_loss(logit: Tensor<1>, target: Tensor<1>) -> Tensor<1> {
-    relu(logit.clone()) - logit.clone() * target + logit.abs().neg().exp().log1p()
-}
-
 /// Explains a batch: `images` `[B, 3, H, W]` in [-1, 1] with their layout `mask`, on the
 /// device the models were built on (an autodiff device). `observer` sees every forward.
 ///
@@ -213,12 +219,9 @@ where
     let [b, _, h, w] = images.dims();
     let k = model.num_outputs();
     let a = settings.attribute;
-    if a >= k {
-        return Err(ExplainError::Settings(format!(
-            "attribute {a} is out of range: the decision model has {k} outputs (0..={})",
-            k - 1
-        )));
-    }
+    let objective = &settings.objective;
+    let kind = model.output_kind();
+    objective.check(k, kind, a).map_err(ExplainError::Settings)?;
     if let Some(t) = settings.target
         && t > 1
     {
@@ -229,7 +232,12 @@ where
     // Decision on the query, target, initial codes.
     let initial_logits = host(model.logits(images.clone().detach()));
     let targets: Vec<u8> = (0..b)
-        .map(|i| settings.target.unwrap_or(if sigmoid(initial_logits[i * k + a]) < 0.5 { 1 } else { 0 }))
+        .map(|i| match objective {
+            Objective::Attribute => {
+                settings.target.unwrap_or(if sigmoid(initial_logits[i * k + a]) < 0.5 { 1 } else { 0 })
+            }
+            _ => objective.recorded_target(0),
+        })
         .collect();
     let z0 = generator.encode(images.detach(), mask).map_err(model_err)?.detach();
     let [_, l, s] = z0.dims();
@@ -268,8 +276,7 @@ where
             let zt = if grad { zt.require_grad() } else { zt };
             let img = generator.generate(mask, zt.clone(), settings.noise).map_err(model_err)?;
             let logits = model.logits(img.clone());
-            let la = logits.clone().slice([0..n, a..a + 1]).reshape([n]);
-            let dec = decision_loss(la, target.clone());
+            let dec = objective.loss(logits.clone(), a, target.clone());
             let prox = (zt.clone() - z0.clone()).square().sum_dim(2).sum_dim(1).reshape([n]).mul_scalar(lambda);
             Ok((img, logits, dec, prox, zt))
         };
@@ -323,18 +330,19 @@ where
         report.active = active.clone();
         for (r, &i) in live.iter().enumerate() {
             let st = &stats[r * (k + 2)..(r + 1) * (k + 2)];
-            let (logit, d, p) = (st[a], st[k], st[k + 1]);
+            let (row_logits, d, p) = (&st[..k], st[k], st[k + 1]);
             report.loss_decision[i] = d;
             report.loss_proximity[i] = p;
-            report.score[i] = sigmoid(logit);
+            report.score[i] = objective.score(row_logits, a);
             let gi = &g_live[r * per_image..(r + 1) * per_image];
-            if !(logit.is_finite() && d.is_finite() && p.is_finite()) || gi.iter().any(|v| !v.is_finite()) {
+            let finite = row_logits.iter().all(|v| v.is_finite()) && d.is_finite() && p.is_finite();
+            if !finite || gi.iter().any(|v| !v.is_finite()) {
                 failure[i] =
                     Some(format!("non-finite loss or gradient at step {step}; optimisation of this image stopped"));
                 active[i] = false;
                 continue;
             }
-            let flipped = (sigmoid(logit) - targets[i] as f32).abs() < 0.5;
+            let flipped = objective.reached(row_logits, a, targets[i]);
             flipped_for[i] = if flipped { flipped_for[i] + 1 } else { 0 };
             if settings.early_stop.is_some_and(|kk| kk > 0 && flipped_for[i] >= kk) {
                 active[i] = false;
@@ -375,8 +383,10 @@ where
             let il = initial_logits[i * k..(i + 1) * k].to_vec();
             ImageResult {
                 initial_scores: il.iter().map(|&x| sigmoid(x)).collect(),
+                initial_probabilities: kind.probabilities(&il),
+                final_probabilities: kind.probabilities(&final_logits),
+                success: failure[i].is_none() && objective.reached(&final_logits, a, targets[i]),
                 initial_logits: il,
-                success: failure[i].is_none() && (final_scores[a] - targets[i] as f32).abs() < 0.5,
                 final_logits,
                 final_scores,
                 target: targets[i],

@@ -10,8 +10,10 @@ pub mod adam;
 pub mod explain;
 pub mod generator;
 pub mod presets;
+pub mod target;
 
 pub use adam::AdamConfig;
 pub use explain::{ExplainError, ExplainSettings, Explanation, ImageResult, Optimisation, StepReport, explain};
 pub use generator::StyleGenerator;
 pub use presets::Preset;
+pub use target::{AttributeTarget, Objective};
