@@ -56,7 +56,7 @@ fn plain_torchvision_state_dict_converts_as_softmax_and_matches_pytorch() {
     let w = read_weights(&tmp.path().join("c.safetensors")).unwrap();
     assert_eq!(w.metadata()["output"], "softmax");
     assert_eq!(w.metadata()["layout"], "torchvision");
-    let device = cpu();
+    let device = test_device();
     let model = AnyClassifier::from_weights(&w, &device).unwrap();
     assert_eq!((model.num_outputs(), model.output_kind()), (5, OutputKind::Softmax));
     for tag in ["64x64", "64x128"] {
@@ -343,7 +343,7 @@ impl DecisionModel for MeanColour {
 #[test]
 fn several_attribute_targets_are_reached_together() {
     use steex::explain::{AttributeTarget, ExplainSettings, Objective, explain};
-    let device = cpu().autodiff();
+    let device = test_device().autodiff();
     let g = steex::io::load_generator(Path::new(SYNTH_G), &device).unwrap();
     let s = steex::synth::scene::scene(1_000_003);
     let image = Array { shape: vec![1, 3, 64, 64], data: s.image.clone() }.to_tensor::<4>(&device);

@@ -2,11 +2,13 @@
 prints a table: ms per optimisation step, ms per step per image, peak memory, the achieved
 GFLOP/s of our step and the speed-up, with the CPU model and its SIMD level.
 
-    tools/.venv/bin/python tools/bench.py [--quick] [--device cpu|wgpu|cuda] [--reference-device cpu|cuda]
+    tools/.venv/bin/python tools/bench.py [--quick] [--device cpu|wgpu|cuda] [--reference-device cpu|cuda] [--repeat N]
 
 --quick times celeba at batch 1 only (ours and the reference). --device chooses our backend
 (default cpu; wgpu or cuda builds the bench with that feature); --reference-device the
-reference's (default: cuda when --device is a GPU, else cpu). Results are also written to
+reference's (default: cuda when --device is a GPU, else cpu). --repeat N times the whole grid N
+times, ours and the reference alternating, and reports each row's median (the runs are listed in
+the JSON lines), for machines whose speed drifts. Results are also written to
 target/bench-results.jsonl. The reference is `tools/bench_reference.py`: the published
 `generate_counterfactuals.py` loop on modules that compute what the published ones compute.
 
@@ -18,6 +20,7 @@ once per mask, outside the step), the style branch's products (fc_mu and the fol
 conv_gamma/conv_beta per label, forward and backward), and the DenseNet's forward counted by
 torch's FlopCounterMode, twice for its backward to the image.
 """
+import argparse
 import json
 import os
 import platform
@@ -105,43 +108,63 @@ def lines(cmd, env=None):
     return [json.loads(l) for l in out.stdout.splitlines() if l.startswith("{")]
 
 
-def option(name, default, choices):
-    """`--name VALUE` or `--name=VALUE` from sys.argv."""
-    for i, a in enumerate(sys.argv):
-        if a == name and i + 1 < len(sys.argv):
-            value = sys.argv[i + 1]
-            break
-        if a.startswith(name + "="):
-            value = a.split("=", 1)[1]
-            break
-    else:
-        return default
-    if value not in choices:
-        sys.exit(f"{name} {value}: expected one of {', '.join(choices)}")
-    return value
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="celeba at batch 1 only (ours and the reference)")
+    p.add_argument("--device", choices=("cpu", "wgpu", "cuda"), default="cpu", help="our backend (default cpu)")
+    p.add_argument("--reference-device", choices=("cpu", "cuda"), default=None,
+                   help="the reference's device (default: cuda when --device is a GPU, else cpu)")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="time the whole grid N times, alternating ours and the reference, and report each "
+                        "row's median ms/step (default 1)")
+    a = p.parse_args()
+    if a.repeat < 1:
+        p.error("--repeat must be >= 1")
+    if a.reference_device is None:
+        a.reference_device = "cpu" if a.device == "cpu" else "cuda"
+    return a
+
+
+def median_rows(runs):
+    """One row per (preset, batch, impl, path): the run with the median ms/step, peak RSS the max."""
+    groups = {}
+    for r in runs:
+        groups.setdefault((r["preset"], r["batch"], r["impl"], r["path"]), []).append(r)
+    out = []
+    for rs in groups.values():
+        rs = sorted(rs, key=lambda r: r["ms_per_step"])
+        row = dict(rs[(len(rs) - 1) // 2])
+        row["peak_rss_gib"] = max(r["peak_rss_gib"] for r in rs)
+        row["runs_ms_per_step"] = [round(r["ms_per_step"], 1) for r in runs if r in rs]
+        out.append(row)
+    return out
 
 
 def main():
-    quick = "--quick" in sys.argv
-    device = option("--device", "cpu", ("cpu", "wgpu", "cuda"))
-    ref_device = option("--reference-device", "cpu" if device == "cpu" else "cuda", ("cpu", "cuda"))
+    args = parse_args()
+    quick, device, ref_device = args.quick, args.device, args.reference_device
     features = [] if device == "cpu" else ["--features", device]
     model, simd, cores = cpu()
     print(f"machine: {model}, {simd}, {cores} cores", file=sys.stderr, flush=True)
-    print("building and running cargo bench --bench explain_step ...", file=sys.stderr, flush=True)
+    print("building cargo bench --bench explain_step ...", file=sys.stderr, flush=True)
     ours = [("celeba", 1, "fast")] if quick else [
         ("celeba", 1, "fast"), ("celebamhq", 1, "fast"), ("bdd", 1, "fast"), ("celeba", 8, "fast")]
     subprocess.run(["cargo", "bench", "--quiet", *features, "--bench", "explain_step", "--no-run"], cwd=ROOT,
                    check=True)
-    rows = []
-    for preset, batch, path in ours:
-        rows += lines(["cargo", "bench", "--quiet", *features, "--bench", "explain_step", "--", "--device", device,
-                       preset, str(batch), path, "6"])
     ref_grid = [("celeba", 1, 3)] + ([] if quick else [("celebamhq", 1, 2)])
-    for preset, batch, steps in ref_grid:
-        print(f"running the PyTorch reference: {preset} batch {batch} ...", file=sys.stderr, flush=True)
-        rows += lines([sys.executable, os.path.join(ROOT, "tools", "bench_reference.py"), preset,
-                       str(batch), str(steps), "--device", ref_device])
+    runs = []
+    for rep in range(args.repeat):
+        tag = f" (run {rep + 1} of {args.repeat})" if args.repeat > 1 else ""
+        for preset, batch, path in ours:
+            print(f"running ours: {preset} batch {batch}{tag} ...", file=sys.stderr, flush=True)
+            runs += lines(["cargo", "bench", "--quiet", *features, "--bench", "explain_step", "--", "--device",
+                           device, preset, str(batch), path, "6"])
+        for preset, batch, steps in ref_grid:
+            print(f"running the PyTorch reference: {preset} batch {batch}{tag} ...", file=sys.stderr, flush=True)
+            runs += lines([sys.executable, os.path.join(ROOT, "tools", "bench_reference.py"), preset,
+                           str(batch), str(steps), "--device", ref_device])
+    rows = median_rows(runs)
     for r in rows:
         r["cpu"], r["simd"] = model, simd
         if r["impl"] != "pytorch-reference" and r["path"] == "fast":
