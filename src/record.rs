@@ -101,6 +101,45 @@ pub fn region_change(
         .collect()
 }
 
+/// One region's change averaged over explanations (`summary.json`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RegionShare {
+    /// Label id.
+    pub id: usize,
+    /// Its name.
+    pub name: String,
+    /// Mean of its [`RegionChange::share`].
+    pub mean_share: f64,
+    /// Mean of its [`RegionChange::code_distance`].
+    pub mean_code_distance: f64,
+    /// Explanations averaged (those that recorded their region change).
+    pub images: usize,
+}
+
+/// The mean change per region (by id, in id order) over `records`, one [`RegionChange`]
+/// list per explanation; empty lists (older results) are left out, and an empty result
+/// means none recorded it.
+pub fn mean_region_share<'a>(records: impl IntoIterator<Item = &'a [RegionChange]>) -> Vec<RegionShare> {
+    let mut acc: std::collections::BTreeMap<usize, RegionShare> = Default::default();
+    for record in records {
+        for r in record {
+            let e =
+                acc.entry(r.id).or_insert_with(|| RegionShare { id: r.id, name: r.name.clone(), ..Default::default() });
+            e.mean_share += r.share as f64;
+            e.mean_code_distance += r.code_distance as f64;
+            e.images += 1;
+        }
+    }
+    acc.into_values()
+        .map(|mut e| {
+            e.mean_share /= e.images as f64;
+            e.mean_code_distance /= e.images as f64;
+            e
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +156,23 @@ mod tests {
         assert_eq!((r[0].pixels, r[1].pixels), (2, 1));
         assert_eq!((r[0].share, r[1].share), (0.0, 1.0));
         assert_eq!((r[0].code_distance, r[1].code_distance), (0.0, 5.0));
+    }
+
+    #[test]
+    fn mean_share_averages_per_region_and_skips_empty_records() {
+        let rc = |id: usize, share: f32, d: f32| RegionChange {
+            id,
+            name: format!("r{id}"),
+            pixels: 1,
+            share,
+            code_distance: d,
+        };
+        let a = vec![rc(0, 0.25, 1.0), rc(1, 0.75, 3.0)];
+        let b = vec![rc(0, 0.75, 2.0), rc(1, 0.25, 0.0)];
+        let m = mean_region_share([a.as_slice(), &[], b.as_slice()]);
+        assert_eq!(m.len(), 2);
+        assert_eq!((m[0].name.as_str(), m[0].mean_share, m[0].mean_code_distance, m[0].images), ("r0", 0.5, 1.5, 2));
+        assert_eq!((m[1].mean_share, m[1].mean_code_distance), (0.5, 1.5));
+        assert!(mean_region_share(std::iter::empty()).is_empty());
     }
 }

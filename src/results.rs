@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use steex_explain::{ExplainSettings, ImageResult};
 
 use crate::dataset::Shard;
-pub use crate::record::{Goal, NamedTarget, RegionChange};
+use crate::record::mean_region_share;
+pub use crate::record::{Goal, NamedTarget, RegionChange, RegionShare};
 
 /// Name of the append-only file of result lines in an output folder.
 pub const RESULTS_FILE: &str = "results.jsonl";
@@ -68,6 +69,10 @@ pub struct ResultLine {
     /// The result folder (`steex merge` adds it: the shard's folder joined with the stem).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dir: Option<String>,
+    /// Per region: its share of the pixel change and its code distance, as in
+    /// `result.json` (absent in lines from older versions and for failed images).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub region_change: Vec<RegionChange>,
 }
 
 impl ResultLine {
@@ -86,6 +91,7 @@ impl ResultLine {
             loss_proximity: None,
             file: file.map(|p| p.display().to_string()),
             dir: None,
+            region_change: Vec::new(),
         }
     }
 
@@ -105,6 +111,7 @@ impl ResultLine {
             loss_proximity: Some(r.explanation.loss_proximity),
             file: r.inputs.image.as_ref().map(|p| p.display().to_string()),
             dir: None,
+            region_change: r.region_change.clone(),
         }
     }
 
@@ -270,13 +277,18 @@ pub struct Summary {
     /// Shards (`K/N (M images)`) not given to a merge.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missing_shards: Vec<String>,
+    /// Per region, over the successful explanations that recorded it: the mean share of
+    /// the pixel change and the mean code distance (which regions the explanations used).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub region_share: Vec<RegionShare>,
 }
 
 /// The summary of `n_images` images from their latest result lines.
 pub fn summarize<'a>(n_images: usize, latest: impl IntoIterator<Item = &'a ResultLine>) -> Summary {
     let (mut ok, mut failed, mut success) = (0, 0, 0);
     let (mut ld, mut lp, mut secs) = (0f64, 0f64, 0f64);
-    for l in latest {
+    let latest: Vec<&ResultLine> = latest.into_iter().collect();
+    for &l in &latest {
         match l.status {
             Status::Ok => {
                 ok += 1;
@@ -304,6 +316,12 @@ pub fn summarize<'a>(n_images: usize, latest: impl IntoIterator<Item = &'a Resul
         missing: Vec::new(),
         duplicates: Vec::new(),
         missing_shards: Vec::new(),
+        region_share: mean_region_share(
+            latest
+                .iter()
+                .filter(|l| l.status == Status::Ok && l.success == Some(true))
+                .map(|l| l.region_change.as_slice()),
+        ),
     }
 }
 

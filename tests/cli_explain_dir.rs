@@ -482,3 +482,47 @@ fn ctrl_c_writes_a_summary_and_resume_finishes() {
     assert!(!s.interrupted);
     assert_eq!((s.n_ok, s.n_failed, s.n_pending), (5, 3, 0));
 }
+
+/// `summary.json`'s `region_share` is the mean, over the successful explanations, of each
+/// region's share of the pixel change and code distance in their `result.json`; on the
+/// synthetic world, where only the lamp decides, the lamp's share is the largest.
+#[test]
+fn summary_region_share_is_the_mean_over_successes() {
+    let (dir, src) = setup_with(synthetic_source);
+    let d = dir.path();
+    let o = run(d, &args(&src, "out", 60, &["--batch", "5"]));
+    ok(&o);
+    let out = d.join("out");
+    let sm = summary(&out);
+    let l = latest(&out);
+    let successes: Vec<&String> = l.iter().filter(|(_, v)| v.success == Some(true)).map(|(k, _)| k).collect();
+    assert!(!successes.is_empty(), "no explanation succeeded: {sm:?}");
+    // Expected: the per-region mean of the result.json records, computed here.
+    let mut expected: BTreeMap<u64, (String, f64, f64)> = BTreeMap::new();
+    for s in &successes {
+        let r = json(&out.join(s).join("result.json"));
+        let changes = r["region_change"].as_array().unwrap_or_else(|| panic!("{s}: no region_change"));
+        assert!(!changes.is_empty());
+        for c in changes {
+            let e = expected.entry(c["id"].as_u64().unwrap()).or_insert((c["name"].as_str().unwrap().into(), 0.0, 0.0));
+            e.1 += c["share"].as_f64().unwrap() / successes.len() as f64;
+            e.2 += c["code_distance"].as_f64().unwrap() / successes.len() as f64;
+        }
+    }
+    assert_eq!(sm.region_share.len(), expected.len(), "{:?}", sm.region_share);
+    for r in &sm.region_share {
+        let (name, share, dist) = &expected[&(r.id as u64)];
+        assert_eq!((&r.name, r.images), (name, successes.len()));
+        assert!((r.mean_share - share).abs() < 1e-6, "{name}: share {} vs {share}", r.mean_share);
+        assert!(
+            (r.mean_code_distance - dist).abs() < 1e-5 * dist.max(1.0),
+            "{name}: {} vs {dist}",
+            r.mean_code_distance
+        );
+    }
+    let top = sm.region_share.iter().max_by(|a, b| a.mean_share.total_cmp(&b.mean_share)).unwrap();
+    assert_eq!(top.id, steex::synth::scene::LAMP, "{:?}", sm.region_share);
+    assert!(top.mean_share > 0.5, "{:?}", sm.region_share);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&format!("most changed: {} ", top.name)), "{err}");
+}

@@ -315,6 +315,47 @@ fn a_wrong_mask_size_fails_fast_beside_large_model_files() {
     let o = run_bin(d, "steex", &args("mask.png", "res"));
     assert_fails(&o, &["padding"]);
     assert!(!d.join("res").exists());
+    // The other commands too: a mask with an id beyond the generator's labels (`encode`,
+    // `generate`) and an image that does not decode (`classify`) are reported before the
+    // large files load, and the good inputs reach the load (which refuses the padding).
+    let mut bad = image::open(d.join("mask.png")).unwrap().to_luma8();
+    bad.pixels_mut().for_each(|p| p.0[0] = 200);
+    bad.save(d.join("bad_ids.png")).unwrap();
+    std::fs::write(d.join("junk.png"), b"\x89PNG not really").unwrap();
+    let zeros = Array { shape: vec![1, 4, 8], data: vec![0.0; 32] };
+    write_npy(&d.join("codes.npy"), &zeros).unwrap();
+    let encode = |mask: &str| {
+        let a =
+            ["encode", "--generator", "big_g.safetensors", "--image", "image.npy", "--mask", mask, "--out", "z.npy"];
+        run_bin(d, "steex", &a)
+    };
+    let generate = |mask: &str| {
+        let a =
+            ["generate", "--generator", "big_g.safetensors", "--mask", mask, "--codes", "codes.npy", "--out", "x.npy"];
+        run_bin(d, "steex", &a)
+    };
+    let classify =
+        |image: &str| run_bin(d, "steex", &["classify", "--classifier", "big_c.safetensors", "--image", image]);
+    let timed = |f: &dyn Fn() -> std::process::Output| {
+        let t0 = Instant::now();
+        let o = f();
+        (o, t0.elapsed().as_secs_f64())
+    };
+    for (what, (o, secs), names) in [
+        ("encode", timed(&|| encode("bad_ids.png")), ["bad_ids.png", "200"]),
+        ("generate", timed(&|| generate("bad_ids.png")), ["bad_ids.png", "200"]),
+        ("classify", timed(&|| classify("junk.png")), ["junk.png", "junk.png"]),
+    ] {
+        assert_fails(&o, &names);
+        assert!(secs < 1.0, "{what}: a bad input took {secs:.2} s to report");
+    }
+    for (what, o) in [("encode", encode("mask.png")), ("classify", classify("image.npy"))] {
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("padding"),
+            "{what}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
 }
 
 /// A decision model of two sigmoid outputs on the image's mean red and mean green, offset

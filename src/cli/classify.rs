@@ -23,8 +23,9 @@ pub struct ClassifyArgs {
 
 /// `steex classify`.
 pub fn classify(args: ClassifyArgs, device: &Device) -> Result<(), Error> {
-    let model = load_classifier(&args.classifier, device)?;
+    // The image is read (and checked) before the model loads.
     let image = read_image_native(&args.image)?;
+    let model = load_classifier(&args.classifier, device)?;
     let (h, w) = (image.shape[2], image.shape[3]);
     model.check_input_size(h, w).map_err(|e| Error::image(args.image.clone(), e.to_string()))?;
     let logits = model.logits(image.to_tensor::<4>(device));

@@ -100,7 +100,19 @@ fn summary_text(s: &Summary) -> String {
         s.n_failed,
         s.n_pending,
         s.seconds_per_image.map_or("-".to_string(), |t| format!("{t:.1} s per image"))
-    )
+    ) + &most_changed(s)
+}
+
+/// "; most changed: lamp 81%, sky 9%" (the three regions with the largest mean share of
+/// the pixel change over the successes), or nothing when no region change was recorded.
+fn most_changed(s: &Summary) -> String {
+    let mut r: Vec<_> = s.region_share.iter().filter(|r| r.mean_share > 0.0).collect();
+    if r.is_empty() {
+        return String::new();
+    }
+    r.sort_by(|a, b| b.mean_share.total_cmp(&a.mean_share));
+    let parts: Vec<String> = r.iter().take(3).map(|r| format!("{} {:.0}%", r.name, 100.0 * r.mean_share)).collect();
+    format!("; most changed: {}", parts.join(", "))
 }
 
 /// Running counts for the progress bar.

@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use steex::Error;
-use steex::io::{Array, LabelMap, load_generator, png_bytes, read_image, read_npy, write_bytes, write_npy};
+use steex::io::{
+    Array, LabelMap, load_generator, png_bytes, read_header, read_image, read_npy, write_bytes, write_npy,
+};
 use steex::sean::{NoiseMode, SeanGenerator, SemanticMask};
 
 /// Arguments of `steex encode`.
@@ -54,6 +56,15 @@ fn model_mask(g: &SeanGenerator, path: &Path, device: &Device) -> Result<(LabelM
     Ok((raw, sm))
 }
 
+/// Checks a mask file against the generator's label count, read from the weights file's
+/// header, before the generator loads: the mask decodes and its ids are labels.
+fn check_mask_first(generator: &Path, mask: &Path) -> Result<LabelMap, Error> {
+    let labels: usize = read_header(generator)?.meta(generator, "labels")?;
+    let raw = LabelMap::read(mask)?;
+    raw.check(labels, mask)?;
+    Ok(raw)
+}
+
 fn check_out(path: &Path, allowed: &[&str]) -> Result<String, Error> {
     let ext = path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).unwrap_or_default();
     if !allowed.contains(&ext.as_str()) {
@@ -65,8 +76,7 @@ fn check_out(path: &Path, allowed: &[&str]) -> Result<String, Error> {
 /// `steex encode`.
 pub fn encode(args: EncodeArgs, device: &Device) -> Result<(), Error> {
     check_out(&args.out, &["npy"])?;
-    let g = load_generator(&args.generator, device)?;
-    let (raw, mask) = model_mask(&g, &args.mask, device)?;
+    let raw = check_mask_first(&args.generator, &args.mask)?;
     let (ih, iw) = steex::io::image_size(&args.image)?;
     if (ih, iw) != (raw.height, raw.width) {
         return Err(Error::Argument(format!(
@@ -77,7 +87,9 @@ pub fn encode(args: EncodeArgs, device: &Device) -> Result<(), Error> {
             args.image.display()
         )));
     }
+    let g = load_generator(&args.generator, device)?;
     let image = read_image(&args.image, g.config().image_size())?.to_tensor::<4>(device);
+    let (_, mask) = model_mask(&g, &args.mask, device)?;
     let codes = g.encode(image, &mask)?;
     write_npy(&args.out, &Array::from_tensor(codes))?;
     eprintln!("wrote {}", args.out.display());
@@ -87,14 +99,15 @@ pub fn encode(args: EncodeArgs, device: &Device) -> Result<(), Error> {
 /// `steex generate`.
 pub fn generate(args: GenerateArgs, device: &Device) -> Result<(), Error> {
     let ext = check_out(&args.out, &["npy", "png"])?;
-    let g = load_generator(&args.generator, device)?;
-    let (_, mask) = model_mask(&g, &args.mask, device)?;
+    check_mask_first(&args.generator, &args.mask)?;
     let codes = read_npy(&args.codes)?;
-    let c = g.config();
-    let want = [1, c.labels, c.style_length];
+    let header = read_header(&args.generator)?;
+    let want = [1, header.meta(&args.generator, "labels")?, header.meta::<usize>(&args.generator, "style_length")?];
     if codes.shape != want {
         return Err(Error::npy(args.codes.clone(), format!("codes have shape {:?}, expected {want:?}", codes.shape)));
     }
+    let g = load_generator(&args.generator, device)?;
+    let (_, mask) = model_mask(&g, &args.mask, device)?;
     let image = g.generate(&mask, codes.to_tensor::<3>(device), args.noise)?;
     let out = Array::from_tensor(image);
     if ext == "npy" {

@@ -51,12 +51,13 @@ pub fn run(args: SegmentArgs, device: &Device) -> Result<(), Error> {
     if !args.out.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")) {
         return Err(Error::Argument(format!("--out {}: expected a .png file", args.out.display())));
     }
-    let (model, preset) = load_segmenter(&args.segmenter, device)?;
+    // The image is read (and checked) before the model loads.
     let image = read_image_native(&args.image)?;
     let (h, w) = (image.shape[2], image.shape[3]);
     if h < 8 || w < 8 {
         return Err(Error::image(args.image.clone(), format!("a {w}x{h} image is too small to segment")));
     }
+    let (model, preset) = load_segmenter(&args.segmenter, device)?;
     let classes = model.config().classes;
     let (gen_labels, logits, raw) = segment_to_labels(&model, preset.as_deref(), &image, device);
     let p = preset.as_deref().and_then(Preset::by_name);
