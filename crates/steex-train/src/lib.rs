@@ -1,0 +1,27 @@
+//! Training the decision models of STEEX in burn, as the published recipe does
+//! (`train_decision_model_*.py`): BCE on chosen attributes, Adam, StepLR, batch norm in train
+//! mode, on a folder of images and a label file.
+//!
+//! - [`labels`]: label files (CelebA attribute text, BDD-OIA action JSON, CSV) and the
+//!   attributes chosen by name;
+//! - [`data`]: the samples of a folder, checked before training, and the [`data::Loader`] that
+//!   reads, decodes and resizes in worker threads ahead of the step;
+//! - [`arch`]: the architectures (`densenet121`, `resnet18`..`resnet152`, reduced ones), their
+//!   initialisation (torchvision's) and their file metadata;
+//! - [`params`]: named trainable tensors in the published layout with PyTorch's Adam;
+//! - [`checkpoint`]: checkpoint folders written atomically, from which training resumes;
+//! - [`classifier`]: the training loop.
+
+pub mod arch;
+pub mod checkpoint;
+pub mod classifier;
+pub mod data;
+pub mod error;
+pub mod labels;
+pub mod params;
+
+pub use arch::Arch;
+pub use classifier::{ClassifierRecipe, Event, train_classifier};
+pub use error::TrainError;
+pub use labels::LabelTable;
+pub use params::TrainParams;
