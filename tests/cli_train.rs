@@ -104,7 +104,7 @@ fn resume_after_an_epoch_gives_the_same_bytes_and_classify_loads_the_output() {
     assert!(steps.iter().all(|s| s["loss"].as_f64().is_some_and(f64::is_finite) && s["lr"] == 1e-4));
     let epochs: Vec<_> = lines.iter().filter(|l| l["event"] == "epoch").collect();
     assert_eq!(epochs.len(), 2);
-    let acc = epochs[1]["val_accuracy"]["red"].as_f64().unwrap();
+    let acc = epochs[1]["val"]["accuracy.red"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&acc));
 
     // `steex classify` takes the output with no flags: names from the metadata.

@@ -1,5 +1,6 @@
-//! One training step against PyTorch (`tools/make_train_fixtures.py`): a reduced DenseNet
-//! and two reduced ResNets in train mode (batch statistics, running statistics updated with
+//! One training step against PyTorch (`tools/make_train_fixtures.py`): a reduced DenseNet,
+//! two reduced ResNets (BCE) and a reduced DeepLabV3 (cross-entropy, label 0 ignored) in
+//! train mode (batch statistics, running statistics updated with
 //! momentum 0.1), `BCEWithLogitsLoss`, one `torch.optim.Adam` step at lr 1e-4, computed by
 //! PyTorch in float64. The loss must match to 1e-5 relative, the updated weights (running
 //! statistics included) to 1e-4 relative, the gradients to 1e-3 relative (PyTorch's own
@@ -12,13 +13,12 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
-use burn::tensor::{Tensor, TensorData};
 use common::*;
 use steex_train::checkpoint::read_safetensors;
-use steex_train::classifier::{BN_MOMENTUM, train_loss};
+use steex_train::data::HostBatch;
 use steex_train::params::{HostTensors, TrainParams};
+use steex_train::run::{BN_MOMENTUM, Common, Task};
+use steex_train::{Arch, ClassifierRecipe, SegmenterRecipe};
 
 fn read(path: &std::path::Path) -> HostTensors {
     read_safetensors(&std::fs::read(path).unwrap(), path).unwrap().0
@@ -37,27 +37,41 @@ fn check(name: &str) {
     let batch = read(&dir.join("batch.safetensors"));
     let expected = read(&dir.join("expected.safetensors"));
     let device = test_device().autodiff();
-    // The configuration from the tensor shapes, as weights-convert infers it.
+    // The model from the tensor shapes, as weights-convert infers it, trained through its task.
     let shape = |n: &str| initial.get(n).map(|(s, _)| s.clone());
-    let mut meta = BTreeMap::new();
-    if initial.contains_key("classifier.weight") {
-        let c = steex::classifier::DenseNetConfig::infer(shape).unwrap();
-        meta = c.to_metadata();
-        meta.insert("kind".into(), "densenet".into());
-    } else {
-        let c = steex::classifier::ResNetConfig::infer("resnet", shape).unwrap();
-        meta.extend(c.to_metadata());
-        meta.insert("classes".into(), initial["resnet.fc.weight"].0[0].to_string());
-        meta.insert("kind".into(), "resnet".into());
-    }
-    let mut params = TrainParams::new(&initial, &meta, &device);
-    let t = |n: &str| {
-        let (s, v) = &batch[n];
-        TensorData::new(v.clone(), s.clone())
+    let common = Common {
+        epochs: 1,
+        batch: 4,
+        lr: 1e-4,
+        step_size: 10,
+        gamma: 0.5,
+        seed: 0,
+        flip: false,
+        workers: 1,
+        strict: true,
+        size: (batch["images"].0[2], batch["images"].0[3]),
     };
-    let images = Tensor::<4>::from_data(t("images"), &device);
-    let targets = Tensor::<2>::from_data(t("targets"), &device);
-    let (loss, stats) = train_loss(&params, images, targets, &device).unwrap();
+    let task: Box<dyn Task> = if initial.contains_key("classifier.weight") {
+        let c = steex::classifier::DenseNetConfig::infer(shape).unwrap();
+        let names = (0..c.classes).map(|i| format!("o{i}")).collect();
+        Box::new(ClassifierRecipe { arch: Arch::DenseNet(c), names, common })
+    } else if initial.contains_key("resnet.fc.weight") {
+        let c = steex::classifier::ResNetConfig::infer("resnet", shape).unwrap();
+        let names = (0..initial["resnet.fc.weight"].0[0]).map(|i| format!("o{i}")).collect();
+        Box::new(ClassifierRecipe { arch: Arch::ResNet(c), names, common })
+    } else {
+        let config = steex::deeplab::DeepLabConfig::infer(shape).unwrap();
+        Box::new(SegmenterRecipe { config, count_background: false, common })
+    };
+    let mut params = TrainParams::new(&initial, &task.metadata(), &device);
+    let b = HostBatch {
+        index: 0,
+        images: batch["images"].1.clone(),
+        targets: batch["targets"].1.clone(),
+        len: batch["images"].0[0],
+        skipped: Vec::new(),
+    };
+    let (loss, stats) = task.loss(&params, &b, &device).unwrap();
     let got = steex::io::host(loss.clone())[0];
     let want = expected["loss"].1[0];
     let loss_rel = ((got - want) / want).abs();
@@ -118,4 +132,9 @@ fn resnet_basic_step_matches_pytorch() {
 #[test]
 fn resnet_bottleneck_step_matches_pytorch() {
     check("resnet_bottleneck");
+}
+
+#[test]
+fn deeplab_step_matches_pytorch() {
+    check("deeplab");
 }

@@ -73,7 +73,7 @@ def main():
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--steps", type=int, default=3)
     a = ap.parse_args()
-    torch.set_num_threads(os.cpu_count())
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
     ours = our_rate(a.arch, a.size, a.batch, a.steps)
     ref = torch_rate(a.arch, a.size, a.batch, a.steps)
     for side, r in [("steex", ours), ("pytorch", ref)]:

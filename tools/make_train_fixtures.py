@@ -16,6 +16,11 @@ own: PyTorch's own float32 gradients differ from it by up to ~1e-4 relative on t
 - `batch.safetensors`: `images` `[B, 3, H, W]` in [-1, 1], `targets` `[B, K]` in {0, 1};
 - `expected.safetensors`: `loss` `[1]`, `grad.<name>` of every trained tensor, and
   `after.<name>` of every state-dict tensor after the step (running statistics included).
+
+A reduced DeepLabV3 (torchvision's ResNet blocks with dilation, `IntermediateLayerGetter`,
+`ASPP`, the `DeepLabHead` layout with a 16-wide head) is written the same way under
+`deeplab/`, its loss `CrossEntropyLoss(ignore_index=0)` on `labels` `[B, H, W]` (stored as
+float32), the ASPP's dropout off (the Rust trainer does not apply it).
 """
 import os
 import sys
@@ -35,7 +40,7 @@ def state(model):
             if not k.endswith("num_batches_tracked")}
 
 
-def fixture(name, model, seed, b=4, h=32, w=32):
+def fixture(name, model, seed, b=4, h=32, w=32, classes=None):
     out = os.path.join(ROOT, name)
     os.makedirs(out, exist_ok=True)
     randomize_bn(model, seed)
@@ -43,15 +48,23 @@ def fixture(name, model, seed, b=4, h=32, w=32):
     gen = torch.Generator().manual_seed(seed)
     images = torch.rand(b, 3, h, w, generator=gen) * 2 - 1
     initial = state(model)
-    logits = model(images)
-    k = logits.shape[1]
-    targets = (torch.rand(b, k, generator=gen) > 0.5).float()
+    if classes is None:
+        k = model(images).shape[1]
+        targets = (torch.rand(b, k, generator=gen) > 0.5).float()
+        loss_fn = torch.nn.BCEWithLogitsLoss()
+        forward = model
+    else:
+        model(images)
+        targets = torch.randint(0, classes, (b, h, w), generator=gen)
+        ce = torch.nn.CrossEntropyLoss(ignore_index=0)
+        loss_fn = lambda y, t: ce(y, t.long())  # noqa: E731
+        forward = lambda x: model(x)["out"]  # noqa: E731
     # Running statistics were updated by the forward above: restart from `initial`.
     model.load_state_dict(initial, strict=False)
     model = model.double()
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     opt.zero_grad()
-    loss = torch.nn.BCEWithLogitsLoss()(model(images.double()), targets.double())
+    loss = loss_fn(forward(images.double()), targets.double() if classes is None else targets)
     loss.backward()
     grads = {f"grad.{n}": p.grad.detach().float().contiguous() for n, p in model.named_parameters()}
     for n, g in grads.items():
@@ -60,7 +73,7 @@ def fixture(name, model, seed, b=4, h=32, w=32):
     after = {f"after.{n}": t.float() for n, t in state(model).items()}
     loss = loss.float()
     save_file(initial, os.path.join(out, "initial.safetensors"))
-    save_file({"images": images.contiguous(), "targets": targets.contiguous()},
+    save_file({"images": images.contiguous(), "targets": targets.float().contiguous()},
               os.path.join(out, "batch.safetensors"))
     save_file({"loss": loss.detach().reshape(1), **grads, **after},
               os.path.join(out, "expected.safetensors"))
@@ -79,6 +92,18 @@ def main():
     torch.manual_seed(33)
     fixture("resnet_bottleneck", DecisionResnetModel(4, block=BB.Bottleneck, layers=[1, 1, 1, 1],
                                                      width=4), 33, b=3, h=48, w=32)
+    from torchvision.models._utils import IntermediateLayerGetter
+    from torchvision.models.segmentation.deeplabv3 import ASPP, DeepLabV3
+    from steex_reference import ReducedResNet
+    torch.manual_seed(34)
+    width, head, classes = 2, 16, 5
+    bb = ReducedResNet(BB.Bottleneck, [1, 1, 1, 1], width, replace_stride_with_dilation=[False, True, True])
+    aspp = ASPP(8 * width * 4, [12, 24, 36], head)
+    aspp.project[3].p = 0.0  # dropout off
+    cls = torch.nn.Sequential(aspp, torch.nn.Conv2d(head, head, 3, padding=1, bias=False),
+                              torch.nn.BatchNorm2d(head), torch.nn.ReLU(), torch.nn.Conv2d(head, classes, 1))
+    model = DeepLabV3(IntermediateLayerGetter(bb, return_layers={"layer4": "out"}), cls, None)
+    fixture("deeplab", model, 34, b=2, h=32, w=32, classes=classes)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-//! `steex train classifier`: the published decision-model recipe on a folder of images and
-//! a label file, with checkpoints, resume, a JSON-lines log and Ctrl-C.
+//! `steex train classifier|segmenter`: the published recipes on a folder of images and a
+//! label file (or a folder of masks), with checkpoints, resume, a JSON-lines log and Ctrl-C.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -9,9 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use burn::tensor::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 use steex::Error;
-use steex::train::classifier::{ClassifierRecipe, Event, Session, train_classifier, write_model};
-use steex::train::data::split_samples;
-use steex::train::{Arch, LabelTable, TrainError};
+use steex::train::classifier::write_model;
+use steex::train::data::{Sample, segmentation_samples, split_samples};
+use steex::train::run::{Common, Event, Session, Task};
+use steex::train::segmenter::parse_backbone;
+use steex::train::{Arch, ClassifierRecipe, LabelTable, SegmenterRecipe, TrainError};
 
 /// `steex train`.
 #[derive(clap::Subcommand, Debug)]
@@ -19,53 +21,35 @@ pub enum TrainCommand {
     /// Train a decision model (DenseNet121 as published, or a ResNet): BCE on the chosen
     /// attributes, Adam, StepLR, batch norm in train mode.
     Classifier(Box<ClassifierArgs>),
+    /// Train a segmenter (DeepLabV3-ResNet101 as published, or -50): cross-entropy with
+    /// label 0 ignored, Adam, batch norm in train mode.
+    Segmenter(Box<SegmenterArgs>),
 }
 
-/// Arguments of `steex train classifier`.
+/// Options every `steex train` command has.
 #[derive(clap::Args, Debug)]
-pub struct ClassifierArgs {
-    /// Folder of training images (the names the label file gives).
-    #[arg(long)]
-    pub images: PathBuf,
-    /// Label file: CelebA/CelebAMask-HQ attribute text, BDD-OIA action JSON, or CSV
-    /// `file,attr1,...` with 0/1 (detected from the content).
-    #[arg(long)]
-    pub labels: PathBuf,
-    /// Attributes to learn, by name (comma-separated), one output each: for example
-    /// `Male,Smiling,Young` (CelebA) or `move_forward,stop,turn_left,turn_right` (BDD-OIA).
-    #[arg(long, value_delimiter = ',', required = true)]
-    pub attributes: Vec<String>,
-    /// Architecture: densenet121, resnet18, resnet34, resnet50, resnet101, resnet152, or a
-    /// reduced one (`densenet121:growth=4,blocks=2-2,init=8,bn=2`, `resnet18:width=8`).
-    #[arg(long, default_value = "densenet121")]
-    pub arch: String,
-    /// Training size `HxW` (or `N` for NxN): 128 CelebA, 256 CelebAMask-HQ, 256x512 BDD-OIA.
+pub struct CommonArgs {
+    /// Training size `HxW` (or `N` for NxN).
     #[arg(long)]
     pub size: String,
     /// The trained model (safetensors, as `weights-convert` writes it).
     #[arg(long)]
     pub out: PathBuf,
-    /// Folder of validation images: loss and per-attribute accuracy after each epoch.
+    /// Epochs (default: the published recipe's, 5 for a classifier, 50 for a segmenter).
     #[arg(long)]
-    pub val_images: Option<PathBuf>,
-    /// Label file of the validation images (default: `--labels`, shared by both folders).
+    pub epochs: Option<usize>,
+    /// Images per batch (default: 32 for a classifier, 8 for a segmenter).
     #[arg(long)]
-    pub val_labels: Option<PathBuf>,
-    /// Epochs.
-    #[arg(long, default_value_t = 5)]
-    pub epochs: usize,
-    /// Images per batch.
-    #[arg(long, default_value_t = 32)]
-    pub batch: usize,
+    pub batch: Option<usize>,
     /// Adam's learning rate.
     #[arg(long, default_value_t = 1e-4)]
     pub lr: f64,
     /// StepLR: epochs between learning-rate decays.
     #[arg(long, default_value_t = 10)]
     pub step_size: usize,
-    /// StepLR: the decay factor.
-    #[arg(long, default_value_t = 0.5)]
-    pub gamma: f64,
+    /// StepLR: the decay factor (1: a constant learning rate).
+    #[arg(long)]
+    pub gamma: Option<f64>,
     /// Seed of the initialisation, the shuffles and the flips.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -93,10 +77,68 @@ pub struct ClassifierArgs {
     pub force: bool,
 }
 
+/// Arguments of `steex train classifier`.
+#[derive(clap::Args, Debug)]
+pub struct ClassifierArgs {
+    /// Folder of training images (the names the label file gives).
+    #[arg(long)]
+    pub images: PathBuf,
+    /// Label file: CelebA/CelebAMask-HQ attribute text, BDD-OIA action JSON, or CSV
+    /// `file,attr1,...` with 0/1 (detected from the content).
+    #[arg(long)]
+    pub labels: PathBuf,
+    /// Attributes to learn, by name (comma-separated), one output each: for example
+    /// `Male,Smiling,Young` (CelebA) or `move_forward,stop,turn_left,turn_right` (BDD-OIA).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub attributes: Vec<String>,
+    /// Architecture: densenet121, resnet18, resnet34, resnet50, resnet101, resnet152, or a
+    /// reduced one (`densenet121:growth=4,blocks=2-2,init=8,bn=2`, `resnet18:width=8`).
+    #[arg(long, default_value = "densenet121")]
+    pub arch: String,
+    /// Folder of validation images: loss and per-attribute accuracy after each epoch.
+    #[arg(long)]
+    pub val_images: Option<PathBuf>,
+    /// Label file of the validation images (default: `--labels`, shared by both folders).
+    #[arg(long)]
+    pub val_labels: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// Arguments of `steex train segmenter`.
+#[derive(clap::Args, Debug)]
+pub struct SegmenterArgs {
+    /// Folder of training images (PNG/JPEG).
+    #[arg(long)]
+    pub images: PathBuf,
+    /// Folder of label maps: `<stem>.png` per image, 8-bit, value = class id (255: ignored).
+    #[arg(long)]
+    pub masks: PathBuf,
+    /// Number of classes.
+    #[arg(long)]
+    pub classes: usize,
+    /// Backbone: resnet50, resnet101 (as published), or a reduced one
+    /// (`resnet50:width=2,layers=1-1-1-1,head=16`).
+    #[arg(long, default_value = "resnet101")]
+    pub backbone: String,
+    /// Count label 0 in the loss and the metrics (the published loss ignores it).
+    #[arg(long)]
+    pub count_background: bool,
+    /// Folder of validation images: loss, mean IoU and pixel accuracy after each epoch.
+    #[arg(long, requires = "val_masks")]
+    pub val_images: Option<PathBuf>,
+    /// Folder of the validation label maps.
+    #[arg(long, requires = "val_images")]
+    pub val_masks: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
 /// `steex train ...`.
 pub fn run(cmd: TrainCommand, device: &Device) -> Result<(), Error> {
     match cmd {
         TrainCommand::Classifier(a) => classifier(*a, device),
+        TrainCommand::Segmenter(a) => segmenter(*a, device),
     }
 }
 
@@ -112,13 +154,28 @@ pub fn parse_size(s: &str) -> Result<(usize, usize), Error> {
     Ok((h, w))
 }
 
-fn classifier(args: ClassifierArgs, device: &Device) -> Result<(), Error> {
-    let device = device.clone().autodiff();
-    let arch: Arch = args.arch.parse().map_err(Error::Argument)?;
-    let size = parse_size(&args.size)?;
-    if args.out.exists() && !args.force && args.resume.is_none() {
-        return Err(Error::Argument(format!("--out {}: exists (use --force to replace it)", args.out.display())));
+/// The shared settings from the arguments, with the command's default epochs and batch.
+fn common(a: &CommonArgs, epochs: usize, batch: usize, gamma: f64) -> Result<Common, Error> {
+    if a.out.exists() && !a.force && a.resume.is_none() {
+        return Err(Error::Argument(format!("--out {}: exists (use --force to replace it)", a.out.display())));
     }
+    Ok(Common {
+        epochs: a.epochs.unwrap_or(epochs),
+        batch: a.batch.unwrap_or(batch),
+        lr: a.lr,
+        step_size: a.step_size,
+        gamma: a.gamma.unwrap_or(gamma),
+        seed: a.seed,
+        flip: a.flip,
+        workers: a.workers.max(1),
+        strict: a.strict,
+        size: parse_size(&a.size)?,
+    })
+}
+
+fn classifier(args: ClassifierArgs, device: &Device) -> Result<(), Error> {
+    let arch: Arch = args.arch.parse().map_err(Error::Argument)?;
+    let common = common(&args.common, 5, 32, 0.5)?;
     // Everything the run needs is checked before the first step.
     let table = LabelTable::read(&args.labels)?;
     let columns = table.select(&args.attributes)?;
@@ -137,20 +194,38 @@ fn classifier(args: ClassifierArgs, device: &Device) -> Result<(), Error> {
             (split_samples(&[&args.images], &table, &columns)?.remove(0), split_samples(&[v], &vt, &vc)?.pop())
         }
     };
-    let recipe = ClassifierRecipe {
-        arch,
-        names: names.clone(),
-        size,
-        epochs: args.epochs,
-        batch: args.batch,
-        lr: args.lr,
-        step_size: args.step_size,
-        gamma: args.gamma,
-        seed: args.seed,
-        flip: args.flip,
-        workers: args.workers.max(1),
-        strict: args.strict,
+    let what = format!("{} for {}", args.arch, names.join(", "));
+    let recipe = ClassifierRecipe { arch, names, common };
+    run_task(&recipe, &args.common, train, val, &what, device)
+}
+
+fn segmenter(args: SegmenterArgs, device: &Device) -> Result<(), Error> {
+    if args.classes < 2 || args.classes > 255 {
+        return Err(Error::Argument(format!("--classes {}: expected 2 to 255", args.classes)));
+    }
+    let config = parse_backbone(&args.backbone, args.classes).map_err(Error::Argument)?;
+    let common = common(&args.common, 50, 8, 1.0)?;
+    let train_set = segmentation_samples(&args.images, &args.masks, args.classes)?;
+    let val = match (&args.val_images, &args.val_masks) {
+        (Some(i), Some(m)) => Some(segmentation_samples(i, m, args.classes)?),
+        _ => None,
     };
+    let what = format!("DeepLabV3 ({}) for {} classes", args.backbone, args.classes);
+    let recipe = SegmenterRecipe { config, count_background: args.count_background, common };
+    run_task(&recipe, &args.common, train_set, val, &what, device)
+}
+
+/// Runs a task: the lock on `--out`, the log, the progress bar, Ctrl-C, the output file.
+fn run_task(
+    task: &dyn Task,
+    args: &CommonArgs,
+    train: Vec<Sample>,
+    val: Option<Vec<Sample>>,
+    what: &str,
+    device: &Device,
+) -> Result<(), Error> {
+    let device = device.clone().autodiff();
+    let epochs = task.common().epochs;
     let checkpoints = args.checkpoints.clone().or(args.resume.clone()).unwrap_or_else(|| {
         let mut p = args.out.clone().into_os_string();
         p.push(".ckpt");
@@ -164,11 +239,9 @@ fn classifier(args: ClassifierArgs, device: &Device) -> Result<(), Error> {
         None => None,
     };
     eprintln!(
-        "training {} on {} images ({} validation), outputs {}; checkpoints in {}",
-        args.arch,
+        "training {what} on {} images ({} validation); checkpoints in {}",
         train.len(),
         val.as_ref().map_or(0, |v| v.len()),
-        names.join(", "),
         checkpoints.display()
     );
 
@@ -202,9 +275,8 @@ fn classifier(args: ClassifierArgs, device: &Device) -> Result<(), Error> {
                 let b = ProgressBar::new(*batches as u64);
                 b.set_style(
                     ProgressStyle::with_template(&format!(
-                        "{{spinner}} epoch {}/{} [{{bar:30}}] {{pos}}/{{len}} batches {{msg}} ({{elapsed}}, eta {{eta}})",
+                        "{{spinner}} epoch {}/{epochs} [{{bar:30}}] {{pos}}/{{len}} batches {{msg}} ({{elapsed}}, eta {{eta}})",
                         epoch + 1,
-                        recipe.epochs
                     ))
                     .expect("valid template")
                     .progress_chars("=> "),
@@ -237,15 +309,14 @@ fn classifier(args: ClassifierArgs, device: &Device) -> Result<(), Error> {
                     b.finish_and_clear();
                 }
                 let mut v = serde_json::json!({"event": "epoch", "epoch": epoch + 1, "train_loss": loss});
-                let mut text = format!("epoch {}/{}: train loss {loss:.4}", epoch + 1, recipe.epochs);
+                let mut text = format!("epoch {}/{epochs}: train loss {loss:.4}", epoch + 1);
                 if let Some(val) = validation {
-                    let acc: serde_json::Map<String, serde_json::Value> =
-                        names.iter().zip(&val.accuracy).map(|(n, a)| (n.clone(), serde_json::json!(a))).collect();
+                    let m: serde_json::Map<String, serde_json::Value> =
+                        val.metrics.iter().map(|(n, a)| (n.clone(), serde_json::json!(a))).collect();
                     v["val_loss"] = serde_json::json!(val.loss);
-                    v["val_accuracy"] = serde_json::Value::Object(acc);
-                    let accs: Vec<String> =
-                        names.iter().zip(&val.accuracy).map(|(n, a)| format!("{n} {a:.3}")).collect();
-                    text += &format!(", validation loss {:.4}, accuracy {}", val.loss, accs.join(", "));
+                    v["val"] = serde_json::Value::Object(m);
+                    let shown: Vec<String> = val.metrics.iter().map(|(n, a)| format!("{n} {a:.3}")).collect();
+                    text += &format!(", validation loss {:.4}, {}", val.loss, shown.join(", "));
                 }
                 eprintln!("{text}");
                 Some(v)
@@ -258,8 +329,7 @@ fn classifier(args: ClassifierArgs, device: &Device) -> Result<(), Error> {
             let _ = writeln!(f, "{}", steex_io::json::to_line(&l));
         }
     };
-    let result = train_classifier(&recipe, &session, &device, &mut on_event);
-    match result {
+    match steex::train::run::train(task, &session, &device, &mut on_event) {
         Ok(params) => {
             write_model(&params, &args.out)?;
             eprintln!("wrote {}", args.out.display());

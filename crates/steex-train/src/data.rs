@@ -21,8 +21,10 @@ use crate::labels::LabelTable;
 pub struct Sample {
     /// The image file.
     pub path: PathBuf,
-    /// One value in {0, 1} per chosen attribute.
+    /// One value in {0, 1} per chosen attribute (none for a segmenter's sample).
     pub targets: Vec<f32>,
+    /// The label map (a segmenter's sample), matched to the image by file stem.
+    pub mask: Option<PathBuf>,
 }
 
 /// The samples of `table` found in `dir`, the chosen `columns` as targets; see
@@ -49,7 +51,8 @@ pub fn split_samples(dirs: &[&Path], table: &LabelTable, columns: &[usize]) -> R
             missing.push(file.clone());
             continue;
         };
-        out[d].push(Sample { path: dirs[d].join(file), targets: columns.iter().map(|&c| values[c]).collect() });
+        let targets = columns.iter().map(|&c| values[c]).collect();
+        out[d].push(Sample { path: dirs[d].join(file), targets, mask: None });
     }
     if let Some(first) = missing.first() {
         let dir = dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(" or ");
@@ -71,6 +74,50 @@ pub fn split_samples(dirs: &[&Path], table: &LabelTable, columns: &[usize]) -> R
     Ok(out)
 }
 
+/// The images of `images` (PNG/JPEG, sorted by name) with their label maps
+/// `masks/<stem>.png`, checked before training: every image needs its mask, of the image's
+/// size, with ids below `classes` (or 255, ignored); an empty folder is an error.
+pub fn segmentation_samples(images: &Path, masks: &Path, classes: usize) -> Result<Vec<Sample>, TrainError> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(images).map_err(steex_io::error::io_err(images))? {
+        let path = e.map_err(steex_io::error::io_err(images))?.path();
+        let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+        let hidden = path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
+        if path.is_file() && !hidden && ["png", "jpg", "jpeg"].contains(&ext.as_str()) {
+            out.push(path);
+        }
+    }
+    out.sort();
+    if out.is_empty() {
+        return Err(TrainError::Empty(format!("the image folder {} holds no PNG/JPEG images", images.display())));
+    }
+    out.into_iter()
+        .map(|path| {
+            let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let mask = masks.join(format!("{stem}.png"));
+            let bad = |reason: String| TrainError::Image { path: mask.clone(), reason };
+            if !mask.is_file() {
+                return Err(bad(format!("missing: the mask of {}", path.display())));
+            }
+            let size = steex_io::image_size(&path)
+                .map_err(|e| TrainError::Image { path: path.clone(), reason: e.to_string() })?;
+            let m = steex_io::LabelMap::read(&mask).map_err(|e| bad(e.to_string()))?;
+            if (m.height, m.width) != size {
+                return Err(bad(format!(
+                    "{}x{} pixels, its image {} is {}x{}",
+                    m.width,
+                    m.height,
+                    path.display(),
+                    size.1,
+                    size.0
+                )));
+            }
+            m.check(classes, &mask).map_err(|e| bad(e.to_string()))?;
+            Ok(Sample { path, targets: Vec::new(), mask: Some(mask) })
+        })
+        .collect()
+}
+
 /// The order of the samples in epoch `epoch` (0-based): a shuffle seeded by `seed` and the
 /// epoch.
 pub fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
@@ -90,8 +137,9 @@ pub fn flipped(seed: u64, epoch: usize, index: usize) -> bool {
     x & 1 == 1
 }
 
-/// A batch ready for the step: images `[B, 3, H, W]` in [-1, 1] and targets `[B, K]`, on
-/// the host, with the images that could not be read (skipped).
+/// A batch ready for the step: images `[B, 3, H, W]` in [-1, 1] and targets `[B, K]` (a
+/// segmenter's: label ids `[B, H, W]`), on the host, with the images that could not be read
+/// (skipped).
 #[derive(Debug, Clone)]
 pub struct HostBatch {
     /// Index of the batch in its epoch.
@@ -210,15 +258,27 @@ fn read_batch(samples: &[Sample], idx: &[usize], index: usize, cfg: &LoaderConfi
     let mut out = HostBatch { index, images: Vec::new(), targets: Vec::new(), len: 0, skipped: Vec::new() };
     for &i in idx {
         let s = &samples[i];
-        match steex_io::read_image(&s.path, (h, w)) {
-            Ok(mut a) => {
+        let read = steex_io::read_image(&s.path, (h, w)).and_then(|a| {
+            let labels = match &s.mask {
+                Some(m) => steex_io::LabelMap::read(m)?.resized(h, w).labels.iter().map(|&v| v as f32).collect(),
+                None => s.targets.clone(),
+            };
+            Ok((a, labels))
+        });
+        match read {
+            Ok((mut a, mut labels)) => {
                 if cfg.flip && flipped(cfg.seed, epoch, i) {
                     for row in a.data.chunks_mut(w) {
                         row.reverse();
                     }
+                    if s.mask.is_some() {
+                        for row in labels.chunks_mut(w) {
+                            row.reverse();
+                        }
+                    }
                 }
                 out.images.extend_from_slice(&a.data);
-                out.targets.extend_from_slice(&s.targets);
+                out.targets.extend_from_slice(&labels);
                 out.len += 1;
             }
             Err(e) => out.skipped.push((s.path.clone(), e.to_string())),

@@ -10,7 +10,9 @@
 //!   initialisation (torchvision's) and their file metadata;
 //! - [`params`]: named trainable tensors in the published layout with PyTorch's Adam;
 //! - [`checkpoint`]: checkpoint folders written atomically, from which training resumes;
-//! - [`classifier`]: the training loop.
+//! - [`run`]: the training loop every model shares ([`run::Task`]);
+//! - [`classifier`]: the decision model's task (BCE, accuracy per attribute);
+//! - [`segmenter`]: the segmenter's task (DeepLabV3, cross-entropy, mean IoU).
 
 pub mod arch;
 pub mod checkpoint;
@@ -19,9 +21,13 @@ pub mod data;
 pub mod error;
 pub mod labels;
 pub mod params;
+pub mod run;
+pub mod segmenter;
 
 pub use arch::Arch;
-pub use classifier::{ClassifierRecipe, Event, train_classifier};
+pub use classifier::{ClassifierRecipe, train_classifier};
 pub use error::TrainError;
 pub use labels::LabelTable;
 pub use params::TrainParams;
+pub use run::{Event, Session, Task, Validation};
+pub use segmenter::{SegmenterRecipe, train_segmenter};
