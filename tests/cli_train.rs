@@ -114,6 +114,20 @@ fn resume_after_an_epoch_gives_the_same_bytes_and_classify_loads_the_output() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["names"], serde_json::json!(["bright", "red"]));
     assert_eq!(v["probabilities"].as_array().unwrap().len(), 2);
+
+    // `weights-convert to-pytorch`, then back with `weights-convert densenet`: the same tensors
+    // (the PyTorch side, torch.load + load_state_dict, is tools/check_to_pytorch.py).
+    ok(&run_bin(cwd, "weights-convert", &["to-pytorch", "--input", "a.safetensors", "--out", "a.tar"]));
+    ok(&run_bin(cwd, "weights-convert", &["densenet", "--input", "a.tar", "--out", "back.safetensors"]));
+    let (a, back) = (
+        steex::io::read_weights(&cwd.join("a.safetensors")).unwrap(),
+        steex::io::read_weights(&cwd.join("back.safetensors")).unwrap(),
+    );
+    assert_eq!(a.names(), back.names());
+    for n in a.names() {
+        let shape = a.shape(&n).unwrap();
+        assert_eq!(a.values(&n, &shape).unwrap(), back.values(&n, &shape).unwrap(), "{n}");
+    }
 }
 
 #[test]
