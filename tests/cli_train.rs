@@ -179,6 +179,30 @@ fn the_three_label_formats_train_and_bad_inputs_are_refused_before_training() {
     refused(&a, &["vgg16"]);
 }
 
+/// An image whose header reads but whose data is cut passes the checks before training; it
+/// is skipped and logged mid-epoch, or fails the run with `--strict`.
+#[test]
+fn an_image_that_fails_mid_epoch_is_skipped_and_logged_or_fails_with_strict() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    dataset(cwd);
+    let png = std::fs::read(cwd.join("img/img_003.png")).unwrap();
+    std::fs::write(cwd.join("img/img_003.png"), &png[..png.len() / 2]).unwrap();
+    let args = ["--images", "img", "--labels", "labels.csv", "--attributes", "red", "--epochs", "1"];
+    let mut a = args.to_vec();
+    a.extend(["--out", "s.safetensors", "--log", "s.jsonl"]);
+    ok(&train(cwd, &a));
+    let log = std::fs::read_to_string(cwd.join("s.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let skipped: Vec<_> = lines.iter().filter(|l| l["event"] == "skipped").collect();
+    assert_eq!(skipped.len(), 1, "{log}");
+    assert!(skipped[0]["path"].as_str().unwrap().ends_with("img_003.png"));
+    let mut strict = args.to_vec();
+    strict.extend(["--out", "t.safetensors", "--strict"]);
+    assert_fails(&train(cwd, &strict), &["img_003.png"]);
+    assert!(!cwd.join("t.safetensors").exists());
+}
+
 #[cfg(unix)]
 #[test]
 fn ctrl_c_writes_a_checkpoint_exits_130_and_resumes_to_the_same_bytes() {
