@@ -1,8 +1,10 @@
 """Training throughput of `steex train classifier` against PyTorch on this machine, in one
-run: images per second of one training step (forward, BCE, backward, Adam) of the full-size
-DenseNet121 at 128x128, batch 32 (the published CelebA recipe), batch norm in train mode.
+run: images per second of one training step (forward, loss, backward, Adam), batch norm in
+train mode, of the full-size DenseNet121 at 128x128, batch 32 (the published CelebA recipe;
+the default), or with `--arch deeplabv3_resnet101 --size 256 --batch 8` of the segmenter
+(cross-entropy, label 0 ignored, 19 classes).
 
-    tools/.venv/bin/python tools/bench_train.py [--size 128] [--batch 32] [--steps 3] [--arch densenet121]
+    tools/.venv/bin/python tools/bench_train.py [--size 128] [--batch 32] [--steps 3] [--arch densenet121] [--repeat N]
 
 Ours: a dataset of `(steps + 1) * batch` random PNGs is written to a temporary folder and
 `steex train classifier` (release build, `--device cpu`) trains one epoch on it with
@@ -30,12 +32,23 @@ from steex_reference import DecisionDensenetModel, DecisionResnetModel  # noqa: 
 
 
 def torch_rate(arch, size, batch, steps):
-    model = DecisionDensenetModel(3) if arch == "densenet121" else DecisionResnetModel(3, depth=int(arch[6:]))
-    model.train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     x = torch.rand(batch, 3, size, size) * 2 - 1
-    y = (torch.rand(batch, 3) > 0.5).float()
-    loss_fn = torch.nn.BCEWithLogitsLoss()
+    if arch.startswith("deeplab"):
+        from torchvision.models.segmentation import deeplabv3_resnet50, deeplabv3_resnet101
+        fn = deeplabv3_resnet101 if arch.endswith("101") else deeplabv3_resnet50
+        net = fn(weights=None, weights_backbone=None, num_classes=19, aux_loss=False)
+        model = lambda t: net(t)["out"]  # noqa: E731
+        model.train = net.train
+        params = net.parameters()
+        y = torch.randint(0, 19, (batch, size, size))
+        loss_fn = torch.nn.CrossEntropyLoss(ignore_index=0)
+    else:
+        net = DecisionDensenetModel(3) if arch == "densenet121" else DecisionResnetModel(3, depth=int(arch[6:]))
+        model, params = net, net.parameters()
+        y = (torch.rand(batch, 3) > 0.5).float()
+        loss_fn = torch.nn.BCEWithLogitsLoss()
+    net.train()
+    opt = torch.optim.Adam(params, lr=1e-4)
     times = []
     for _ in range(steps + 1):
         t0 = time.perf_counter()
@@ -51,16 +64,23 @@ def our_rate(arch, size, batch, steps):
     steex = os.path.join(ROOT, "target", "release", "steex")
     with tempfile.TemporaryDirectory() as d:
         os.makedirs(f"{d}/img")
+        os.makedirs(f"{d}/masks")
         rng = np.random.default_rng(0)
         with open(f"{d}/labels.csv", "w") as f:
             f.write("file,a,b,c\n")
             for i in range((steps + 1) * batch):
                 Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(f"{d}/img/{i:05}.png")
+                Image.fromarray(rng.integers(0, 19, (size, size), dtype=np.uint8)).save(f"{d}/masks/{i:05}.png")
                 f.write(f"{i:05}.png,{i % 2},{i // 2 % 2},{i // 4 % 2}\n")
-        subprocess.run([steex, "--device", "cpu", "train", "classifier", "--images", f"{d}/img", "--labels",
-                        f"{d}/labels.csv", "--attributes", "a,b,c", "--arch", arch, "--size", str(size),
-                        "--batch", str(batch), "--epochs", "1", "--out", f"{d}/c.safetensors",
-                        "--log", f"{d}/log.jsonl"], check=True)
+        common = ["--size", str(size), "--batch", str(batch), "--epochs", "1", "--out", f"{d}/c.safetensors",
+                  "--log", f"{d}/log.jsonl"]
+        if arch.startswith("deeplab"):
+            task = ["segmenter", "--images", f"{d}/img", "--masks", f"{d}/masks", "--classes", "19",
+                    "--backbone", "resnet" + arch.split("resnet")[1]]
+        else:
+            task = ["classifier", "--images", f"{d}/img", "--labels", f"{d}/labels.csv", "--attributes", "a,b,c",
+                    "--arch", arch]
+        subprocess.run([steex, "--device", "cpu", "train", *task, *common], check=True)
         steps_logged = [json.loads(l) for l in open(f"{d}/log.jsonl") if '"step"' in l]
         rates = [s["images_per_s"] for s in steps_logged if s["event"] == "step"][1:]
     return sum(rates) / len(rates)
@@ -72,13 +92,18 @@ def main():
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=1, help="alternate the two sides N times, report medians")
     a = ap.parse_args()
     torch.set_num_threads(len(os.sched_getaffinity(0)))
-    ours = our_rate(a.arch, a.size, a.batch, a.steps)
-    ref = torch_rate(a.arch, a.size, a.batch, a.steps)
-    for side, r in [("steex", ours), ("pytorch", ref)]:
-        print(json.dumps({"side": side, "arch": a.arch, "size": a.size, "batch": a.batch, "images_per_s": round(r, 2)}))
-    print(f"ours / PyTorch: {ours / ref:.2f}")
+    runs = {"steex": [], "pytorch": []}
+    for _ in range(a.repeat):
+        runs["steex"].append(our_rate(a.arch, a.size, a.batch, a.steps))
+        runs["pytorch"].append(torch_rate(a.arch, a.size, a.batch, a.steps))
+    med = {k: sorted(v)[len(v) // 2] for k, v in runs.items()}
+    for side, r in med.items():
+        print(json.dumps({"side": side, "arch": a.arch, "size": a.size, "batch": a.batch,
+                          "images_per_s": round(r, 2), "runs": [round(x, 2) for x in runs[side]]}))
+    print(f"ours / PyTorch: {med['steex'] / med['pytorch']:.2f}")
 
 
 if __name__ == "__main__":
