@@ -1,6 +1,8 @@
-//! Training the decision models of STEEX in burn, as the published recipe does
-//! (`train_decision_model_*.py`): BCE on chosen attributes, Adam, StepLR, batch norm in train
-//! mode, on a folder of images and a label file.
+//! Training the models of STEEX in burn, as the published recipes do: the decision model
+//! (`train_decision_model_*.py`: BCE on chosen attributes, Adam, StepLR) on a folder of
+//! images and a label file, and the segmenter (`train_deeplabv3.py`: DeepLabV3,
+//! cross-entropy with label 0 ignored) on folders of images and masks; batch norm in train
+//! mode, any backend (the code takes a `&Device`).
 //!
 //! - [`labels`]: label files (CelebA attribute text, BDD-OIA action JSON, CSV) and the
 //!   attributes chosen by name;
