@@ -19,6 +19,9 @@ pub enum Error {
     /// A command-line argument is invalid.
     #[error("{0}")]
     Argument(String),
+    /// Training could not start or stopped (`steex train`).
+    #[error(transparent)]
+    Train(#[from] steex_train::TrainError),
 }
 
 impl Error {

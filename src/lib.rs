@@ -48,4 +48,5 @@ pub use steex_metrics::models::inception;
 pub use steex_nn as nn;
 pub use steex_sean as sean;
 pub use steex_synth as synth;
+pub use steex_train as train;
 pub use weights_convert;

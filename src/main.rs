@@ -42,6 +42,9 @@ enum Command {
     Merge(cli::merge::MergeArgs),
     /// Success rate, proximity, FID, FVA and MNAC of a set of counterfactuals.
     Metrics(Box<cli::metrics::MetricsArgs>),
+    /// Train a model on a folder of images (`steex train classifier`).
+    #[command(subcommand)]
+    Train(cli::train::TrainCommand),
 }
 
 fn run(cli: Cli) -> Result<(), String> {
@@ -57,6 +60,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Merge(a) => s(cli::merge::run(a)),
         Command::Metrics(a) => s(cli::metrics::run(*a, &device)),
         Command::Segment(a) => s(cli::segment::run(a, &device)),
+        Command::Train(c) => s(cli::train::run(c, &device)),
         Command::Device => {
             cli::print_stdout(&format!("{}\n", steex::device::describe(&device)));
             Ok(())

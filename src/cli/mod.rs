@@ -9,6 +9,7 @@ pub mod merge;
 pub mod metrics;
 pub mod sean;
 pub mod segment;
+pub mod train;
 
 /// Writes to stdout; a closed pipe ends the output quietly instead of panicking.
 pub fn print_stdout(text: &str) {

@@ -23,6 +23,7 @@ pub mod models;
 pub mod output;
 pub mod pickle_guard;
 pub mod spectral;
+pub mod to_pytorch;
 
 pub use checkpoint::{Checkpoint, Container, TensorData};
 pub use convert::{Converted, ModelSpec, convert_state_dict};

@@ -121,6 +121,17 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// The inverse direction: a densenet, resnet or deeplab safetensors file (converted, or
+    /// written by `steex train`) to a PyTorch checkpoint `{"model_state_dict": ...}` in the
+    /// published key layout, for `torch.load` and `load_state_dict`.
+    ToPytorch {
+        /// The safetensors file.
+        #[arg(long)]
+        input: PathBuf,
+        /// The checkpoint to write (torch.save's zip format, replaced atomically).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Convert any state dict without a model check (for your own models): takes
     /// `model_state_dict` when present, resolves spectral norm, drops `num_batches_tracked`.
     StateDict {
@@ -188,6 +199,10 @@ fn run(cli: Cli) -> Result<(), ConvertError> {
             let c = weights_convert::metrics_models::convert_oracle(&Checkpoint::open(&input)?)?;
             c.write(&out)?;
             eprintln!("wrote {} (attribute oracle, {} tensors)", out.display(), c.tensors.len());
+        }
+        Command::ToPytorch { input, out } => {
+            let n = weights_convert::to_pytorch::to_pytorch(&input, &out)?;
+            eprintln!("wrote {} (PyTorch checkpoint, {n} tensors)", out.display());
         }
         Command::StateDict { input, out } => {
             let ckpt = Checkpoint::open(&input)?;

@@ -15,6 +15,10 @@ pub struct BatchNorm2d {
     pub running_mean: Param<Tensor<1>>,
     /// Running variance.
     pub running_var: Param<Tensor<1>>,
+    /// The layer's scope in its checkpoint (`features.norm0`), naming its statistics in
+    /// train mode ([`crate::train_mode`]).
+    #[module(skip)]
+    pub name: String,
 }
 
 impl BatchNorm2d {
@@ -39,6 +43,9 @@ impl BatchNorm2d {
     /// - input: `[B, C, H, W]`
     /// - output: `[B, C, H, W]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        if crate::train_mode::active() {
+            return self.forward_train(x);
+        }
         let c = x.dims()[1];
         let (scale, shift) = self.scale_shift();
         x * scale.reshape([1, c, 1, 1]) + shift.reshape([1, c, 1, 1])
@@ -51,8 +58,37 @@ impl BatchNorm2d {
     /// - input: `[B, C, H, W]`
     /// - output: `[B, C, H, W]`
     pub fn forward_relu(&self, x: Tensor<4>) -> Tensor<4> {
+        if crate::train_mode::active() {
+            return burn::tensor::activation::relu(self.forward_train(x));
+        }
         let (scale, shift) = self.scale_shift();
         crate::affine_relu::affine_relu(x, scale, shift)
+    }
+}
+
+impl BatchNorm2d {
+    /// Train mode: normalised with the batch's mean and biased variance over `[B, H, W]`,
+    /// the batch's mean and unbiased variance recorded ([`crate::train_mode`]).
+    fn forward_train(&self, x: Tensor<4>) -> Tensor<4> {
+        let [b, c, h, w] = x.dims();
+        let over = |t: Tensor<4>| t.mean_dim(0).mean_dim(2).mean_dim(3);
+        let mean = over(x.clone());
+        let centered = x - mean.clone();
+        let var = over(centered.clone() * centered.clone());
+        let n = (b * h * w) as f64;
+        crate::train_mode::record(crate::train_mode::BatchStats {
+            name: self.name.clone(),
+            mean: mean.clone().detach().reshape([c]),
+            var: var.clone().detach().reshape([c]).mul_scalar(n / (n - 1.0).max(1.0)),
+        });
+        let mut y = centered * var.add_scalar(1e-5).sqrt().recip();
+        if let Some(wt) = &self.weight {
+            y = y * wt.val().reshape([1, c, 1, 1]);
+        }
+        if let Some(bias) = &self.bias {
+            y = y + bias.val().reshape([1, c, 1, 1]);
+        }
+        y
     }
 }
 

@@ -13,10 +13,12 @@ pub mod conv3x3;
 pub mod layers;
 pub mod load;
 pub mod skinny;
+pub mod train_mode;
 pub mod weights;
 
 pub use conv3x3::Conv3x3;
 pub use layers::{BatchNorm2d, batch_norm_shapes};
 pub use load::{ConvSpec, load_linear};
 pub use steex_io::host;
+pub use train_mode::{BatchStats, TrainMode};
 pub use weights::{Scope, Weights, WeightsError};

@@ -83,6 +83,7 @@ impl BatchNorm2d {
             bias: if affine { Some(p("bias")?) } else { None },
             running_mean: p("running_mean")?,
             running_var: p("running_var")?,
+            name: w.prefix().to_string(),
         })
     }
 }
