@@ -236,3 +236,35 @@ fn ctrl_c_writes_a_checkpoint_exits_130_and_resumes_to_the_same_bytes() {
     let bytes = |n: &str| std::fs::read(cwd.join(n)).unwrap();
     assert!(bytes("full.safetensors") == bytes("cut.safetensors"), "interrupted + resumed differs");
 }
+
+/// A run killed outright (SIGKILL, no chance to save) once its first checkpoint is on disk
+/// resumes from that checkpoint to the bytes of an uninterrupted run.
+#[cfg(unix)]
+#[test]
+fn a_killed_run_resumes_from_its_last_checkpoint_to_the_same_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    dataset(cwd);
+    let common = ["--images", "img", "--labels", "labels.csv", "--attributes", "bright,red", "--epochs", "12"];
+    let mut full = common.to_vec();
+    full.extend(["--out", "full.safetensors"]);
+    ok(&train(cwd, &full));
+    let mut cmd = steex_command();
+    cmd.args(["train", "classifier", "--arch", ARCH, "--size", "32", "--batch", "4", "--seed", "3"]);
+    cmd.args(common).args(["--out", "cut.safetensors", "--checkpoints", "ck"]);
+    let mut child = cmd.current_dir(cwd).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let t0 = std::time::Instant::now();
+    while !cwd.join("ck/state.json").is_file() {
+        assert!(t0.elapsed().as_secs() < 300, "no checkpoint written");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before its first checkpoint was seen");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!cwd.join("cut.safetensors").exists(), "killed after its first epoch, it wrote no output");
+    let mut resume = common.to_vec();
+    resume.extend(["--out", "cut.safetensors", "--resume", "ck"]);
+    ok(&train(cwd, &resume));
+    let bytes = |n: &str| std::fs::read(cwd.join(n)).unwrap();
+    assert!(bytes("full.safetensors") == bytes("cut.safetensors"), "killed + resumed differs");
+}
