@@ -166,10 +166,9 @@ fn early_stop_target_and_observer() {
     assert!(reports.last().unwrap().score[0] > 0.5);
     // Asking for the decision the query already has: the codes follow the reference loop run
     // with that target (tools/steex_reference.py::settings_loop, 5 updates).
-    let ref_set = serde_json::from_str::<serde_json::Value>(
-        &std::fs::read_to_string(fixture("explain/settings.json")).unwrap(),
-    )
-    .unwrap();
+    let ref_set =
+        serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(fixture("explain/settings.json")).unwrap())
+            .unwrap();
     let kept = ref_set["query_decision"].as_u64().unwrap() as u8;
     assert_eq!(kept, 1 - r.target, "the query's decision");
     let mut set = settings(&s, 5, None);

@@ -58,13 +58,16 @@ fn check_model(dir: &str) -> f64 {
     // How far the image moves between the codes and z_custom (codes + 0.3 N(0, 1)), ours and
     // PyTorch's (meta.json): far more than the tolerances above where the fixture's style
     // path was strengthened, so that a wrong style path cannot pass.
-    let moved = img.data.iter().zip(&recon.data).map(|(a, b)| (a - b).abs() as f64).sum::<f64>() / img.data.len() as f64;
+    let moved =
+        img.data.iter().zip(&recon.data).map(|(a, b)| (a - b).abs() as f64).sum::<f64>() / img.data.len() as f64;
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fixture(&format!("{dir}/meta.json"))).unwrap()).unwrap();
     if let Some(want) = meta["code_response"].as_f64() {
         assert!((moved - want).abs() < 1e-3, "{dir}: code response {moved} vs PyTorch {want}");
     }
-    eprintln!("{dir}: codes {e_codes:.2e}, generated {e_img:.2e}, reconstruction {e_recon:.2e}; image moved {moved:.4}");
+    eprintln!(
+        "{dir}: codes {e_codes:.2e}, generated {e_img:.2e}, reconstruction {e_recon:.2e}; image moved {moved:.4}"
+    );
     moved
 }
 

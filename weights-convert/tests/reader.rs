@@ -163,7 +163,8 @@ fn dtypes_and_shared_storage_views_read_to_exact_values() {
                 other => panic!("dtype {other}"),
             };
             assert_eq!(weights_convert::checkpoint::dtype_name(t.dtype), dtype, "{file}: {name}");
-            let shape: Vec<usize> = e["shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+            let shape: Vec<usize> =
+                e["shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
             assert_eq!(t.shape, shape, "{file}: {name}");
             assert_eq!(t.bytes, unhex(e["bytes"].as_str().unwrap()), "{file}: {name}: bytes differ from PyTorch's");
             match e.get("f32") {
