@@ -56,7 +56,7 @@ const BAD_GLOBALS: &[(&str, &str)] =
 fn bad_reference(k: usize) -> (String, Vec<u8>) {
     let (module, name) = BAD_GLOBALS[k % BAD_GLOBALS.len()];
     let mut op = Vec::new();
-    if k / BAD_GLOBALS.len() % 2 == 0 {
+    if (k / BAD_GLOBALS.len()).is_multiple_of(2) {
         op.push(b'c');
         op.extend_from_slice(format!("{module}\n{name}\n").as_bytes());
     } else {

@@ -81,7 +81,7 @@ mod tests {
     /// memory of earlier gradients.
     #[test]
     fn six_steps_follow_torch() {
-        let want: [[f32; 3]; 6] = [
+        let want: [[f64; 3]; 6] = [
             [0.949999988079071, -0.45000001788139343, 2.049999952316284],
             [0.9017409086227417, -0.403391033411026, 2.047368288040161],
             [0.8538408279418945, -0.35973310470581055, 2.0641579627990723],
@@ -96,7 +96,7 @@ mod tests {
             let sign = if t % 2 == 0 { 1.0 } else { -1.0 };
             a.update(&mut x, &[0.3 * tf, -1.0 / tf, 0.01 * sign], 0..3, t);
             for (got, want) in x.iter().zip(w) {
-                assert!((got - want).abs() <= 2e-6, "step {t}: {x:?} vs torch {w:?}");
+                assert!((*got as f64 - want).abs() <= 2e-6, "step {t}: {x:?} vs torch {w:?}");
             }
         }
     }
