@@ -62,6 +62,14 @@ fn resnet_basic_block_matches_torchvision_on_two_sizes() {
 #[test]
 fn resnet_bottleneck_matches_torchvision_on_two_sizes() {
     check("resnet", &fixture("resnet_bottleneck"), true);
+    // The fixture separates its inputs: every logit differs between them by far more than
+    // the relative tolerance (1e-3), so a model that ignored its input would fail.
+    let dir = fixture("resnet_bottleneck");
+    let (a, b) = (npy("resnet_bottleneck/logits_64x64.npy"), npy("resnet_bottleneck/logits_64x128.npy"));
+    let scale = a.data.iter().chain(&b.data).fold(1f32, |m, v| m.max(v.abs()));
+    let sep = a.data.iter().zip(&b.data).fold(f32::MAX, |m, (x, y)| m.min((x - y).abs())) / scale;
+    eprintln!("{}: logits of the two inputs differ by >= {sep:.3} x scale", dir.display());
+    assert!(sep >= 50.0 * 1e-3, "resnet_bottleneck: separation {sep}");
 }
 
 #[test]
@@ -92,7 +100,7 @@ fn full_width_models_match_when_present() {
     for (kind, name) in [("densenet", "densenet121"), ("resnet", "resnet18"), ("resnet", "resnet50")] {
         let dir = fixture(&format!("full/{name}"));
         if !dir.join("checkpoint.tar").exists() {
-            eprintln!("skipped {name}: not present (tools/make_fixtures.py --full)");
+            skip_full(&format!("classifier_parity {name}"), "not present (tools/make_fixtures.py --full)");
             continue;
         }
         check(kind, &dir, false);

@@ -30,8 +30,13 @@ fn classify_prints_json_only_and_refuses_bad_inputs() {
     for (a, b) in logits.iter().zip(&want.data) {
         assert!((a - b).abs() <= 1e-3 * b.abs().max(1.0), "{a} vs {b}");
     }
-    let p = v["probabilities"][0].as_f64().unwrap();
-    assert!((p - 1.0 / (1.0 + (-(logits[0] as f64)).exp())).abs() < 1e-6);
+    // Every probability against the sigmoid of PyTorch's logit (not of the printed one).
+    let probs = v["probabilities"].as_array().unwrap();
+    assert_eq!(probs.len(), want.data.len());
+    for (p, &l) in probs.iter().zip(&want.data) {
+        let (p, q) = (p.as_f64().unwrap(), 1.0 / (1.0 + (-(l as f64)).exp()));
+        assert!((p - q).abs() < 1e-3, "probability {p} vs torch's {q}");
+    }
 
     // Too small an image, a generator given as classifier, a missing file.
     image::RgbImage::new(8, 8).save(d.join("tiny.png")).unwrap();

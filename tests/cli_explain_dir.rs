@@ -9,7 +9,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -177,17 +177,54 @@ fn latest(out: &Path) -> BTreeMap<String, ResultLine> {
     latest_by_stem(&read_results(&out.join("results.jsonl")).unwrap())
 }
 
-/// Starts the binary, waits until `out` holds its first complete result, then stops it
-/// with `signal` (`KILL` or `INT`) and waits for it.
-fn stop_after_first_result(d: &Path, a: &[String], out: &Path, signal: &str) -> Output {
-    let child = steex_command().args(a).current_dir(d).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+/// Sends `sig` to `pid`.
+fn signal(pid: u32, sig: libc::c_int) {
+    // SAFETY: kill(2) with a child's pid and a signal number; no memory is involved.
+    let r = unsafe { libc::kill(pid as libc::pid_t, sig) };
+    assert_eq!(r, 0, "kill({pid}, {sig}): {}", std::io::Error::last_os_error());
+}
+
+/// Stops `pid` (SIGSTOP) and waits until it is stopped (`T` in `/proc/<pid>/stat`).
+fn freeze(pid: u32) {
+    signal(pid, libc::SIGSTOP);
     let t0 = Instant::now();
-    while !GOOD.iter().any(|s| out.join(s).join("result.json").is_file()) {
-        assert!(t0.elapsed() < Duration::from_secs(120), "no result after 120 s");
-        std::thread::sleep(Duration::from_millis(2));
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next());
+        if matches!(state, Some("T" | "t" | "Z") | None) {
+            return;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "pid {pid} did not stop");
+        std::thread::yield_now();
     }
-    let k = Command::new("kill").args([format!("-{signal}"), child.id().to_string()]).status().unwrap();
-    assert!(k.success());
+}
+
+/// Starts the binary and stops it with `signal` (`KILL` or `INT`) at its first complete
+/// result, then waits for it. The run is looked at only while it is frozen (SIGSTOP), and the
+/// signal is sent before it runs again, so where the signal lands is decided by the run's own
+/// progress (a result folder renamed into place), not by the clock or the machine's load.
+fn stop_after_first_result(d: &Path, a: &[String], out: &Path, sig: &str) -> Output {
+    let child = steex_command().args(a).current_dir(d).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let pid = child.id();
+    let t0 = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(2));
+        freeze(pid);
+        if GOOD.iter().any(|s| out.join(s).join("result.json").is_file()) {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(120), "no result after 120 s");
+        signal(pid, libc::SIGCONT);
+    }
+    match sig {
+        "KILL" => signal(pid, libc::SIGKILL),
+        "INT" => {
+            // Delivered when the run continues: its handler runs before anything else.
+            signal(pid, libc::SIGINT);
+            signal(pid, libc::SIGCONT);
+        }
+        other => panic!("signal {other}"),
+    }
     child.wait_with_output().unwrap()
 }
 

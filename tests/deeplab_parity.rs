@@ -54,7 +54,7 @@ fn full_width_deeplab_matches_when_present() {
     for name in ["deeplabv3_resnet50", "deeplabv3_resnet101"] {
         let dir = fixture(&format!("full/{name}"));
         if !dir.join("checkpoint.tar").exists() {
-            eprintln!("skipped {name}: not present (tools/make_fixtures.py --full)");
+            skip_full(&format!("deeplab_parity {name}"), "not present (tools/make_fixtures.py --full)");
             continue;
         }
         let (err, disagree) = check(&dir);

@@ -164,11 +164,20 @@ fn early_stop_target_and_observer() {
     assert_eq!(reports.len(), r.steps_run + 1, "one report per forward until the image stopped");
     assert!(reports.windows(2).all(|w| w[1].step == w[0].step + 1));
     assert!(reports.last().unwrap().score[0] > 0.5);
-    // Asking for the decision the query already has: the loop keeps it.
-    let mut set = settings(&s, 3, None);
-    set.target = Some(1 - r.target);
+    // Asking for the decision the query already has: the codes follow the reference loop run
+    // with that target (tools/steex_reference.py::settings_loop, 5 updates).
+    let ref_set =
+        serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(fixture("explain/settings.json")).unwrap())
+            .unwrap();
+    let kept = ref_set["query_decision"].as_u64().unwrap() as u8;
+    assert_eq!(kept, 1 - r.target, "the query's decision");
+    let mut set = settings(&s, 5, None);
+    set.target = Some(kept);
     let e = run(&s, &set);
-    assert_eq!(e.images[0].target, 1 - r.target);
+    assert_eq!(e.images[0].target, kept);
+    let zerr = z_error(&e.z_final, &npy("explain/settings_target_z.npy").data, &e.z_initial);
+    let zdef = z_error(&e.z_final, &npy("explain/settings_default_z.npy").data, &e.z_initial);
+    assert!(zerr <= 1e-3 && zdef > 0.3, "target {kept}: z error {zerr} (vs the default target's {zdef})");
     // An attribute the model does not have.
     let mut set = settings(&s, 1, None);
     set.attribute = 3;

@@ -389,8 +389,21 @@ fn explain_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     a
 }
 
-/// Starts `steex explain` with many steps, waits until its temporary result folder exists,
-/// sends `signal` and returns the exit status.
+/// CPU time (user + system, in clock ticks) the process `pid` has used, from `/proc`; `None`
+/// where there is no `/proc` (not Linux).
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+/// Starts `steex explain` with many steps, waits until its temporary result folder exists
+/// and then until it has spent 0.4 s of CPU time (far more than loading the 64x64 fixtures
+/// takes, so it is optimising), sends `signal` and returns the exit status. Both waits are
+/// on what the run did, not on the clock, so a loaded or paused machine does not change
+/// where the signal lands.
 fn kill_mid_run(d: &Path, extra: &[&str], signal: &str) -> std::process::ExitStatus {
     let mut child = steex_command()
         .args(explain_args(&[&["--steps", "100000", "--out", "res"], extra].concat()))
@@ -405,10 +418,15 @@ fn kill_mid_run(d: &Path, extra: &[&str], signal: &str) -> std::process::ExitSta
     while !tmp_exists() {
         assert!(t0.elapsed() < Duration::from_secs(120), "the run never created its temporary folder");
         assert!(child.try_wait().unwrap().is_none(), "the run ended early");
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(5));
     }
-    // Let it optimise (and write into the temporary folder) for a moment.
-    std::thread::sleep(Duration::from_millis(1500));
+    // 40 ticks at Linux's USER_HZ of 100.
+    while cpu_ticks(child.id()).is_some_and(|t| t < 40) {
+        assert!(t0.elapsed() < Duration::from_secs(300), "the run never got to optimise");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(child.try_wait().unwrap().is_none(), "the run ended before the signal");
     let k = Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
     assert!(k.success());
     child.wait().unwrap()

@@ -44,9 +44,19 @@ fn frechet_distance_matches_pytorch_fid() {
     let rel = (got - want).abs() / want.abs();
     eprintln!("Frechet distance: ours {got:.10}, pytorch-fid {want:.10}, relative error {rel:.2e}");
     assert!(rel < 1e-3, "relative error {rel}");
-    // And it is not symmetric-by-accident: swapping one set changes it.
-    let other = metrics::fid_from_features(&a.data, &a.data, a.shape[1]).unwrap();
-    assert!(other.abs() < 1e-6 * want);
+    // The argument order and the second set matter: FID(b, a), and FID(a, c) with `c` another
+    // set (other mean and covariance), each against pytorch-fid's own value.
+    let c = npy("metrics/frechet_c.npy");
+    let d = a.shape[1];
+    let meta = json("metrics/frechet.json");
+    for (x, y, key) in [(&b, &a, "fid_ba"), (&a, &c, "fid_ac")] {
+        let want = meta[key].as_f64().unwrap();
+        let got = metrics::fid_from_features(&x.data, &y.data, d).unwrap();
+        let rel = (got - want).abs() / want.abs();
+        eprintln!("{key}: ours {got:.10}, pytorch-fid {want:.10}, relative error {rel:.2e}");
+        assert!(rel < 1e-3, "{key}: relative error {rel}");
+    }
+    assert!((meta["fid_ac"].as_f64().unwrap() - want).abs() > 0.1 * want, "the swapped set must change FID");
 }
 
 /// Images of a folder as `[3, H, W]` planes in [0, 1], as pytorch-fid's `ToTensor` gives.
@@ -97,7 +107,7 @@ fn fid_inception_matches_pytorch_fid_reduced_width() {
 fn fid_inception_matches_pytorch_fid_full_size_when_present() {
     let dir = fixture("full/metrics");
     if !dir.join("inception_full.pth").exists() {
-        eprintln!("skipped: run tools/make_metrics_fixtures.py --full");
+        skip_full("metrics_parity inception_full", "not present (tools/make_metrics_fixtures.py --full)");
         return;
     }
     inception_parity(&dir, "inception_full");
@@ -148,6 +158,13 @@ fn face_embedder_and_oracle_match_torch_fva_and_mnac() {
         meta["fva"], meta["fva_at_threshold"]
     );
     assert!(cos_err < 1e-5, "cosine error {cos_err}");
+    // The fixture can tell embedders apart: its cosines lie on both sides of the published
+    // 0.5 threshold, so FVA is neither 0 nor 1, and a constant embedder (every cosine 1)
+    // gets another FVA.
+    assert!(want_cos.iter().any(|&c| c < 0.45) && want_cos.iter().any(|&c| c > 0.55), "{want_cos:?}");
+    assert!(fva > 0.0 && fva < 1.0, "FVA {fva}");
+    let constant = vec![0.25f32; eq.data.len()];
+    assert_ne!(metrics::fva(&constant, &constant, dim).unwrap(), meta["fva"].as_f64().unwrap());
     assert_eq!(fva, meta["fva"].as_f64().unwrap());
     assert_eq!(fva_at, meta["fva_at_threshold"].as_f64().unwrap());
 

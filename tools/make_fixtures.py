@@ -23,9 +23,10 @@ from PIL import Image
 from safetensors.torch import save_file
 
 sys.path.insert(0, os.path.dirname(__file__))
-from steex_reference import (ReducedResNet, SEANGenerator, DecisionDensenetModel,  # noqa: E402
+from steex_reference import (ACE, ReducedResNet, SEANGenerator, DecisionDensenetModel,  # noqa: E402
                              DecisionResnetModel, move_spectral_vectors, one_hot,
-                             published_loop, randomize_bn, randomize_sean)
+                             published_loop, randomize_bn, randomize_sean,
+                             settings_loop)
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures")
 
@@ -67,13 +68,27 @@ def block_mask(gen, h, w, labels):
     return m
 
 
-def sean_fixture(out, label_nc, ngf, style_length, width, aspect, present, seed, legacy=True):
+def sean_fixture(out, label_nc, ngf, style_length, width, aspect, present, seed, legacy=True,
+                 style_gain=None):
+    """`style_gain=(lo, hi, k)`: blending weights drawn in [lo, hi] (sigmoid near 1: the
+    style path dominates the SPADE one) and the style convolutions scaled by k, so that the
+    image moves visibly with its codes (a random ngf-1 SEAN barely reacts to them)."""
     os.makedirs(out, exist_ok=True)
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     height = round(width / aspect)
     g = SEANGenerator(label_nc, ngf, style_length, width, aspect)
     randomize_sean(g, seed)
+    if style_gain is not None:
+        lo, hi, k = style_gain
+        with torch.no_grad():
+            for m in g.modules():
+                if isinstance(m, ACE):
+                    m.blending_gamma.uniform_(lo, hi, generator=gen)
+                    m.blending_beta.uniform_(lo, hi, generator=gen)
+                    if m.use_rgb:
+                        m.conv_gamma.weight.mul_(k)
+                        m.conv_beta.weight.mul_(k)
     image = smooth_image(gen, height, width)
     mask = block_mask(gen, height, width, present)
     seg = one_hot(mask.unsqueeze(0), label_nc)
@@ -101,6 +116,12 @@ def sean_fixture(out, label_nc, ngf, style_length, width, aspect, present, seed,
         g.set_noise("reference")
         noisy_pair = float((g.generate(seg, z) - g.generate(seg, z)).abs().mean())
         g.set_noise("off")
+    # How far the image moves with its codes: z_custom is the codes + 0.3 N(0, 1).
+    code_response = float((gen_nonoise - recon).abs().mean())
+    print(f"{os.path.basename(out)}: mean |generate(z_custom) - generate(codes)| = "
+          f"{code_response:.4f} (codes moved by 0.3 N(0, 1))", flush=True)
+    if style_gain is not None:
+        assert code_response >= 0.05, code_response
     npy(f"{out}/image.npy", image)
     Image.fromarray(mask.numpy().astype(np.uint8), mode="L").save(f"{out}/mask.png")
     npy(f"{out}/codes.npy", signal("codes", codes))
@@ -109,7 +130,7 @@ def sean_fixture(out, label_nc, ngf, style_length, width, aspect, present, seed,
     npy(f"{out}/gen_nonoise.npy", signal("gen", gen_nonoise))
     meta = dict(label_nc=label_nc, ngf=ngf, style_length=style_length, width=width,
                 height=height, aspect_ratio=aspect, present_labels=sorted(set(present)),
-                seed=seed, noisy_pair_mean_abs_diff=noisy_pair)
+                seed=seed, noisy_pair_mean_abs_diff=noisy_pair, code_response=code_response)
     json.dump(meta, open(f"{out}/meta.json", "w"), indent=1)
     return g
 
@@ -130,13 +151,54 @@ def checkpoint_dict(model, seed):
             "optimizer_state_dict": opt.state_dict(), "loss": 0.4321}
 
 
-def decision_fixture(out, model, seed, inputs, legacy=True):
+def head_of(model):
+    """The last linear layer of a decision model."""
+    return [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+
+
+def separate_inputs(model, inputs, target=4.0):
+    """Centres the last layer on the inputs' mean feature and scales it so that the largest
+    logit is `target`: a random network's pooled features share one large mean, which leaves
+    the logits of different inputs within ~1e-3 of each other (inside a parity tolerance)."""
+    fc, feats = head_of(model), []
+    h = fc.register_forward_hook(lambda m, i, o: feats.append(i[0].detach()))
+    with torch.no_grad():
+        for x in inputs.values():
+            model(x)
+    h.remove()
+    f = torch.cat(feats)
+    with torch.no_grad():
+        fc.bias.copy_(-(fc.weight @ f.mean(0)))
+        y = f @ fc.weight.T + fc.bias
+        k = target / float(y.abs().max())
+        fc.weight.mul_(k)
+        fc.bias.mul_(k)
+
+
+def logit_separation(model, inputs):
+    """min over outputs of |logit(a) - logit(b)| between the two inputs, / max(1, max|logit|)
+    (the scale of the parity test's relative error)."""
+    with torch.no_grad():
+        ys = [model(x)[0] for x in inputs.values()]
+    scale = max(1.0, max(float(y.abs().max()) for y in ys))
+    return float((ys[0] - ys[1]).abs().min()) / scale
+
+
+def decision_fixture(out, model, seed, inputs, legacy=True, separate=False):
     os.makedirs(out, exist_ok=True)
     randomize_bn(model, seed)
     ck = checkpoint_dict(model, seed)
     # The optimiser step changed three parameters: recompute outputs from the saved state.
     model.load_state_dict(ck["model_state_dict"])
     model.eval()
+    if separate:
+        separate_inputs(model, inputs)
+        ck["model_state_dict"] = model.state_dict()
+    sep = logit_separation(model, inputs)
+    print(f"{os.path.basename(out)}: logits of the two inputs differ by >= {sep:.3g} x "
+          f"max(1, max|logit|) (parity tolerance 1e-3)", flush=True)
+    if separate:
+        assert sep >= 0.05, sep
     if legacy:
         save_both(ck, f"{out}/checkpoint.tar")
     else:
@@ -203,6 +265,68 @@ def explain_fixture(out, sean_dir, seed):
     json.dump(info, open(f"{out}/meta.json", "w"), indent=1)
 
 
+# Each `steex explain` setting that changes the result, run by the reference loop on the
+# explain fixture (noise off): name -> (CLI arguments, settings_loop keyword arguments).
+SETTINGS = {
+    "default": (["--steps", "5"], dict(steps=5)),
+    "lr": (["--steps", "5", "--lr", "0.05"], dict(steps=5, lr=0.05)),
+    "lambda_prox": (["--steps", "5", "--lambda-prox", "3"], dict(steps=5, lambda_prox=3.0)),
+    "target": (["--steps", "5", "--target", "TARGET_KEPT"], dict(steps=5, target="kept")),
+    "region_ids": (["--steps", "5", "--region-ids", "2,13"], dict(steps=5, regions=(2, 13))),
+    "early_stop": (["--steps", "40", "--early-stop", "2"], dict(steps=40, early_stop=2)),
+}
+# The preset changes names and the default attribute, not the loop: its test resolves
+# `--regions nose,hair` and the default attribute through it and compares with "region_ids".
+
+
+def explain_settings_fixture(out, sean_dir):
+    """tests/fixtures/explain/settings.json and settings_<name>_z.npy: `settings_loop` on
+    the explain fixture for each of SETTINGS."""
+    meta = json.load(open(f"{sean_dir}/meta.json"))
+    L = meta["label_nc"]
+    g = SEANGenerator(L, meta["ngf"], meta["style_length"], meta["width"], meta["aspect_ratio"])
+    g.load_state_dict(torch.load(f"{sean_dir}/latest_net_G.pth", weights_only=True))
+    g.eval()
+    g.set_noise("off")
+    image = torch.from_numpy(np.load(f"{sean_dir}/image.npy"))
+    mask = torch.from_numpy(np.array(Image.open(f"{sean_dir}/mask.png"))).unsqueeze(0)
+    seg = one_hot(mask, L)
+    dm = DecisionDensenetModel(3, growth_rate=8, block_config=(2, 2, 2, 2), num_init_features=16,
+                               bn_size=2)
+    dm.load_state_dict(torch.load(f"{out}/checkpoint.tar", weights_only=True)["model_state_dict"])
+    dm.eval()
+    for p in list(dm.parameters()) + list(g.parameters()):
+        p.requires_grad_(False)
+    info = json.load(open(f"{out}/meta.json"))
+    attr0 = info["attribute"]
+    with torch.no_grad():
+        z0 = g.encode(image, seg)
+        query_decision = int(float(torch.sigmoid(dm(image))[0, attr0]) > 0.5)
+    results = {}
+    for name, (cli, kw) in SETTINGS.items():
+        kw = dict(kw)
+        attr = kw.pop("attr", attr0)
+        if kw.get("target") == "kept":
+            kw["target"] = query_decision
+            cli = [str(query_decision) if a == "TARGET_KEPT" else a for a in cli]
+        z, updates, target = settings_loop(g, dm, image, seg, attr, **kw)
+        npy(f"{out}/settings_{name}_z.npy", z)
+        moved = float((z - z0).norm())
+        results[name] = {"cli": cli, "attribute": attr, "updates": updates, "target": target,
+                         "moved": moved}
+        print(f"setting {name}: {updates} updates, target {target}, |z - z0| {moved:.4f}",
+              flush=True)
+    # Each setting must change the result, or its test could not tell it was ignored.
+    zs = {k: np.load(f"{out}/settings_{k}_z.npy") for k in SETTINGS}
+    for k in SETTINGS:
+        if k != "default":
+            d = float(np.abs(zs[k] - zs["default"]).max())
+            results[k]["max_diff_from_default"] = d
+            assert d > 1e-2, (k, d)
+    json.dump({"query_decision": query_decision, "settings": results},
+              open(f"{out}/settings.json", "w"), indent=1)
+
+
 def reduced_deeplab(classes, width=2, layers=(1, 1, 2, 1)):
     """torchvision's DeepLabV3 from torchvision's own pieces (ResNet blocks with strides
     replaced by dilation, IntermediateLayerGetter, DeepLabHead/ASPP), with a narrow
@@ -265,34 +389,53 @@ def malicious(out):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--full", action="store_true", help="also write full-width checkpoints")
+    ap.add_argument("--only", default=None,
+                    help="comma-separated fixture folders to write (default: all), e.g. "
+                         "sean_wide,resnet_bottleneck")
     args = ap.parse_args()
+    only = set(args.only.split(",")) if args.only else None
+    want = lambda name: only is None or name in only  # noqa: E731
     torch.use_deterministic_algorithms(True)
     gen = torch.Generator().manual_seed(1)
 
     # SEAN: a square model with 19 labels and a 2:1 one with 20, several labels absent.
     # ngf 1 keeps them small: the 128-wide SPADE branch is fixed by the published layout.
-    sean_fixture(f"{ROOT}/sean_sq", 19, 1, 24, 64, 1.0, [0, 1, 2, 4, 5, 10, 13, 17], seed=11)
-    sean_fixture(f"{ROOT}/sean_wide", 20, 1, 24, 128, 2.0, [0, 2, 8, 10, 13, 19], seed=12,
-                 legacy=False)
+    # sean_wide's style path is strengthened (see sean_fixture) so that a wrong style path
+    # cannot pass the image tolerance.
+    if want("sean_sq"):
+        sean_fixture(f"{ROOT}/sean_sq", 19, 1, 24, 64, 1.0, [0, 1, 2, 4, 5, 10, 13, 17], seed=11)
+    if want("sean_wide"):
+        sean_fixture(f"{ROOT}/sean_wide", 20, 1, 24, 128, 2.0, [0, 2, 8, 10, 13, 19], seed=12,
+                     legacy=False, style_gain=(2.0, 3.0, 6.0))
 
     inputs = decision_inputs(gen)
     torch.manual_seed(21)
-    decision_fixture(f"{ROOT}/densenet",
-                     DecisionDensenetModel(3, growth_rate=8, block_config=(2, 2, 2, 2),
-                                           num_init_features=16, bn_size=2), 21, inputs)
+    if want("densenet"):
+        decision_fixture(f"{ROOT}/densenet",
+                         DecisionDensenetModel(3, growth_rate=8, block_config=(2, 2, 2, 2),
+                                               num_init_features=16, bn_size=2), 21, inputs)
     BB = torchvision.models.resnet
     torch.manual_seed(22)
-    decision_fixture(f"{ROOT}/resnet_basic",
-                     DecisionResnetModel(3, block=BB.BasicBlock, layers=[2, 1, 1, 1], width=8),
-                     22, inputs)
+    if want("resnet_basic"):
+        decision_fixture(f"{ROOT}/resnet_basic",
+                         DecisionResnetModel(3, block=BB.BasicBlock, layers=[2, 1, 1, 1], width=8),
+                         22, inputs)
     torch.manual_seed(23)
-    decision_fixture(f"{ROOT}/resnet_bottleneck",
-                     DecisionResnetModel(4, block=BB.Bottleneck, layers=[1, 2, 1, 1], width=8),
-                     23, inputs)
+    if want("resnet_bottleneck"):
+        # Its last layer is centred and scaled (separate_inputs) so that the two inputs'
+        # logits differ by far more than the parity tolerance.
+        decision_fixture(f"{ROOT}/resnet_bottleneck",
+                         DecisionResnetModel(4, block=BB.Bottleneck, layers=[1, 2, 1, 1], width=8),
+                         23, inputs, separate=True)
     torch.manual_seed(24)
-    deeplab_fixture(f"{ROOT}/deeplab", reduced_deeplab(20), 24)
-    malicious(f"{ROOT}/malicious")
-    explain_fixture(f"{ROOT}/explain", f"{ROOT}/sean_sq", 41)
+    if want("deeplab"):
+        deeplab_fixture(f"{ROOT}/deeplab", reduced_deeplab(20), 24)
+    if want("malicious"):
+        malicious(f"{ROOT}/malicious")
+    if want("explain"):
+        explain_fixture(f"{ROOT}/explain", f"{ROOT}/sean_sq", 41)
+    if want("explain") or want("explain_settings"):
+        explain_settings_fixture(f"{ROOT}/explain", f"{ROOT}/sean_sq")
 
     if args.full:
         full = f"{ROOT}/full"

@@ -114,11 +114,18 @@ def frechet_fixture(out):
     np.save(f"{out}/frechet_a.npy", a)
     np.save(f"{out}/frechet_b.npy", b)
     a64, b64 = a.astype(np.float64), b.astype(np.float64)
-    fid = calculate_frechet_distance(a64.mean(0), np.cov(a64, rowvar=False),
-                                     b64.mean(0), np.cov(b64, rowvar=False))
-    json.dump({"fid": float(fid), "source": "pytorch_fid.fid_score.calculate_frechet_distance"},
+    # A third set to swap in for `b`: other mean, other covariance.
+    c = (rng.standard_normal((200, 64)) * 1.5 - 0.1).astype(np.float32)
+    np.save(f"{out}/frechet_c.npy", c)
+    c64 = c.astype(np.float64)
+    stats = {k: (v.mean(0), np.cov(v, rowvar=False)) for k, v in (("a", a64), ("b", b64), ("c", c64))}
+    fd = lambda x, y: float(calculate_frechet_distance(*stats[x], *stats[y]))  # noqa: E731
+    fid, fid_ba, fid_ac = fd("a", "b"), fd("b", "a"), fd("a", "c")
+    assert abs(fid_ac - fid) > 0.1 * fid, (fid, fid_ac)
+    json.dump({"fid": fid, "fid_ba": fid_ba, "fid_ac": fid_ac,
+               "source": "pytorch_fid.fid_score.calculate_frechet_distance"},
               open(f"{out}/frechet.json", "w"), indent=1)
-    print("frechet", fid)
+    print("frechet", fid, "(b, a)", fid_ba, "(a, c)", fid_ac)
 
 
 # ------------------------------------------------------------------------------------------
@@ -304,6 +311,24 @@ def oracle_input(img_u8):
     return torchvision.transforms.functional.to_tensor(img_u8).double() * 2 - 1
 
 
+def sparsify_last_block(face, x, q=0.97):
+    """Shifts the last bottleneck's output down so that only the top `1 - q` of each channel's
+    responses over `x` stay above zero after its ReLU. A random ResNet's pooled features share
+    one large positive mean, which puts every cosine near 1 (FVA would be 1 for any
+    embedder); sparse features vary from image to image, so cosines spread on both sides of
+    the 0.5 threshold."""
+    blk, cap = face.layer4[-1], {}
+    h = blk.bn3.register_forward_hook(lambda mod, inp, out: cap.setdefault("pre", out))
+    with torch.no_grad():
+        y = face.maxpool(face.relu(face.bn1(face.conv1(x))))
+        idn = face.layer4[:-1](face.layer3(face.layer2(face.layer1(y))))
+        blk(idn)
+        h.remove()
+        pre = cap["pre"] + idn
+        thr = torch.quantile(pre.transpose(0, 1).reshape(pre.shape[1], -1), q, dim=1)
+        blk.bn3.bias -= thr
+
+
 def face_fixture(out, seed, n=6):
     gen = torch.Generator().manual_seed(seed)
     # 100 identities instead of VGGFace2's 8631 keeps the file small; `fc` is not used.
@@ -313,6 +338,7 @@ def face_fixture(out, seed, n=6):
     randomize(oracle, gen)
     calib = [smooth_image(gen, 224, 224, c) for c in (4, 8, 16, 32) * 4]
     calibrate(face, torch.stack([face_input(i) for i in calib]).float(), face.embed)
+    sparsify_last_block(face, torch.stack([face_input(i) for i in calib]).float())
     calibrate(oracle, torch.stack([oracle_input(i) for i in calib]).float(), oracle.logits)
     names = [f"face{i}.png" for i in range(n)]
     write_images(f"{out}/face_query", names, gen, 224, 224)
@@ -364,25 +390,38 @@ def face_fixture(out, seed, n=6):
     keep = torch.ones(diff.shape[1], dtype=torch.bool)
     keep[target] = False
     mnac = float(diff[:, keep].sum(1).mean())
+    # With attribute 0 as the target instead (`--oracle-target 0`).
+    mnac_target0 = float(diff[:, 1:].sum(1).mean())
     json.dump({"fva": fva, "cosine": cos.tolist(), "fva_threshold": threshold, "fva_at_threshold": fva_at,
                "cosine_gap": cs[gap] - cs[gap - 1], "min_abs_logit": min_abs_logit, "mnac": mnac, "mnac_all_attributes": mnac_all,
+               "mnac_target0": mnac_target0,
                "mnac_target": target, "images": names}, open(f"{out}/face.json", "w"), indent=1)
     print("fva", fva, cos.tolist(), "at", threshold, fva_at, "mnac", mnac, "mnac (all)", mnac_all,
           "min |logit|", min_abs_logit)
     assert 0 < fva_at < 1
-    assert mnac > 0
+    # The published threshold must itself separate the pairs: cosines on both sides of 0.5,
+    # none within 0.05 of it (so float32 rounding cannot move a pair across).
+    assert 0 < fva < 1, f"FVA {fva}: every cosine on one side of 0.5"
+    assert min(abs(c - 0.5) for c in cs) > 0.05, cs
+    assert mnac > 0 and mnac_target0 != mnac
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--full", action="store_true", help="also the full-width FID Inception (~95 MB)")
+    ap.add_argument("--only", default="frechet,inception,face",
+                    help="comma-separated parts to write (default: all of frechet,inception,face)")
     args = ap.parse_args()
+    parts = set(args.only.split(","))
     out = os.path.join(ROOT, "metrics")
     os.makedirs(out, exist_ok=True)
     torch.manual_seed(0)
-    frechet_fixture(out)
-    inception_fixture(out, 16, "inception_div16", 11)
-    face_fixture(out, 21)
+    if "frechet" in parts:
+        frechet_fixture(out)
+    if "inception" in parts:
+        inception_fixture(out, 16, "inception_div16", 11)
+    if "face" in parts:
+        face_fixture(out, 21)
     if args.full:
         full = os.path.join(ROOT, "full", "metrics")
         os.makedirs(full, exist_ok=True)

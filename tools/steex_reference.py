@@ -368,3 +368,34 @@ def published_loop(g, dm, image, seg, attr, steps, lr=0.01, lambda_prox=0.3, reg
         (flip + prox).sum().backward()
         opt.step()
     return z.detach(), probs.detach(), flip.detach(), prox.detach(), target
+
+
+def settings_loop(g, dm, image, seg, attr, steps, lr=0.01, lambda_prox=0.3, regions=(),
+                  target=None, early_stop=None):
+    """The published loop (as `published_loop`) with the settings `steex explain` adds:
+    `target` (0 or 1) instead of the opposite of the query's decision, and `early_stop` K:
+    before each update, a forward whose decision has reached the target K times in a row
+    ends the loop. Returns (z after the last update, number of updates, target)."""
+    initial = torch.sigmoid(dm(image))
+    if target is None:
+        target = float(initial[0, attr] < 0.5)
+    t = torch.tensor([float(target)], dtype=image.dtype)
+    style = g.encode(image, seg).detach()
+    L = style.shape[1]
+    rows = [style[0, i].detach().clone().requires_grad_(not regions or i in regions) for i in range(L)]
+    opt = torch.optim.Adam([r for r in rows if r.requires_grad], lr=lr)
+    streak, updates = 0, 0
+    for _ in range(steps):
+        opt.zero_grad()
+        z = torch.stack(rows).unsqueeze(0)
+        logits = dm(g.generate(seg, z))
+        s = torch.sigmoid(logits[:, attr])
+        streak = streak + 1 if bool((s > 0.5).double() == t) else 0
+        if early_stop and streak >= early_stop:
+            break
+        flip = -(1 - t) * torch.log(1 - s) - t * torch.log(s)
+        prox = lambda_prox * torch.sum(torch.square(torch.norm(z - style, dim=2)), axis=1)
+        (flip + prox).sum().backward()
+        opt.step()
+        updates += 1
+    return torch.stack(rows).unsqueeze(0).detach(), updates, int(target)

@@ -104,3 +104,22 @@ pub fn convert_sean_64(cwd: &Path, input: &str) -> std::process::Output {
         &["sean", "--input", input.to_str().unwrap(), "--out", "g.safetensors", "--width", "64", "--aspect-ratio", "1"],
     )
 }
+
+/// Records that a full-width test was skipped (its fixtures under `tests/fixtures/full` are
+/// absent): a line on stderr, and one appended to the file named by `STEEX_SKIP_LOG` when set,
+/// which CI counts and prints (`.ci/run`), so a skip is never silent.
+pub fn skip_full(test: &str, reason: &str) {
+    eprintln!("skipped {test}: {reason}");
+    if let Some(log) = std::env::var_os("STEEX_SKIP_LOG") {
+        use std::io::Write;
+        let line = format!("{test}: {reason}\n");
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = written {
+            panic!("STEEX_SKIP_LOG {}: {e}", std::path::Path::new(&log).display());
+        }
+    }
+}

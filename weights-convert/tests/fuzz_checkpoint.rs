@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use fuzz_support::{FuzzAlloc, Outcome, Rng, Target, corpus, fuzz, mutate, work_dir};
 use weights_convert::models::{SeanSize, convert_deeplab, convert_densenet, convert_resnet, convert_sean};
-use weights_convert::{Checkpoint, convert_state_dict, inspect::Inspection, pickle_guard::check_pickle};
+use weights_convert::pickle_guard::{ALLOWED_GLOBALS, GuardError, check_pickle};
+use weights_convert::{Checkpoint, convert_state_dict, inspect::Inspection};
 
 #[global_allocator]
 static ALLOC: FuzzAlloc = FuzzAlloc;
@@ -46,21 +47,81 @@ fn read_checkpoint(path: &Path) -> Outcome {
     if errors.is_empty() { Ok(()) } else { Err(errors.join(" | ")) }
 }
 
-/// The allow-list guard alone, on a raw pickle (stream).
+/// Known-bad globals, each as the two forms a pickle can name it by: `GLOBAL` (protocol 0-3,
+/// `c module\nname\n`) and `STACK_GLOBAL` (protocol 4, two short strings then 0x93). Each is
+/// followed by `POP`, so the insertion leaves the stack as it was.
+const BAD_GLOBALS: &[(&str, &str)] =
+    &[("os", "system"), ("builtins", "eval"), ("subprocess", "Popen"), ("posix", "system"), ("torch", "load")];
+
+fn bad_reference(k: usize) -> (String, Vec<u8>) {
+    let (module, name) = BAD_GLOBALS[k % BAD_GLOBALS.len()];
+    let mut op = Vec::new();
+    if (k / BAD_GLOBALS.len()).is_multiple_of(2) {
+        op.push(b'c');
+        op.extend_from_slice(format!("{module}\n{name}\n").as_bytes());
+    } else {
+        for s in [module, name] {
+            op.push(0x8c);
+            op.push(s.len() as u8);
+            op.extend_from_slice(s.as_bytes());
+        }
+        op.push(0x93);
+    }
+    op.push(b'0');
+    (format!("{module}.{name}"), op)
+}
+
+/// The allow-list guard alone, on a raw pickle (stream). When it accepts an input, the same
+/// input with a known-bad global inserted at an opcode boundary of each of its pickles (just
+/// after the protocol header and just before the `STOP`, stack-neutral) must be refused with
+/// that global's name: a guard that accepted everything, or stopped looking after the first
+/// opcodes, fails here.
 fn guard_pickle(path: &Path) -> Outcome {
     let data = std::fs::read(path).unwrap();
     let mut at = 0;
+    let mut pickles = Vec::new();
     // Walk consecutive pickles as a legacy file holds them.
     for _ in 0..5 {
         match check_pickle(&data, at) {
             Ok(s) => {
                 assert!(s.end > at && s.end <= data.len(), "end {} out of {}..={}", s.end, at, data.len());
+                for g in &s.globals {
+                    assert!(ALLOWED_GLOBALS.contains(&g.as_str()), "accepted a pickle naming `{g}`");
+                }
+                pickles.push((at, s.end));
                 at = s.end;
             }
             Err(e) => return Err(format!("{}: {e}", path.display())),
         }
         if at >= data.len() {
             break;
+        }
+    }
+    // Deterministic per input: which bad global, in which form.
+    let k = data.iter().fold(0usize, |h, &b| h.wrapping_mul(31).wrapping_add(b as usize));
+    for (i, &(start, end)) in pickles.iter().enumerate() {
+        let after_proto = if data[start] == 0x80 { start + 2 } else { start };
+        for (j, p) in [after_proto, end - 1].into_iter().enumerate() {
+            let (global, op) = bad_reference(k.wrapping_add(2 * i + j));
+            let mut bad = data.clone();
+            bad.splice(p..p, op.iter().copied());
+            // The pickles before the i-th are unchanged; the i-th must be refused.
+            let mut at = 0;
+            let verdict = loop {
+                match check_pickle(&bad, at) {
+                    Ok(s) if s.end < bad.len() => at = s.end,
+                    other => break other,
+                }
+            };
+            match verdict {
+                Err(GuardError::ForbiddenGlobal { global: g, .. }) => {
+                    assert_eq!(g, global, "{}: pickle {i}, `{global}` inserted at byte {p}", path.display())
+                }
+                other => panic!(
+                    "{}: `{global}` inserted at byte {p} (pickle {i}) was not refused: {other:?}",
+                    path.display()
+                ),
+            }
         }
     }
     Ok(())

@@ -6,6 +6,17 @@ use std::path::{Path, PathBuf};
 use weights_convert::checkpoint::TensorData;
 use weights_convert::{Checkpoint, Container, convert_state_dict};
 
+/// A skipped full-size test, said on stderr and appended to `STEEX_SKIP_LOG` when set (as
+/// `tests/common/mod.rs`' `skip_full`; CI counts the lines).
+fn skip_full(test: &str, reason: &str) {
+    eprintln!("skipped {test}: {reason}");
+    if let Some(log) = std::env::var_os("STEEX_SKIP_LOG") {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("STEEX_SKIP_LOG");
+        writeln!(f, "{test}: {reason}").expect("STEEX_SKIP_LOG");
+    }
+}
+
 fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(rel)
 }
@@ -114,7 +125,7 @@ fn full_size_sean_reads_in_both_containers_when_present() {
     let zip = fixture("full/sean_celebamhq.pth");
     let legacy = fixture("full/sean_celebamhq_legacy.pth");
     if !zip.exists() || !legacy.exists() {
-        eprintln!("skipped: {} not present (tools/make_fixtures.py --full)", zip.display());
+        skip_full("reader sean_celebamhq", &format!("{} not present (tools/make_fixtures.py --full)", zip.display()));
         return;
     }
     let a = read_all(&zip);
@@ -123,4 +134,46 @@ fn full_size_sean_reads_in_both_containers_when_present() {
     drop(a);
     let b = read_all(&legacy);
     assert_eq!(b.values().map(|t| t.numel()).sum::<usize>(), n);
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+}
+
+/// float16, bfloat16, float64 and int64 tensors and views sharing one storage (offsets,
+/// strides, a transpose, a stepped slice, a zero stride), saved by torch in both containers
+/// (`tools/make_dtype_fixtures.py`): every tensor reads to PyTorch's exact bytes, and its
+/// float32 conversion to the exact bytes of torch's `.float()`.
+#[test]
+fn dtypes_and_shared_storage_views_read_to_exact_values() {
+    let expected: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture("dtypes/expected.json")).unwrap()).unwrap();
+    let expected = expected.as_object().unwrap();
+    for file in ["dtypes/dtypes.pth", "dtypes/dtypes_legacy.pth"] {
+        let sd = read_all(&fixture(file));
+        assert_eq!(sd.len(), expected.len(), "{file}: {:?}", sd.keys().collect::<Vec<_>>());
+        for (name, e) in expected {
+            let t = sd.get(name).unwrap_or_else(|| panic!("{file}: no tensor {name}"));
+            let dtype = match e["dtype"].as_str().unwrap() {
+                "float16" => "F16",
+                "bfloat16" => "BF16",
+                "float32" => "F32",
+                "float64" => "F64",
+                "int64" => "I64",
+                other => panic!("dtype {other}"),
+            };
+            assert_eq!(weights_convert::checkpoint::dtype_name(t.dtype), dtype, "{file}: {name}");
+            let shape: Vec<usize> =
+                e["shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+            assert_eq!(t.shape, shape, "{file}: {name}");
+            assert_eq!(t.bytes, unhex(e["bytes"].as_str().unwrap()), "{file}: {name}: bytes differ from PyTorch's");
+            match e.get("f32") {
+                Some(f) => {
+                    let got: Vec<u8> = t.to_f32().unwrap().iter().flat_map(|v| v.to_le_bytes()).collect();
+                    assert_eq!(got, unhex(f.as_str().unwrap()), "{file}: {name}: float32 values differ from torch's");
+                }
+                None => assert!(t.to_f32().is_none(), "{file}: {name}: an integer tensor read as floats"),
+            }
+        }
+    }
 }

@@ -75,4 +75,29 @@ mod tests {
         a.update(&mut y, &[1.0, 1.0], 1..2, 2);
         assert_eq!(y[0], 5.0);
     }
+
+    /// Six steps against `torch.optim.Adam` (lr 0.05, float32; `tools/adam_reference.py`
+    /// prints these values): the bias corrections of steps 2 and later, and the moments'
+    /// memory of earlier gradients.
+    #[test]
+    fn six_steps_follow_torch() {
+        let want: [[f64; 3]; 6] = [
+            [0.949999988079071, -0.45000001788139343, 2.049999952316284],
+            [0.9017409086227417, -0.403391033411026, 2.047368288040161],
+            [0.8538408279418945, -0.35973310470581055, 2.0641579627990723],
+            [0.8058202862739563, -0.31867116689682007, 2.061526298522949],
+            [0.7574583888053894, -0.27992695569992065, 2.071747064590454],
+            [0.7086367607116699, -0.24327769875526428, 2.069115400314331],
+        ];
+        let mut a = Adam::new(AdamConfig { lr: 0.05, ..Default::default() }, 3);
+        let mut x = vec![1.0f32, -0.5, 2.0];
+        for (t, w) in (1..=6).zip(want) {
+            let tf = t as f32;
+            let sign = if t % 2 == 0 { 1.0 } else { -1.0 };
+            a.update(&mut x, &[0.3 * tf, -1.0 / tf, 0.01 * sign], 0..3, t);
+            for (got, want) in x.iter().zip(w) {
+                assert!((*got as f64 - want).abs() <= 2e-6, "step {t}: {x:?} vs torch {w:?}");
+            }
+        }
+    }
 }
