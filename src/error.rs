@@ -19,6 +19,9 @@ pub enum Error {
     /// A command-line argument is invalid.
     #[error("{0}")]
     Argument(String),
+    /// A dataset download cannot be prepared (`steex prepare`).
+    #[error(transparent)]
+    Dataset(#[from] crate::prepare::DatasetError),
 }
 
 impl Error {
