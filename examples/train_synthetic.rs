@@ -1,9 +1,11 @@
-//! Trains the synthetic world's three tiny models in burn and writes them where the demo
-//! finds them (`assets/synthetic/`, committed):
+//! Trains the synthetic world's three tiny models in burn and writes them to `--out`
+//! (default `synthetic-models/`; the demo's bundled copies in `assets/synthetic/` are
+//! replaced only when that folder is named explicitly):
 //!
 //! ```sh
-//! cargo run --release --example train_synthetic            # all three, the bundled recipe
+//! cargo run --release --example train_synthetic            # all three into synthetic-models/
 //! cargo run --release --example train_synthetic -- --quick # a few steps each (smoke run)
+//! cargo run --release --example train_synthetic -- --out assets/synthetic  # the bundled models
 //! cargo run --release --example train_synthetic -- --out DIR --only generator
 //! cargo run --release --example train_synthetic -- --out DIR --classifier-steps 400
 //! steex demo --models DIR                                   # the demo on those models
@@ -17,6 +19,8 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+
+use clap::Parser;
 use std::time::Instant;
 
 use burn::tensor::{Device, Tensor};
@@ -70,30 +74,44 @@ fn run(
     Ok(p)
 }
 
+/// Trains the synthetic world's generator, decision model and segmenter.
+#[derive(Parser, Debug)]
+#[command(name = "train_synthetic", about = "Trains the synthetic world's three tiny models")]
+struct Args {
+    /// Folder to write `generator.safetensors`, `classifier.safetensors` and
+    /// `segmenter.safetensors` to (`assets/synthetic` replaces the demo's bundled models).
+    #[arg(long, default_value = "synthetic-models")]
+    out: PathBuf,
+    /// A few steps per model (a smoke run; the models are not usable).
+    #[arg(long)]
+    quick: bool,
+    /// Train only this model (the classifier reads the generator already in --out).
+    #[arg(long, value_parser = ["generator", "classifier", "segmenter"])]
+    only: Option<String>,
+    /// Generator steps (default: the bundled recipe's).
+    #[arg(long)]
+    generator_steps: Option<usize>,
+    /// Decision model steps (default: the bundled recipe's).
+    #[arg(long)]
+    classifier_steps: Option<usize>,
+    /// Segmenter steps (default: the bundled recipe's).
+    #[arg(long)]
+    segmenter_steps: Option<usize>,
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let flag = |f: &str| args.iter().position(|a| a == f).and_then(|i| args.get(i + 1)).cloned();
-    let number = |f: &str| -> Result<Option<usize>, String> {
-        flag(f).map(|v| v.parse().map_err(|_| format!("{f} {v}: expected a whole number"))).transpose()
-    };
-    let quick = args.iter().any(|a| a == "--quick");
-    let out = PathBuf::from(flag("--out").unwrap_or_else(|| "assets/synthetic".into()));
-    let only = flag("--only");
-    if let Some(o) = &only
-        && !["generator", "classifier", "segmenter"].contains(&o.as_str())
-    {
-        return Err(format!("--only {o}: expected generator, classifier or segmenter").into());
-    }
+    let args = Args::parse();
+    let (out, only) = (args.out, args.only);
     let mut recipe = Recipe::bundled();
-    for (name, cfg) in [
-        ("--generator-steps", &mut recipe.generator),
-        ("--classifier-steps", &mut recipe.classifier),
-        ("--segmenter-steps", &mut recipe.segmenter),
+    for (steps, cfg) in [
+        (args.generator_steps, &mut recipe.generator),
+        (args.classifier_steps, &mut recipe.classifier),
+        (args.segmenter_steps, &mut recipe.segmenter),
     ] {
-        if quick {
+        if args.quick {
             cfg.steps = 3;
         }
-        if let Some(n) = number(name)? {
+        if let Some(n) = steps {
             cfg.steps = n;
         }
     }
@@ -143,4 +161,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     eprintln!("total {:.1} min", t0.elapsed().as_secs_f64() / 60.0);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_to_a_new_folder_by_default_and_refuses_unknown_flags() {
+        let a = Args::try_parse_from(["train_synthetic", "--quick"]).unwrap();
+        assert_eq!(a.out, PathBuf::from("synthetic-models"));
+        assert!(a.quick);
+        let a = Args::try_parse_from(["train_synthetic", "--out", "assets/synthetic"]).unwrap();
+        assert_eq!(a.out, PathBuf::from("assets/synthetic"));
+        let e = Args::try_parse_from(["train_synthetic", "--qiuck"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::UnknownArgument);
+        assert!(Args::try_parse_from(["train_synthetic", "--only", "decoder"]).is_err());
+        assert!(Args::try_parse_from(["train_synthetic", "--generator-steps", "many"]).is_err());
+    }
 }

@@ -54,6 +54,27 @@ pub fn list_images(dir: &Path) -> Result<Vec<ImageEntry>> {
     Ok(out.into_iter().map(|(_, e)| e).collect())
 }
 
+/// Checks or prepares a run's output folder before any work (`explain-dir`, `segment-dir`):
+/// a non-empty folder needs `resume` (kept) or `force` (deleted), else it is refused.
+pub fn prepare_out(out: &Path, resume: bool, force: bool) -> Result<()> {
+    let arg = |m: String| Error::Argument(format!("--out {}: {m}", out.display()));
+    if out.exists() {
+        if !out.is_dir() {
+            return Err(arg("exists and is not a folder".into()));
+        }
+        let non_empty = std::fs::read_dir(out).map_err(|e| arg(e.to_string()))?.next().is_some();
+        if non_empty && !resume {
+            if !force {
+                return Err(arg(
+                    "exists and is not empty (use --resume to continue the run in it, or --force to start over)".into(),
+                ));
+            }
+            std::fs::remove_dir_all(out).map_err(|e| arg(format!("cannot remove it: {e}")))?;
+        }
+    }
+    std::fs::create_dir_all(out).map_err(|e| arg(format!("cannot create it: {e}")))
+}
+
 /// The mask of the image `stem` in `masks`: `<stem>.png`.
 pub fn mask_for(masks: &Path, stem: &str) -> PathBuf {
     masks.join(format!("{stem}.png"))

@@ -22,6 +22,9 @@ pub enum Error {
     /// Training could not start or stopped (`steex train`).
     #[error(transparent)]
     Train(#[from] steex_train::TrainError),
+    /// A dataset download cannot be prepared (`steex prepare`).
+    #[error(transparent)]
+    Dataset(#[from] crate::prepare::DatasetError),
 }
 
 impl Error {

@@ -62,6 +62,30 @@ pub fn segment_to_labels(
     (LabelMap { height: h, width: w, labels }, logits, arg)
 }
 
+/// Segments images of one size together (`[1, 3, H, W]` each, one forward pass) and returns,
+/// for each, the raw class map (the segmenter's ids) and the label map in the generator's ids.
+pub fn segment_batch(
+    model: &steex_deeplab::DeepLabV3,
+    preset: Option<&str>,
+    images: &[&Array],
+    device: &Device,
+) -> Vec<(Vec<usize>, LabelMap)> {
+    let Some(first) = images.first() else { return Vec::new() };
+    let (h, w) = (first.shape[2], first.shape[3]);
+    let x = burn::tensor::Tensor::cat(images.iter().map(|a| a.to_tensor::<4>(device)).collect(), 0);
+    let logits = Array::from_tensor(model.forward(x).detach());
+    let classes = model.config().classes;
+    let conv = steex_deeplab::LabelConvention::detect(preset, classes);
+    let per = classes * h * w;
+    (0..images.len())
+        .map(|i| {
+            let arg = steex_deeplab::argmax_classes(&logits.data[i * per..(i + 1) * per], classes, h, w);
+            let labels = arg.iter().map(|&k| conv.to_generator(k)).collect();
+            (arg, LabelMap { height: h, width: w, labels })
+        })
+        .collect()
+}
+
 /// The header of a weights file written by `weights-convert`: its metadata and the shape of
 /// every tensor, read without the tensor data (a few kilobytes of a file of any size).
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -21,6 +21,8 @@
 //! - [`record`]: the goal and per-region change in `result.json`.
 //! - [`results`]: the result schema (`result.json`, `results.jsonl`, `summary.json`, `plan.json`).
 //! - [`dataset`]: folders of images: stable walk, sharding, appending `results.jsonl`.
+//! - [`prepare`]: the published datasets' downloads to the folders the commands read
+//!   (`steex prepare`).
 //! - [`demo`]: the synthetic-world demo; [`render`]: report pictures.
 //! - [`device`]: `--device cpu|wgpu|cuda` to a started device, shared by the binary, the
 //!   examples, the benchmarks and the tests.
@@ -34,6 +36,7 @@ pub mod device;
 pub mod error;
 pub mod io;
 pub mod outdir;
+pub mod prepare;
 pub mod record;
 pub mod render;
 pub mod results;

@@ -34,12 +34,17 @@ enum Command {
     Classify(cli::classify::ClassifyArgs),
     /// The semantic label map of an image (DeepLabV3).
     Segment(cli::segment::SegmentArgs),
+    /// The label maps of a folder of images (DeepLabV3): batched, resumable, sharded; masks
+    /// named by stem for `explain-dir --masks`.
+    SegmentDir(cli::segment_dir::SegmentDirArgs),
     /// A counterfactual explanation of one image (general or region-targeted).
     Explain(Box<cli::explain::ExplainArgs>),
     /// Counterfactual explanations of a folder of images: batched, resumable, sharded.
     ExplainDir(Box<cli::explain_dir::ExplainDirArgs>),
     /// Merge the output folders of `explain-dir --shard K/N` runs.
     Merge(cli::merge::MergeArgs),
+    /// A dataset download to the folders the other commands read (label maps, crops, splits).
+    Prepare(cli::prepare::PrepareArgs),
     /// Success rate, proximity, FID, FVA and MNAC of a set of counterfactuals.
     Metrics(Box<cli::metrics::MetricsArgs>),
     /// Train a model on a folder of images (`steex train classifier`).
@@ -61,6 +66,8 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Metrics(a) => s(cli::metrics::run(*a, &device)),
         Command::Segment(a) => s(cli::segment::run(a, &device)),
         Command::Train(c) => s(cli::train::run(c, &device)),
+        Command::Prepare(a) => s(cli::prepare::run(a)),
+        Command::SegmentDir(a) => s(cli::segment_dir::run(a, &device)),
         Command::Device => {
             cli::print_stdout(&format!("{}\n", steex::device::describe(&device)));
             Ok(())

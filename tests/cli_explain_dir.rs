@@ -50,7 +50,7 @@ pub fn fixture_source(d: &Path) -> Source {
 /// Images that explain, and images that must fail with these words in their reason.
 const GOOD: [&str; 5] = ["a", "b", "c", "d", "e"];
 const BAD: [(&str, &str); 3] =
-    [("x_corrupt", "cannot decode"), ("y_small", "must be the same size"), ("z_nomask", "no mask")];
+    [("x_corrupt", "cannot decode"), ("y_small", "aspect ratios differ"), ("z_nomask", "no mask")];
 
 fn flip_w<T: Copy>(a: &[T], planes: usize, h: usize, w: usize) -> Vec<T> {
     let mut o = a.to_vec();
@@ -95,7 +95,7 @@ pub fn make_folder(src: &Source, d: &Path) {
     }
     save_mask(&LabelMap { labels: mirrored, ..m.clone() }, &ma.join("c.png"));
     std::fs::write(im.join("x_corrupt.png"), b"\x89PNG not really").unwrap();
-    image::RgbImage::new((w / 2) as u32, (h / 2) as u32).save(im.join("y_small.png")).unwrap();
+    image::RgbImage::new((w / 2) as u32, h as u32).save(im.join("y_small.png")).unwrap();
     write_npy(&im.join("z_nomask.npy"), &q).unwrap();
     std::fs::write(im.join("notes.txt"), b"not an image").unwrap();
 }

@@ -110,7 +110,7 @@ fn bad_inputs_fail_clearly_and_write_nothing() {
     let mut bad = image::open(d.join("mask.png")).unwrap().to_luma8();
     bad.put_pixel(3, 4, image::Luma([19]));
     bad.save(d.join("bad_label.png")).unwrap();
-    image::GrayImage::new(32, 32).save(d.join("small.png")).unwrap();
+    image::GrayImage::new(64, 32).save(d.join("small.png")).unwrap();
     image::RgbImage::new(64, 64).save(d.join("rgb.png")).unwrap();
     // Codes of the wrong shape, and with a NaN.
     let codes = steex::io::read_npy(&d.join("codes.npy")).unwrap();
@@ -130,7 +130,7 @@ fn bad_inputs_fail_clearly_and_write_nothing() {
         )
     };
     assert_fails(&enc("bad_label.png", "image.npy"), &["bad_label.png", "label id 19", "(x 3, y 4)"]);
-    assert_fails(&enc("small.png", "image.npy"), &["small.png", "same size"]);
+    assert_fails(&enc("small.png", "image.npy"), &["small.png", "aspect ratios differ", "64x32"]);
     assert_fails(&enc("rgb.png", "image.npy"), &["rgb.png", "single-channel"]);
     assert_fails(&enc("mask.png", "missing.png"), &["missing.png"]);
     assert_fails(&generate("wrong.npy"), &["wrong.npy", "[1, 19, 24]"]);

@@ -286,7 +286,7 @@ fn a_wrong_mask_size_fails_fast_beside_large_model_files() {
     let gib = 1u64 << 30;
     inflate(&d.join("g.safetensors"), &d.join("big_g.safetensors"), gib);
     inflate(&d.join("c.safetensors"), &d.join("big_c.safetensors"), gib);
-    image::GrayImage::new(32, 32).save(d.join("small.png")).unwrap();
+    image::GrayImage::new(64, 32).save(d.join("small.png")).unwrap();
     let args = |mask: &'static str, out: &'static str| {
         vec![
             "explain",
@@ -309,7 +309,7 @@ fn a_wrong_mask_size_fails_fast_beside_large_model_files() {
     let t0 = Instant::now();
     let o = run_bin(d, "steex", &args("small.png", "res"));
     let secs = t0.elapsed().as_secs_f64();
-    assert_fails(&o, &["small.png", "same size"]);
+    assert_fails(&o, &["small.png", "aspect ratios differ"]);
     assert!(secs < 1.0, "a wrong mask size took {secs:.2} s to report");
     // With a good mask the models do load, and refuse the padding: the check came first.
     let o = run_bin(d, "steex", &args("mask.png", "res"));
@@ -349,6 +349,17 @@ fn a_wrong_mask_size_fails_fast_beside_large_model_files() {
         assert_fails(&o, &names);
         assert!(secs < 1.0, "{what}: a bad input took {secs:.2} s to report");
     }
+    // explain-dir: a --masks that is no folder.
+    std::fs::create_dir(d.join("imgs")).unwrap();
+    std::fs::copy(d.join("image.npy"), d.join("imgs/a.npy")).unwrap();
+    let (o, secs) = timed(&|| {
+        let a = ["explain-dir", "--generator", "big_g.safetensors", "--classifier", "big_c.safetensors", "--images"];
+        let b = ["imgs", "--masks", "nowhere", "--attribute", "smile", "--out", "dir_out"];
+        run_bin(d, "steex", &[&a[..], &b[..]].concat())
+    });
+    assert_fails(&o, &["nowhere", "not a folder"]);
+    assert!(secs < 1.0, "explain-dir: a missing --masks took {secs:.2} s to report");
+    assert!(!d.join("dir_out").join("plan.json").exists());
     for (what, o) in [("encode", encode("mask.png")), ("classify", classify("image.npy"))] {
         assert!(
             String::from_utf8_lossy(&o.stderr).contains("padding"),

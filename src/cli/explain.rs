@@ -20,7 +20,8 @@ pub struct ExplainArgs {
     /// float32 [1, 3, H, W] in [-1, 1].
     #[arg(long)]
     pub image: PathBuf,
-    /// Label map of the query: 8-bit single-channel PNG, the image's size.
+    /// Label map of the query: 8-bit single-channel PNG of the image's aspect ratio, any size
+    /// (resized nearest to the generator's size, as the published loaders do).
     #[arg(long, required_unless_present = "segmenter", conflicts_with = "segmenter")]
     pub mask: Option<PathBuf>,
     /// Segment the query with this segmenter (`weights-convert deeplab`) instead of --mask.

@@ -9,7 +9,8 @@ use burn::tensor::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use steex::Error;
 use steex::dataset::{
-    ImageEntry, ResultsWriter, Shard, is_complete, latest_by_stem, list_images, mask_for, read_results, write_results,
+    ImageEntry, ResultsWriter, Shard, is_complete, latest_by_stem, list_images, mask_for, prepare_out, read_results,
+    write_results,
 };
 use steex::error::bad;
 use steex::explain::explain;
@@ -54,26 +55,6 @@ pub struct ExplainDirArgs {
     /// Delete a non-empty --out and start over.
     #[arg(long)]
     pub force: bool,
-}
-
-/// Checks or prepares the output folder before any work.
-fn prepare_out(out: &Path, resume: bool, force: bool) -> Result<(), Error> {
-    let arg = |m: String| bad(format!("--out {}: {m}", out.display()));
-    if out.exists() {
-        if !out.is_dir() {
-            return Err(arg("exists and is not a folder".into()));
-        }
-        let non_empty = std::fs::read_dir(out).map_err(|e| arg(e.to_string()))?.next().is_some();
-        if non_empty && !resume {
-            if !force {
-                return Err(arg(
-                    "exists and is not empty (use --resume to continue the run in it, or --force to start over)".into(),
-                ));
-            }
-            std::fs::remove_dir_all(out).map_err(|e| arg(format!("cannot remove it: {e}")))?;
-        }
-    }
-    std::fs::create_dir_all(out).map_err(|e| arg(format!("cannot create it: {e}")))
 }
 
 /// The end of a run (finished or interrupted): `results.jsonl` rewritten with one line per
@@ -161,6 +142,11 @@ pub fn run(args: ExplainDirArgs, device: &Device) -> Result<(), Error> {
     }
     let lock = OutputLock::acquire(&args.out)?;
     let all = list_images(&args.images)?;
+    // The folders, names and settings are checked before the models load (each image is
+    // checked, and recorded as failed if bad, when its turn comes).
+    if let Some(m) = args.masks.as_ref().filter(|m| !m.is_dir()) {
+        return Err(bad(format!("--masks {}: not a folder (expected one label map per image, by stem)", m.display())));
+    }
     let device = device.clone().autodiff();
     let models = Models::load(&args.options, &device)?;
     let seg = match &args.segmenter {

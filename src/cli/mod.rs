@@ -7,8 +7,10 @@ pub mod explain;
 pub mod explain_dir;
 pub mod merge;
 pub mod metrics;
+pub mod prepare;
 pub mod sean;
 pub mod segment;
+pub mod segment_dir;
 pub mod train;
 
 /// Writes to stdout; a closed pipe ends the output quietly instead of panicking.

@@ -18,7 +18,8 @@ pub struct EncodeArgs {
     /// Query image: PNG/JPEG, or `.npy` float32 [1, 3, H, W] in [-1, 1].
     #[arg(long)]
     pub image: PathBuf,
-    /// Label map: 8-bit single-channel PNG (value = label id, 255 = unknown), the image's size.
+    /// Label map: 8-bit single-channel PNG (value = label id, 255 = unknown), of the image's
+    /// aspect ratio (any size: resized nearest to the model's).
     #[arg(long)]
     pub mask: PathBuf,
     /// Style codes to write: `.npy` float32 [1, L, S].
@@ -46,12 +47,12 @@ pub struct GenerateArgs {
     pub out: PathBuf,
 }
 
-/// Reads a mask, resizes it (nearest, legacy rule) to the model's size and checks its ids.
+/// Reads a mask, checks its ids and resizes it (nearest, as Pillow does) to the model's size.
 fn model_mask(g: &SeanGenerator, path: &Path, device: &Device) -> Result<(LabelMap, SemanticMask), Error> {
     let raw = LabelMap::read(path)?;
     let (h, w) = g.config().image_size();
     raw.check(g.config().labels, path)?;
-    let mask = raw.resized(h, w);
+    let mask = raw.resized_pil(h, w);
     let sm = g.mask(mask.to_tensor(device)).map_err(|e| Error::mask(path, e.to_string()))?;
     Ok((raw, sm))
 }
@@ -77,16 +78,7 @@ fn check_out(path: &Path, allowed: &[&str]) -> Result<String, Error> {
 pub fn encode(args: EncodeArgs, device: &Device) -> Result<(), Error> {
     check_out(&args.out, &["npy"])?;
     let raw = check_mask_first(&args.generator, &args.mask)?;
-    let (ih, iw) = steex::io::image_size(&args.image)?;
-    if (ih, iw) != (raw.height, raw.width) {
-        return Err(Error::Argument(format!(
-            "--mask {} is {}x{} but --image {} is {iw}x{ih} (W x H): they must be the same size",
-            args.mask.display(),
-            raw.width,
-            raw.height,
-            args.image.display()
-        )));
-    }
+    raw.check_fits(&args.mask, &args.image, steex::io::image_size(&args.image)?)?;
     let g = load_generator(&args.generator, device)?;
     let image = read_image(&args.image, g.config().image_size())?.to_tensor::<4>(device);
     let (_, mask) = model_mask(&g, &args.mask, device)?;

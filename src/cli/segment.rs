@@ -6,7 +6,7 @@ use burn::tensor::Device;
 use steex::Error;
 use steex::deeplab::LabelConvention;
 use steex::explain::presets::{Preset, region_names};
-use steex::io::{load_segmenter, read_image_native, segment_to_labels, write_bytes, write_npy};
+use steex::io::{load_segmenter, read_image, read_image_native, segment_to_labels, write_bytes, write_npy};
 use steex::render::{label_preview, png};
 
 /// Which ids the label map holds.
@@ -25,9 +25,15 @@ pub struct SegmentArgs {
     /// Segmenter weights (`weights-convert deeplab`).
     #[arg(long)]
     pub segmenter: PathBuf,
-    /// Image: PNG/JPEG, or `.npy` float32 [1, 3, H, W] in [-1, 1]; segmented at its size.
+    /// Image: PNG/JPEG, or `.npy` float32 [1, 3, H, W] in [-1, 1]; segmented at its size,
+    /// or at --size.
     #[arg(long)]
     pub image: PathBuf,
+    /// Resize the image (bicubic, as Pillow) to WIDTHxHEIGHT before segmenting, as the
+    /// published `infer_masks.py` does (`256x256` for CelebAMask-HQ, `512x256` for BDD); the
+    /// label map is written at that size.
+    #[arg(long, value_parser = parse_size)]
+    pub size: Option<(usize, usize)>,
     /// Label map to write (8-bit PNG, one id per pixel); a colour preview with a legend is
     /// written beside it as `<stem>.preview.png`.
     #[arg(long)]
@@ -38,6 +44,16 @@ pub struct SegmentArgs {
     /// Ids to write.
     #[arg(long, value_enum, default_value = "raw")]
     pub labels: Labels,
+}
+
+/// `WIDTHxHEIGHT` (as `512x256`) to `(height, width)`.
+pub fn parse_size(s: &str) -> Result<(usize, usize), String> {
+    let (w, h) = s.split_once(['x', 'X']).ok_or_else(|| format!("`{s}`: expected WIDTHxHEIGHT, as 512x256"))?;
+    let n = |v: &str| v.trim().parse::<usize>().ok().filter(|&n| (8..=8192).contains(&n));
+    match (n(w), n(h)) {
+        (Some(w), Some(h)) => Ok((h, w)),
+        _ => Err(format!("`{s}`: expected WIDTHxHEIGHT with sides from 8 to 8192, as 512x256")),
+    }
 }
 
 /// The preview's path: `MASK.png` -> `MASK.preview.png`.
@@ -52,7 +68,10 @@ pub fn run(args: SegmentArgs, device: &Device) -> Result<(), Error> {
         return Err(Error::Argument(format!("--out {}: expected a .png file", args.out.display())));
     }
     // The image is read (and checked) before the model loads.
-    let image = read_image_native(&args.image)?;
+    let image = match args.size {
+        Some(size) => read_image(&args.image, size)?,
+        None => read_image_native(&args.image)?,
+    };
     let (h, w) = (image.shape[2], image.shape[3]);
     if h < 8 || w < 8 {
         return Err(Error::image(args.image.clone(), format!("a {w}x{h} image is too small to segment")));

@@ -141,7 +141,7 @@ impl Resolved {
 
     /// Checks a query and its mask file against the models before they are loaded: the
     /// image decodes (within the readers' limits), the mask is an 8-bit label map of the
-    /// image's size with ids within the generator's labels.
+    /// image's aspect ratio (any size) with ids within the generator's labels.
     pub fn check_inputs(&self, image: &Path, mask: Option<&Path>) -> Result<(), Error> {
         read_image(image, self.image_size)?;
         if let Some(m) = mask {
@@ -151,20 +151,13 @@ impl Resolved {
     }
 }
 
-/// Reads a mask file, checked against `labels` and against the size of `image`.
+/// Reads a mask file, checked against `labels` and against the shape of `image`: any size
+/// of the image's aspect ratio (each is resized to the model's size on its own, as the
+/// published loaders do).
 fn read_mask(mask_path: &Path, image: &Path, labels: usize) -> Result<LabelMap, Error> {
     let raw = LabelMap::read(mask_path)?;
     raw.check(labels, mask_path)?;
-    let (ih, iw) = crate::io::image_size(image)?;
-    if (ih, iw) != (raw.height, raw.width) {
-        return Err(bad(format!(
-            "mask {} is {}x{} but image {} is {iw}x{ih} (W x H): they must be the same size",
-            mask_path.display(),
-            raw.width,
-            raw.height,
-            image.display()
-        )));
-    }
+    raw.check_fits(mask_path, image, crate::io::image_size(image)?)?;
     Ok(raw)
 }
 
@@ -222,7 +215,7 @@ impl Models {
     }
 }
 
-/// The label map of a query at the generator's size: from a mask file (the image's size,
+/// The label map of a query at the generator's size: from a mask file (the image's aspect ratio,
 /// ids within the generator's labels) or from a segmenter run on the query.
 pub fn query_labels(
     models: &Models,
@@ -235,7 +228,7 @@ pub fn query_labels(
     let l = models.g.config().labels;
     let (h, w) = models.g.config().image_size();
     match (mask, segmenter) {
-        (Some(mask_path), _) => Ok(read_mask(mask_path, image, l)?.resized(h, w)),
+        (Some(mask_path), _) => Ok(read_mask(mask_path, image, l)?.resized_pil(h, w)),
         (None, Some((model, seg_preset, seg))) => {
             let (labels, _, _) = segment_to_labels(model, seg_preset, query, device);
             labels.check(l, seg).map_err(|_| {

@@ -4,7 +4,6 @@
 use std::path::Path;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use image::imageops::FilterType;
 use image::{GrayImage, Rgb, RgbImage};
 
 use crate::error::{IoError, Result, io_err};
@@ -27,8 +26,9 @@ fn decode(path: &Path, refuse: impl FnOnce(String) -> IoError, what: &str) -> Re
 
 /// Reads a query image as `[1, 3, H, W]` in [-1, 1] at `(height, width)`:
 /// a `.npy` float32 `[1, 3, H, W]` already in [-1, 1] and of that size, or a PNG/JPEG
-/// resized bicubic (if its size differs) and mapped `x / 127.5 - 1`, as the reference's
-/// `ToTensor` + `Normalize(0.5, 0.5)` do.
+/// resized bicubic as Pillow does (if its size differs; [`crate::resize::bicubic_rgb`]) and
+/// mapped `x / 127.5 - 1`, as the published loaders' `Resize` + `ToTensor` +
+/// `Normalize(0.5, 0.5)` do.
 pub fn read_image(path: &Path, (height, width): (usize, usize)) -> Result<Array> {
     if is_npy(path) {
         let a = read_npy(path)?;
@@ -46,7 +46,7 @@ pub fn read_image(path: &Path, (height, width): (usize, usize)) -> Result<Array>
     let img = decode(path, |reason| IoError::Image { path: path.to_path_buf(), reason }, "image")?;
     let rgb = img.to_rgb8();
     let rgb = if rgb.dimensions() != (width as u32, height as u32) {
-        image::imageops::resize(&rgb, width as u32, height as u32, FilterType::CatmullRom)
+        crate::resize::bicubic_rgb(&rgb, width, height)
     } else {
         rgb
     };
@@ -149,6 +149,36 @@ impl LabelMap {
             }
         }
         LabelMap { height, width, labels }
+    }
+
+    /// Nearest resize as Pillow's `Image.resize(size, NEAREST)` does (the published loaders'
+    /// rule for label map files: the source pixel under each output pixel's centre).
+    pub fn resized_pil(&self, height: usize, width: usize) -> Self {
+        if (height, width) == (self.height, self.width) {
+            return self.clone();
+        }
+        let labels = crate::resize::nearest_u8(&self.labels, (self.height, self.width), (height, width));
+        LabelMap { height, width, labels }
+    }
+
+    /// Checks that this map, read from `path`, can label the image `image` of size
+    /// `(height, width)`: any size of the same aspect ratio (each is resized to the model's
+    /// size on its own), else an error naming both files and sizes.
+    pub fn check_fits(&self, path: &Path, image: &Path, (ih, iw): (usize, usize)) -> Result<()> {
+        if crate::resize::same_aspect((self.height, self.width), (ih, iw)) {
+            return Ok(());
+        }
+        Err(IoError::Mask {
+            path: path.to_path_buf(),
+            reason: format!(
+                "the mask is {}x{} (W x H) but the image {} is {iw}x{ih}: their aspect ratios differ                  ({:.3} vs {:.3}); a mask may differ from its image in size (each is resized to the                  model's), not in shape",
+                self.width,
+                self.height,
+                image.display(),
+                self.width as f64 / self.height.max(1) as f64,
+                iw as f64 / ih.max(1) as f64
+            ),
+        })
     }
 
     /// As a `[1, H, W]` integer tensor.

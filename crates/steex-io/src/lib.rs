@@ -9,6 +9,7 @@
 //! - [`interrupt`]: the SIGINT/SIGTERM/SIGHUP handler that removes the temporaries.
 //! - [`npy`]: float32 `.npy` arrays ([`Array`]), checked before anything is allocated.
 //! - [`image`]: query images, label maps ([`LabelMap`]), PNG encoding, colours.
+//! - [`resize`]: Pillow's bicubic (images) and nearest (label maps) resizes, bit for bit.
 //! - [`json`]: JSON files read and written through typed values.
 //! - [`safetensors`]: the deterministic safetensors header every writer shares.
 //! - [`error`]: [`IoError`], whose messages name the file, and [`clean`] for one-line text.
@@ -22,6 +23,7 @@ pub mod lock;
 pub mod npy;
 pub mod outdir;
 pub mod rename;
+pub mod resize;
 pub mod safetensors;
 
 pub use atomic::{atomic_write, write_bytes};
