@@ -307,9 +307,11 @@ fn bad_arrays_are_refused_with_what_was_expected() {
     let mut nan = image.clone();
     nan.data[9] = f32::NAN;
     steex::io::write_npy(&d.join("nan_image.npy"), &nan).unwrap();
-    for (f, needles) in
-        [("small.npy", vec!["same size"]), ("bright.npy", vec!["[-1, 1]"]), ("nan_image.npy", vec!["not finite"])]
-    {
+    for (f, needles) in [
+        ("small.npy", vec!["expected [1, 3, 64, 64]"]),
+        ("bright.npy", vec!["[-1, 1]"]),
+        ("nan_image.npy", vec!["not finite"]),
+    ] {
         let o =
             steex(d, &["encode", "--generator", "g.safetensors", "--image", f, "--mask", "mask.png", "--out", "z.npy"]);
         assert_refused(&o, f, &needles, d, &["z.npy"]);
