@@ -70,6 +70,17 @@ fn segmenter_trains_resumes_to_the_same_bytes_and_segment_loads_it() {
     let bytes = |n: &str| std::fs::read(cwd.join(n)).unwrap();
     assert_ne!(bytes("a.safetensors"), bytes("b1.safetensors"));
     assert!(bytes("a.safetensors") == bytes("b2.safetensors"), "1 epoch + resume differs from 2 epochs");
+    // The ASPP's dropout (0.5 by default, as torchvision) is applied: without it the same
+    // run ends elsewhere; a probability outside [0, 1) is refused.
+    let mut c = data.to_vec();
+    c.extend(["--epochs", "2", "--out", "c.safetensors", "--dropout", "0"]);
+    c.extend(["--val-images", "val/img", "--val-masks", "val/masks"]);
+    ok(&train(cwd, &c));
+    assert_ne!(bytes("a.safetensors"), bytes("c.safetensors"), "--dropout 0 changed nothing");
+    let mut d = data.to_vec();
+    d.extend(["--out", "d.safetensors", "--dropout", "1"]);
+    let o = train(cwd, &d);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--dropout 1"));
 
     let log = std::fs::read_to_string(cwd.join("a.jsonl")).unwrap();
     let epochs: Vec<serde_json::Value> = log

@@ -20,7 +20,7 @@ own: PyTorch's own float32 gradients differ from it by up to ~1e-4 relative on t
 A reduced DeepLabV3 (torchvision's ResNet blocks with dilation, `IntermediateLayerGetter`,
 `ASPP`, the `DeepLabHead` layout with a 16-wide head) is written the same way under
 `deeplab/`, its loss `CrossEntropyLoss(ignore_index=0)` on `labels` `[B, H, W]` (stored as
-float32), the ASPP's dropout off (the Rust trainer does not apply it).
+float32), the ASPP's dropout off (the Rust trainer's `--dropout 0`: random masks cannot match).
 """
 import os
 import sys

@@ -124,6 +124,10 @@ pub struct SegmenterArgs {
     /// Count label 0 in the loss and the metrics (the published loss ignores it).
     #[arg(long)]
     pub count_background: bool,
+    /// The ASPP's dropout probability in training (torchvision's DeepLabV3 head: 0.5; 0
+    /// turns it off).
+    #[arg(long, default_value_t = 0.5)]
+    pub dropout: f64,
     /// Folder of validation images: loss, mean IoU and pixel accuracy after each epoch.
     #[arg(long, requires = "val_masks")]
     pub val_images: Option<PathBuf>,
@@ -211,7 +215,10 @@ fn segmenter(args: SegmenterArgs, device: &Device) -> Result<(), Error> {
         _ => None,
     };
     let what = format!("DeepLabV3 ({}) for {} classes", args.backbone, args.classes);
-    let recipe = SegmenterRecipe { config, count_background: args.count_background, common };
+    if !(0.0..1.0).contains(&args.dropout) {
+        return Err(Error::Argument(format!("--dropout {}: expected a probability in [0, 1)", args.dropout)));
+    }
+    let recipe = SegmenterRecipe { config, count_background: args.count_background, dropout: args.dropout, common };
     run_task(&recipe, &args.common, train_set, val, &what, device)
 }
 

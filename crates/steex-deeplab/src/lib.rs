@@ -214,7 +214,8 @@ impl DeepLabV3 {
         let pooled = f.reshape([b, c, fh * fw]).mean_dim(2).reshape([b, c, 1, 1]);
         // Bilinear resize of a 1x1 map is a broadcast.
         branches.push(self.pooling.forward(pooled).expand([b, self.config.head, fh, fw]));
-        let x = self.project.forward(Tensor::cat(branches, 1));
+        // torchvision's ASPP ends in Dropout(0.5): active only while training with dropout.
+        let x = steex_nn::dropout(self.project.forward(Tensor::cat(branches, 1)));
         let x = self.cls.forward(self.head.forward(x));
         interpolate(
             x,

@@ -20,5 +20,5 @@ pub use conv3x3::Conv3x3;
 pub use layers::{BatchNorm2d, batch_norm_shapes};
 pub use load::{ConvSpec, load_linear};
 pub use steex_io::host;
-pub use train_mode::{BatchStats, TrainMode};
+pub use train_mode::{BatchStats, TrainMode, dropout};
 pub use weights::{Scope, Weights, WeightsError};

@@ -27,6 +27,8 @@ pub struct SegmenterRecipe {
     pub config: DeepLabConfig,
     /// Count label 0 in the loss and the metrics (the published loss ignores it).
     pub count_background: bool,
+    /// The ASPP's dropout probability in training (torchvision's 0.5; 0 turns it off).
+    pub dropout: f64,
     /// Epochs, batch, learning-rate schedule, seed, flips, readers, size.
     pub common: Common,
 }
@@ -98,10 +100,14 @@ impl Task for SegmenterRecipe {
     }
 
     fn fingerprint(&self) -> BTreeMap<String, String> {
-        [("segmenter", format!("{:?}", self.config)), ("count_background", self.count_background.to_string())]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect()
+        [
+            ("segmenter", format!("{:?}", self.config)),
+            ("count_background", self.count_background.to_string()),
+            ("dropout", self.dropout.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
     }
 
     fn metadata(&self) -> BTreeMap<String, String> {
@@ -156,7 +162,9 @@ impl Task for SegmenterRecipe {
         device: &Device,
     ) -> Result<(Tensor<1>, Vec<BatchStats>), TrainError> {
         let model = self.model(&params.weights()?, device)?;
-        let mode = TrainMode::begin();
+        // The dropout masks of step k are drawn from (seed, k): a resumed run draws the same.
+        let seed = self.common.seed ^ (params.steps() + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mode = TrainMode::begin_with_dropout(self.dropout, seed);
         let logits = model.forward(self.images(b, device));
         let stats = mode.finish();
         Ok((cross_entropy(logits, &b.targets, !self.count_background), stats))
