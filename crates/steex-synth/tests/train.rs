@@ -27,12 +27,18 @@ fn generator_training_lowers_the_reconstruction_loss() {
 }
 
 #[test]
-fn classifier_training_runs_and_keeps_its_layout() {
+fn classifier_training_lowers_its_loss_and_keeps_its_layout() {
     let device = Device::flex().autodiff();
-    let cfg = TrainConfig { steps: 4, batch: 4, lr: 2e-3, seed: 9 };
+    let cfg = TrainConfig { steps: 120, batch: 8, lr: 2e-3, seed: 9 };
     let mut losses = Vec::new();
     let p = train_classifier(&cfg, None, &device, &mut |p| losses.push(p.loss)).unwrap();
+    assert_eq!(losses.len(), 120);
     assert!(losses.iter().all(|l| l.is_finite() && *l > 0.0), "{losses:?}");
+    // Fresh scenes every step: compare the mean of the first and the last twenty steps.
+    let mean = |l: &[f32]| l.iter().sum::<f32>() / l.len() as f32;
+    let (first, last) = (mean(&losses[..20]), mean(&losses[100..]));
+    eprintln!("classifier loss: first twenty {first:.4}, last twenty {last:.4}");
+    assert!(last < 0.8 * first, "the loss did not fall: {losses:?}");
     let w = p.weights().unwrap();
     let c = steex_classifier::AnyClassifier::from_weights(&w, &device).unwrap();
     assert_eq!(c.names(), &["stop".to_string()]);
