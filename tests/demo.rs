@@ -41,6 +41,16 @@ fn demo_writes_a_summary_scored_against_the_known_cause() {
     assert!(s["classifier_accuracy"].as_f64().unwrap() >= 5.0 / 6.0, "{s}");
     assert!(s["segmenter_pixel_accuracy"].as_f64().unwrap() > 0.7, "{s}");
     assert!(s["success_rate"].as_f64().unwrap() > 0.0, "{s}");
+    // The explanations point at the known cause (seen with these settings: success 0.83,
+    // 74% of the change inside the lamp, which covers about a tenth of the pixels; lamp only
+    // 0.83 vs all but the lamp 0.0): an explainer that ignored the regions, or changed the
+    // image evenly, fails these.
+    let f = |k: &str| s[k].as_f64().unwrap();
+    assert!(f("success_rate") >= 0.5, "{s}");
+    assert!(f("causal_change_fraction") > 0.5, "most of the change is in the lamp: {s}");
+    assert!(f("targeted_success_causal") >= 0.5, "{s}");
+    assert!(f("targeted_success_noncausal") <= 1.0 / 6.0, "all but the lamp cannot flip the decision: {s}");
+    assert!(f("classifier_accuracy_reconstructed") >= 5.0 / 6.0, "{s}");
 
     // One line per scene, with the three modes.
     let lines = std::fs::read_to_string(out.join("scenes.jsonl")).unwrap();
