@@ -127,4 +127,20 @@ fn segment_and_explain_from_an_image_alone() {
         run("steex", &args);
     }
     assert_eq!(std::fs::read(d.join("e1/z_final.npy")).unwrap(), std::fs::read(d.join("e2/z_final.npy")).unwrap());
+
+    // The dataset path: `segment-dir` writes the mask `segment` writes, and `explain-dir`
+    // on those masks equals `explain-dir --segmenter` and `explain` on the one image.
+    std::fs::create_dir(d.join("imgs")).unwrap();
+    std::fs::copy(&image, d.join("imgs/a.npy")).unwrap();
+    run("steex", &["segment-dir", "--images", "imgs", "--segmenter", "s.safetensors", "--out", "masks"]);
+    let luma = |p: &str| image::open(d.join(p)).unwrap().to_luma8().into_raw();
+    assert_eq!(luma("masks/a.png"), luma("m.png"), "segment-dir's mask differs from segment's");
+    for (out, source) in [("d1", ["--masks", "masks"]), ("d2", ["--segmenter", "s.safetensors"])] {
+        let mut args = vec!["explain-dir", "--generator", "g.safetensors", "--classifier", "c.safetensors"];
+        args.extend(["--images", "imgs", source[0], source[1], "--attribute", "stop", "--steps", "2", "--out", out]);
+        run("steex", &args);
+    }
+    let z = |p: &str| std::fs::read(d.join(p)).unwrap();
+    assert_eq!(z("d1/a/z_final.npy"), z("d2/a/z_final.npy"), "explain-dir: --masks vs --segmenter");
+    assert_eq!(z("d1/a/z_final.npy"), z("e1/z_final.npy"), "explain-dir vs explain");
 }
