@@ -110,3 +110,44 @@ fn inspect_json_lists_keys_and_tensors_only_on_stdout() {
     assert_eq!(fc["dtype"], "F32");
     assert!(t.iter().any(|t| t["dtype"] == "I64"), "num_batches_tracked listed with its dtype");
 }
+
+/// The `__metadata__` of a safetensors file (read here from its header, independently of
+/// the crate's writer).
+fn metadata(path: &Path) -> serde_json::Value {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    header["__metadata__"].clone()
+}
+
+/// `--preset` tags a model whose counts fit the preset (the names of its outputs or labels
+/// follow it), and refuses one whose counts do not, naming both.
+#[test]
+fn presets_tag_fitting_models_and_refuse_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let densenet = fixture("explain/checkpoint.tar");
+    let densenet = densenet.to_str().unwrap();
+    // The explainer's DenseNet has 3 outputs: celeba's attributes, not bdd's 4 actions.
+    let o = run(d, &["densenet", "--input", densenet, "--out", "c.safetensors", "--preset", "celeba"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(metadata(&d.join("c.safetensors"))["preset"], "celeba");
+    let o = run(d, &["densenet", "--input", densenet, "--out", "b.safetensors", "--preset", "bdd"]);
+    assert_fails(&o, &["--preset bdd", "4 decision outputs", "the checkpoint has 3"]);
+    assert!(!d.join("b.safetensors").exists());
+    let o = run(d, &["densenet", "--input", densenet, "--out", "x.safetensors", "--preset", "imagenet"]);
+    assert_fails(&o, &["--preset imagenet"]);
+    // The DeepLab fixture has 20 classes: bdd's, not celeba's 19.
+    let deeplab = fixture("deeplab/checkpoint.tar");
+    let deeplab = deeplab.to_str().unwrap();
+    let o = run(d, &["deeplab", "--input", deeplab, "--out", "s.safetensors", "--preset", "bdd"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(metadata(&d.join("s.safetensors"))["preset"], "bdd");
+    let o = run(d, &["deeplab", "--input", deeplab, "--out", "s2.safetensors", "--preset", "celeba"]);
+    assert_fails(&o, &["--preset celeba", "20 classes"]);
+    // A reduced SEAN generator is not the celeba preset's (19 labels, ngf 64, ...).
+    let sean = fixture("sean_sq/latest_net_G.pth");
+    let o = run(d, &["sean", "--input", sean.to_str().unwrap(), "--out", "g.safetensors", "--preset", "celeba"]);
+    assert_fails(&o, &["preset celeba has 19 labels"]);
+    assert!(!d.join("g.safetensors").exists());
+}
