@@ -114,3 +114,41 @@ fn demo_writes_a_summary_scored_against_the_known_cause() {
     assert_fails(&again, &["--force"]);
     assert!(out.join("summary.json").exists());
 }
+
+/// The demo's options reach the run: `--models` with the bundled files on disk gives the
+/// bundled models' results; `--lr 0` moves nothing; `--early-stop 1` stops images early;
+/// a heavy `--lambda-prox` keeps the codes nearer; `--adam-eps` is recorded and changes the
+/// steps' size.
+#[test]
+fn demo_options_change_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let demo = |out: &str, extra: &[&str]| -> serde_json::Value {
+        let base = ["demo", "--scenes", "3", "--batch", "3", "--steps", "8", "--json", "--workers", "1", "--out"];
+        let r = run_bin(d, "steex", &[&base[..], &[out], extra].concat());
+        assert!(r.status.success(), "{extra:?}: {}", String::from_utf8_lossy(&r.stderr));
+        serde_json::from_slice(&r.stdout).expect("stdout is JSON")
+    };
+    let lines = |out: &str| std::fs::read_to_string(d.join(out).join("scenes.jsonl")).unwrap();
+    let base = demo("base", &[]);
+    let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/synthetic");
+    let on_disk = demo("models", &["--models", models.to_str().unwrap()]);
+    assert_eq!(lines("models"), lines("base"), "--models with the bundled files");
+    assert_eq!(on_disk["causal_change_fraction"], base["causal_change_fraction"]);
+
+    let still = demo("lr0", &["--lr", "0"]);
+    assert_eq!(still["settings"]["lr"].as_f64(), Some(0.0));
+    assert_eq!(still["success_rate"].as_f64(), Some(0.0), "nothing moves at lr 0: {still}");
+    assert!(base["success_rate"].as_f64().unwrap() > 0.0, "{base}");
+
+    let early = demo("early", &["--early-stop", "1"]);
+    assert!(early["mean_steps"].as_f64().unwrap() < base["mean_steps"].as_f64().unwrap(), "{early} vs {base}");
+
+    let near = demo("prox", &["--lambda-prox", "1000"]);
+    assert_eq!(near["settings"]["lambda_prox"].as_f64(), Some(1000.0));
+    assert_ne!(lines("prox"), lines("base"), "--lambda-prox changed nothing");
+
+    let eps = demo("eps", &["--adam-eps", "10"]);
+    assert_eq!(eps["settings"]["adam_eps"].as_f64(), Some(10.0));
+    assert_ne!(lines("eps"), lines("base"), "--adam-eps changed nothing");
+}
