@@ -563,3 +563,27 @@ fn summary_region_share_is_the_mean_over_successes() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains(&format!("most changed: {} ", top.name)), "{err}");
 }
+
+/// explain-dir's values against the published loop, not against its own files: image `a`
+/// (the fixture's query) explained for 5 steps with noise off in a batch with other images
+/// ends at the reference loop's codes (`tools/steex_reference.py`, `explain/cf_general_z.npy`)
+/// within the explainer parity limit, and its line's scores are those of its result.
+#[test]
+fn explain_dir_codes_match_the_reference_loop() {
+    let (dir, src) = setup();
+    let d = dir.path();
+    ok(&run(d, &args(&src, "out", 5, &["--batch", "2", "--noise", "off"])));
+    let out = d.join("out");
+    let z = read_npy(&out.join("a/z_final.npy")).unwrap();
+    let z0 = read_npy(&out.join("a/z_initial.npy")).unwrap();
+    let z_ref = read_npy(&fixture("explain/cf_general_z.npy")).unwrap();
+    let norm = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>().sqrt();
+    let moved = norm(&z_ref.data, &z0.data);
+    assert!(moved > 0.0);
+    let err = norm(&z.data, &z_ref.data) / moved;
+    eprintln!("explain-dir, image a: z error / movement {err:.2e}");
+    assert!(err <= 0.1, "explain-dir's codes for a: ||z - z_ref|| / ||z_ref - z0|| = {err}");
+    // The mirrored image `c` is another explanation: far from a's reference.
+    let zc = read_npy(&out.join("c/z_final.npy")).unwrap();
+    assert!(norm(&zc.data, &z_ref.data) / moved > 0.1, "c ended at a's codes");
+}
