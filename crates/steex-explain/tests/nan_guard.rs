@@ -3,7 +3,7 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 use steex_classifier::DecisionModel;
-use steex_explain::{ExplainSettings, StyleGenerator, explain};
+use steex_explain::{AdamConfig, ExplainSettings, StyleGenerator, explain};
 use steex_sean::NoiseMode;
 
 /// Codes `[B, 2, 4]` read off the image's first pixels; the image is their sum everywhere.
@@ -67,4 +67,29 @@ fn a_non_finite_image_stops_and_fails_while_the_others_go_on() {
     assert!(!bad.success);
     assert!(seen_inactive, "the observer saw image 1 stop");
     assert!(e.z_final.iter().all(|v| v.is_finite()), "the codes kept are finite");
+}
+
+/// An update that makes the codes themselves non-finite (an infinite learning rate, finite
+/// loss and gradient) stops the image with that reason and puts its codes back to the
+/// initial ones, the last finite codes it had.
+#[test]
+fn non_finite_codes_are_reset_to_the_initial_ones() {
+    let device = Device::flex().autodiff();
+    let images = Tensor::<4>::from_data(TensorData::new(vec![0.625f32; 48], [1, 3, 4, 4]), &device);
+    let settings = ExplainSettings {
+        attribute: 0,
+        target: Some(0),
+        steps: 5,
+        lambda_prox: 0.0,
+        adam: AdamConfig { lr: f64::INFINITY, ..Default::default() },
+        ..Default::default()
+    };
+    let e = explain(&SumGenerator, &LogMean, images, &(), &settings, &mut |_| {}).unwrap();
+    let r = &e.images[0];
+    let reason = r.failure.as_deref().expect("the image is reported failed");
+    assert!(reason.contains("non-finite style code"), "{reason}");
+    assert_eq!(r.steps_run, 1, "stopped after the update that broke its codes");
+    assert_eq!(e.z_final, e.z_initial, "the codes were reset to the initial ones");
+    assert!(e.z_initial.iter().all(|&v| v == 0.625));
+    assert!(r.final_logits[0].is_finite() && (r.final_logits[0] - 5f32.ln()).abs() < 1e-5, "{:?}", r.final_logits);
 }
