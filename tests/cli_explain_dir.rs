@@ -33,11 +33,7 @@ pub struct Source {
 /// The committed fixtures: SEAN 64x64 (`sean_sq`), the explainer's DenseNet, the generator
 /// fixture's image and mask. Weights are converted into `d`.
 pub fn fixture_source(d: &Path) -> Source {
-    let o = convert_sean_64(d, "sean_sq/latest_net_G.pth");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let c = fixture("explain/checkpoint.tar");
-    let o = run_bin(d, "weights-convert", &["densenet", "--input", c.to_str().unwrap(), "--out", "c.safetensors"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    convert_explain_models(d);
     Source {
         generator: d.join("g.safetensors"),
         classifier: d.join("c.safetensors"),

@@ -18,11 +18,7 @@ use steex::io::{Array, read_npy};
 fn setup() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let o = convert_sean_64(d, "sean_sq/latest_net_G.pth");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let c = fixture("explain/checkpoint.tar");
-    let o = run_bin(d, "weights-convert", &["densenet", "--input", c.to_str().unwrap(), "--out", "c.safetensors"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    convert_explain_models(d);
     dir
 }
 

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{convert_sean_64, fixture, run_bin, steex_command};
+use common::{convert_explain_models, fixture, run_bin, steex_command};
 
 /// Asserts a clean refusal: non-zero exit, exactly one line on stderr that names `input`
 /// and holds every needle, no panic or backtrace; `outputs` do not exist and `dir` holds no
@@ -63,11 +63,7 @@ fn steex(cwd: &Path, args: &[&str]) -> Output {
 fn setup() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let o = convert_sean_64(d, "sean_sq/latest_net_G.pth");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let c = fixture("explain/checkpoint.tar");
-    let o = run_bin(d, "weights-convert", &["densenet", "--input", c.to_str().unwrap(), "--out", "c.safetensors"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    convert_explain_models(d);
     for f in ["image.npy", "mask.png", "codes.npy"] {
         std::fs::copy(fixture(&format!("sean_sq/{f}")), d.join(f)).unwrap();
     }

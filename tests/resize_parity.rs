@@ -58,11 +58,7 @@ fn resizes_equal_pillows() {
 fn a_large_image_explains_with_its_half_size_mask() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let o = convert_sean_64(d, "sean_sq/latest_net_G.pth");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let c = fixture("explain/checkpoint.tar");
-    let o = run_bin(d, "weights-convert", &["densenet", "--input", c.to_str().unwrap(), "--out", "c.safetensors"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    convert_explain_models(d);
     let (image, mask) = (fixture("resize/face_1024.png"), fixture("resize/face_mask_512.png"));
     let explain = |mask: &Path, out: &str| {
         run_bin(

@@ -105,6 +105,16 @@ pub fn convert_sean_64(cwd: &Path, input: &str) -> std::process::Output {
     )
 }
 
+/// The explainer fixture's models converted into `cwd`: the 64x64 SEAN generator
+/// (`sean_sq`) as `g.safetensors` and the explain fixture's DenseNet as `c.safetensors`.
+pub fn convert_explain_models(cwd: &Path) {
+    let o = convert_sean_64(cwd, "sean_sq/latest_net_G.pth");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let c = fixture("explain/checkpoint.tar");
+    let o = run_bin(cwd, "weights-convert", &["densenet", "--input", c.to_str().unwrap(), "--out", "c.safetensors"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 /// Records that a full-width test was skipped (its fixtures under `tests/fixtures/full` are
 /// absent): a line on stderr, and one appended to the file named by `STEEX_SKIP_LOG` when set,
 /// which CI counts and prints (`.ci/run`), so a skip is never silent.
