@@ -26,6 +26,29 @@
 //! - [`demo`]: the synthetic-world demo; [`render`]: report pictures.
 //! - [`device`]: `--device cpu|wgpu|cuda` to a started device, shared by the binary, the
 //!   examples, the benchmarks and the tests.
+//!
+//! # Example
+//!
+//! One explanation with converted weights (the README's "As a library", compiled here):
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use burn::tensor::Device;
+//! use steex::explain::{ExplainSettings, explain};
+//! use steex::io::{LabelMap, load_classifier, load_generator, read_image};
+//!
+//! let device = Device::flex().autodiff(); // gradients reach the style codes only
+//! let g = load_generator("G.safetensors".as_ref(), &device)?;
+//! let c = load_classifier("C.safetensors".as_ref(), &device)?;
+//! let (h, w) = g.config().image_size();
+//! let mask = g.mask(LabelMap::read("mask.png".as_ref())?.resized_pil(h, w).to_tensor(&device))?;
+//! let image = read_image("face.png".as_ref(), (h, w))?.to_tensor::<4>(&device);
+//! let settings = ExplainSettings { attribute: 1, regions: Some(vec![10]), ..Default::default() };
+//! let e = explain(&g, &c, image, &mask, &settings, &mut |step| eprintln!("{:?}", step.score))?;
+//! println!("flipped: {}", e.images[0].success);
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod alloc;
 #[doc(hidden)]
