@@ -177,3 +177,163 @@ fn celeba_crops_within_rounding_of_torchvision() {
         }
     }
 }
+
+fn bdd_root() -> PathBuf {
+    fixture("prepare/bdd/bdd100k")
+}
+
+/// Checks `out` against the fixture's port of STEEX's label transform.
+fn bdd_matches_steex(out: &Path) {
+    for (split, stem) in [("train", "a"), ("train", "b"), ("val", "e"), ("val", "f")] {
+        let ours = gray(&out.join(format!("{split}/labels/{stem}.png")));
+        let theirs = gray(&fixture(&format!("prepare/bdd/expected/{split}/{stem}.png")));
+        assert_eq!(ours.len(), 32 * 16);
+        assert_eq!(ours, theirs, "{split}/{stem}: differs from pix2pix_dataset.py's label ids");
+        let ours = gray(&out.join(format!("{split}/segmenter_labels/{stem}.png")));
+        let theirs = gray(&fixture(&format!("prepare/bdd/expected_segmenter/{split}/{stem}.png")));
+        assert_eq!(ours, theirs, "{split}/{stem}: differs from BDDDataset_for_deeplab.py's label ids");
+        let img = std::fs::read(out.join(format!("{split}/images/{stem}.jpg"))).unwrap();
+        assert_eq!(img, std::fs::read(bdd_root().join(format!("seg/images/{split}/{stem}.jpg"))).unwrap());
+    }
+    // The comparison means something: b holds every id and the unknown one.
+    let ids: std::collections::BTreeSet<u8> = gray(&out.join("train/labels/b.png")).into_iter().collect();
+    assert_eq!(ids, (0..=19).collect(), "b's ids");
+    let (generator, seg) = (gray(&out.join("train/labels/b.png")), gray(&out.join("train/segmenter_labels/b.png")));
+    assert!(
+        generator.iter().zip(&seg).any(|(g, s)| *g == 19 && *s == 0),
+        "unknown is 19 for the generator, 0 for the segmenter"
+    );
+}
+
+#[test]
+fn bdd_label_maps_equal_pix2pix_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bdd");
+    let root = bdd_root();
+    let base = ["bdd", "--root", root.to_str().unwrap(), "--out", out.to_str().unwrap(), "--json"];
+    let s = ok(&prepare(&base));
+    bdd_matches_steex(&out);
+    assert_eq!((s["n_images"].as_u64(), s["n_written"].as_u64(), s["n_failed"].as_u64()), (Some(6), Some(4), Some(2)));
+    assert_eq!(s["per_split"]["train"], 2);
+    assert_eq!(s["per_split"]["val"], 2);
+    assert_eq!(s["split"]["rule"], "folders");
+    let failed = s["failed"].to_string();
+    for needle in ["train/c", "c_train_id.png", "label id 40", "expected 0-18 or 255", "train/d", "d_train_id.png"] {
+        assert!(failed.contains(needle), "{needle} not in {failed}");
+    }
+    for stem in ["c", "d"] {
+        assert!(!out.join(format!("train/labels/{stem}.png")).exists());
+        assert!(!out.join(format!("train/images/{stem}.jpg")).exists());
+    }
+    // Resumes: what is done is skipped.
+    std::fs::remove_file(out.join("val/labels/e.png")).unwrap();
+    let mut resume = base.to_vec();
+    resume.push("--resume");
+    let s = ok(&prepare(&resume));
+    assert_eq!((s["n_written"].as_u64(), s["n_skipped"].as_u64(), s["n_failed"].as_u64()), (Some(1), Some(3), Some(2)));
+    bdd_matches_steex(&out);
+}
+
+#[test]
+fn bdd_reads_the_newer_layout_and_names_the_folders_of_a_wrong_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("bdd100k");
+    for split in ["train", "val"] {
+        let (imgs, labs) = (copy.join("images/10k").join(split), copy.join("labels/sem_seg/masks").join(split));
+        std::fs::create_dir_all(&imgs).unwrap();
+        std::fs::create_dir_all(&labs).unwrap();
+        for e in std::fs::read_dir(bdd_root().join("seg/images").join(split)).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), imgs.join(e.file_name())).unwrap();
+        }
+        for e in std::fs::read_dir(bdd_root().join("seg/labels").join(split)).unwrap() {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().replace("_train_id.png", ".png");
+            std::fs::copy(e.path(), labs.join(name)).unwrap();
+        }
+    }
+    let out = dir.path().join("o");
+    let s = ok(&prepare(&["bdd", "--root", copy.to_str().unwrap(), "--out", out.to_str().unwrap(), "--json"]));
+    assert_eq!((s["n_written"].as_u64(), s["n_failed"].as_u64()), (Some(4), Some(2)));
+    bdd_matches_steex(&out);
+
+    let wrong = dir.path().join("not_bdd");
+    std::fs::create_dir_all(wrong.join("images")).unwrap();
+    let o = prepare(&["bdd", "--root", wrong.to_str().unwrap(), "--out", dir.path().join("o2").to_str().unwrap()]);
+    assert_fails(&o, &["not BDD100k", "seg/images", "seg/labels", "images/10k"]);
+    assert!(!dir.path().join("o2").exists());
+}
+
+#[test]
+fn bdd_oia_actions_to_the_csv_of_the_published_loaders_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("oia_only");
+    let oia = fixture("prepare/bdd/oia");
+    let s = ok(&prepare(&["bdd", "--oia", oia.to_str().unwrap(), "--out", out.to_str().unwrap(), "--json"]));
+    for split in ["train", "val"] {
+        let ours = std::fs::read_to_string(out.join(format!("oia/{split}.csv"))).unwrap();
+        let theirs = std::fs::read_to_string(fixture(&format!("prepare/bdd/expected_oia/{split}.csv"))).unwrap();
+        assert_eq!(ours, theirs, "{split}: differs from the images and actions BDDOIADataset keeps");
+    }
+    // t4 (confuse) and t5 (no file) are left out; the note counts the missing file.
+    let notes = s["notes"].to_string();
+    assert!(notes.contains("BDD-OIA train: 3 images") && notes.contains("1 without a file"), "{notes}");
+    assert_eq!(s["n_images"], 0);
+
+    // The CSV is what `steex train classifier` reads: an epoch on it trains the four actions.
+    let model = dir.path().join("oia.safetensors");
+    let (train_csv, val_csv) = (out.join("oia/train.csv"), out.join("oia/val.csv"));
+    let data = oia.join("data");
+    let t = run_bin(
+        Path::new("."),
+        "steex",
+        &[
+            "train",
+            "classifier",
+            "--arch",
+            "densenet121:growth=4,blocks=1-1,init=8,bn=2",
+            "--size",
+            "32x64",
+            "--batch",
+            "2",
+            "--epochs",
+            "1",
+            "--images",
+            data.to_str().unwrap(),
+            "--labels",
+            train_csv.to_str().unwrap(),
+            "--val-images",
+            data.to_str().unwrap(),
+            "--val-labels",
+            val_csv.to_str().unwrap(),
+            "--attributes",
+            "move_forward,stop,turn_left,turn_right",
+            "--out",
+            model.to_str().unwrap(),
+        ],
+    );
+    assert!(t.status.success(), "train classifier on the CSV: {}", String::from_utf8_lossy(&t.stderr));
+    assert!(model.is_file());
+
+    let both = dir.path().join("both");
+    let root = bdd_root();
+    let s = ok(&prepare(&[
+        "bdd",
+        "--root",
+        root.to_str().unwrap(),
+        "--oia",
+        oia.to_str().unwrap(),
+        "--out",
+        both.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(s["n_written"], 4);
+    assert!(both.join("oia/val.csv").is_file() && both.join("train/segmenter_labels/a.png").is_file());
+
+    // Neither input, or a folder that is not BDD-OIA: refused, naming what was expected.
+    let none = prepare(&["bdd", "--out", dir.path().join("o3").to_str().unwrap()]);
+    assert_fails(&none, &["--root", "--oia"]);
+    let o = prepare(&["bdd", "--oia", root.to_str().unwrap(), "--out", dir.path().join("o4").to_str().unwrap()]);
+    assert_fails(&o, &["not BDD-OIA", "train_25k_images_actions.json", "data"]);
+    assert!(!dir.path().join("o4").exists());
+}

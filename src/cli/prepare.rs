@@ -1,4 +1,4 @@
-//! `steex prepare celebamaskhq|celeba`: a dataset download to the folders the other
+//! `steex prepare celebamaskhq|celeba|bdd`: a dataset download to the folders the other
 //! commands read (the library's [`steex::prepare`]).
 
 use std::path::{Path, PathBuf};
@@ -8,7 +8,7 @@ use steex::error::bad;
 use steex::prepare::celebamaskhq::{self, Layout, Splitter};
 use steex::prepare::runner::{PrepareSummary, prepare_out, run_all, summarize, write_summary};
 use steex::prepare::split::{read_mapping, read_partition};
-use steex::prepare::{DatasetError, Outcome, Split, SplitRule, celeba};
+use steex::prepare::{DatasetError, Outcome, Split, SplitRule, bdd, bdd_oia, celeba};
 
 /// Arguments of `steex prepare`.
 #[derive(clap::Args, Debug)]
@@ -26,6 +26,12 @@ pub enum Dataset {
     /// CelebA: aligned images center-cropped to 150 and resized bicubic to 128x128 (as
     /// `preprocess_celeba.py`), split by the official partition.
     Celeba(CelebaArgs),
+    /// BDD100k segmentation: label PNGs (ids 0-18, 255 = unknown) to the generator's ids
+    /// (255 -> 19, as STEEX's `pix2pix_dataset.py`) and to the published segmenter's
+    /// training ids (+1, 255 -> 0, as `BDDDataset_for_deeplab.py`), images beside them,
+    /// BDD100k's own splits: `OUT/{train,val}/{labels,segmenter_labels,images}/`. And
+    /// BDD-OIA's action files to `OUT/oia/{train,val}.csv` for `steex train classifier`.
+    Bdd(BddArgs),
 }
 
 /// What every `steex prepare` shares.
@@ -87,11 +93,30 @@ pub struct CelebaArgs {
     pub common: Common,
 }
 
+/// Arguments of `steex prepare bdd` (one of --root and --oia at least).
+#[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("bdd_input").required(true).multiple(true).args(["root", "oia"])))]
+pub struct BddArgs {
+    /// The `bdd100k/` folder: `seg/images/{train,val}/` and `seg/labels/{train,val}/`
+    /// (`<stem>_train_id.png`), as STEEX reads it; or the newer download's `images/10k/` and
+    /// `labels/sem_seg/masks/` (`<stem>.png`).
+    #[arg(long)]
+    pub root: Option<PathBuf>,
+    /// The BDD-OIA folder: `data/` (the images) and `{train,val}_25k_images_actions.json`,
+    /// written as `OUT/oia/{train,val}.csv` (`file,move_forward,stop,turn_left,turn_right`;
+    /// the images the published loader keeps: not "confuse", file present).
+    #[arg(long)]
+    pub oia: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: Common,
+}
+
 /// `steex prepare`.
 pub fn run(args: PrepareArgs) -> Result<(), Error> {
     let (summary, common) = match args.dataset {
         Dataset::Celebamaskhq(a) => (celebamaskhq_run(&a)?, a.common),
         Dataset::Celeba(a) => (celeba_run(&a)?, a.common),
+        Dataset::Bdd(a) => (bdd_run(&a)?, a.common),
     };
     write_summary(&common.out, &summary)?;
     eprintln!("{}\nwrote {}", summary.text(), common.out.display());
@@ -239,4 +264,94 @@ fn celeba_run(a: &CelebaArgs) -> Result<PrepareSummary, Error> {
         None => SplitRule::None,
     };
     Ok(summarize("celeba", rule, &outcomes, notes))
+}
+
+fn bdd_run(a: &BddArgs) -> Result<PrepareSummary, Error> {
+    // Everything is read and checked before --out is touched.
+    let seg = match &a.root {
+        Some(root) => {
+            let layout = bdd::Layout::find(root)?;
+            let (items, other) = layout.items()?;
+            if items.is_empty() {
+                return Err(DatasetError::NotDataset {
+                    root: root.clone(),
+                    dataset: "BDD100k (the bdd100k/ folder)",
+                    expected: format!("JPEG images in {}/{{train,val}}", layout.images.display()),
+                }
+                .into());
+            }
+            Some((layout, items, other))
+        }
+        None => None,
+    };
+    let oia = match &a.oia {
+        Some(root) => Some(oia_csvs(root)?),
+        None => None,
+    };
+    let c = &a.common;
+    let inputs: Vec<&Path> = a.root.iter().chain(a.oia.iter()).map(PathBuf::as_path).collect();
+    let _lock = prepare_out(&c.out, &inputs, c.resume, c.force)?;
+    let mut notes = Vec::new();
+    let mut outcomes = Vec::new();
+    let mut rule = SplitRule::None;
+    if let Some((layout, items, other)) = seg {
+        let dirs: Vec<PathBuf> =
+            bdd::SPLITS.iter().flat_map(|s| bdd::OUT_DIRS.map(|d| c.out.join(s.name()).join(d))).collect();
+        mkdirs(&dirs)?;
+        outcomes = run_all(&items, bdd::Item::name, "prepare bdd", c.threads, |item| bdd::prepare_one(&c.out, item))?;
+        notes.push(format!(
+            "labels/: ids 0-18 kept, 255 (unknown) written as {} (as STEEX's pix2pix_dataset.py)",
+            bdd::CLASSES
+        ));
+        notes.push(
+            "segmenter_labels/: ids 0-18 written as 1-19, 255 (unknown) as 0 (as BDDDataset_for_deeplab.py; \
+             train with --classes 20)"
+                .into(),
+        );
+        if other > 0 {
+            notes.push(format!("{other} other files in {} skipped", layout.images.display()));
+        }
+        rule = SplitRule::Folders { images: layout.images.clone() };
+    }
+    if let Some(csvs) = oia {
+        let dir = c.out.join("oia");
+        mkdirs(std::slice::from_ref(&dir))?;
+        for (split, csv) in csvs {
+            let path = dir.join(format!("{}.csv", split.name()));
+            steex::io::write_bytes(&path, csv.text.as_bytes())?;
+            notes.push(format!(
+                "BDD-OIA {}: {} images to {} ({} without a file in data/ left out)",
+                split.name(),
+                csv.kept,
+                path.display(),
+                csv.missing
+            ));
+        }
+    }
+    Ok(summarize("bdd", rule, &outcomes, notes))
+}
+
+/// The CSV of each BDD-OIA split whose action file is present (at least one must be).
+fn oia_csvs(root: &Path) -> Result<Vec<(Split, bdd_oia::ActionsCsv)>, Error> {
+    let images = bdd_oia::images_dir(root);
+    let present: Vec<Split> =
+        bdd_oia::SPLITS.into_iter().filter(|&s| bdd_oia::actions_file(root, s).is_file()).collect();
+    if !images.is_dir() || present.is_empty() {
+        return Err(DatasetError::NotDataset {
+            root: root.to_path_buf(),
+            dataset: "BDD-OIA",
+            expected: format!(
+                "{} and {} or {}",
+                images.display(),
+                bdd_oia::actions_file(root, Split::Train).display(),
+                bdd_oia::actions_file(root, Split::Val).display()
+            ),
+        }
+        .into());
+    }
+    let mut out = Vec::new();
+    for s in present {
+        out.push((s, bdd_oia::actions_csv(&bdd_oia::actions_file(root, s), &images)?));
+    }
+    Ok(out)
 }

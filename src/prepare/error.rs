@@ -41,6 +41,9 @@ pub enum DatasetError {
         /// What is wrong.
         reason: String,
     },
+    /// A label file (BDD-OIA's actions) that cannot be read; the message names it.
+    #[error(transparent)]
+    Labels(#[from] steex_train::TrainError),
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {

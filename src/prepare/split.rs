@@ -69,6 +69,11 @@ pub enum SplitRule {
         /// The seed.
         seed: u64,
     },
+    /// The dataset's own split folders (BDD100k's `train/`, `val/`).
+    Folders {
+        /// The folder holding them.
+        images: PathBuf,
+    },
     /// No split: every image in one folder.
     None,
 }
@@ -85,6 +90,7 @@ impl SplitRule {
             SplitRule::Fraction { test_fraction, seed } => {
                 format!("--test-fraction {test_fraction} with --seed {seed} (no official split files found)")
             }
+            SplitRule::Folders { images } => format!("the dataset's own split folders ({})", images.display()),
             SplitRule::None => "none (no partition file given)".into(),
         }
     }
