@@ -1,12 +1,15 @@
 //! Each `steex explain` setting that changes the result (`--lr`, `--lambda-prox`,
-//! `--target`, `--region-ids`, `--early-stop`; `--preset` for the names and the default
-//! attribute), through the binary, against the
+//! `--target`, `--region-ids`, `--early-stop`, `--noise seed:N`; `--preset` for the names and
+//! the default attribute), through the binary, against the
 //! reference loop run with the same setting (`tools/steex_reference.py::settings_loop`,
 //! written by `tools/make_fixtures.py` into `tests/fixtures/explain/settings*.{json,npy}`).
 //!
 //! Ignoring a setting would leave the run's codes at least 0.5 x their movement away from
 //! the reference's (the script asserts each setting changes the codes; the figures are in
-//! settings.json), against a tolerance of 1e-3 here (the runs agree to ~1e-5).
+//! settings.json), against a tolerance of 1e-3 here (the runs agree to ~1e-5). The seeded
+//! noise's reference replays the stream steex draws for the seed
+//! (`explain/noise_seed7.npy`, written by `examples/noise_stream.rs`; the test checks that the
+//! library still draws exactly it).
 
 mod common;
 
@@ -34,13 +37,14 @@ fn explain(d: &Path, out: &str, extra: &[String]) -> std::process::Output {
         image.to_str().unwrap(),
         "--mask",
         mask.to_str().unwrap(),
-        "--noise",
-        "off",
         "--out",
         out,
     ]
     .map(String::from)
     .to_vec();
+    if !extra.iter().any(|x| x == "--noise") {
+        a.extend(["--noise".into(), "off".into()]);
+    }
     if !extra.iter().any(|x| x == "--attribute") {
         a.extend(["--attribute".into(), "smile".into()]);
     }
@@ -72,7 +76,13 @@ fn each_setting_matches_the_reference_loop_with_that_setting() {
     let d = dir.path();
     let meta = json(&fixture("explain/settings.json"));
     let settings = meta["settings"].as_object().unwrap();
-    assert!(settings.len() >= 6, "settings.json: {}", settings.len());
+    assert!(settings.len() >= 7, "settings.json: {}", settings.len());
+    // The seeded-noise reference replayed the stream the library draws for its seed.
+    let noise = &settings["seeded_noise"]["noise"];
+    let stream: Array = npy(&format!("explain/noise_seed{}.npy", noise["seed"]));
+    assert_eq!(stream.data.len() as u64, noise["values_per_forward"].as_u64().unwrap());
+    let seed = noise["seed"].as_u64().unwrap();
+    assert_eq!(stream.data, steex::sean::noise::seeded_stream(seed, stream.data.len()), "the seeded stream changed");
     for (name, s) in settings {
         let cli: Vec<String> = s["cli"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
         let out = format!("r_{name}");

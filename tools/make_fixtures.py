@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 
 import numpy as np
@@ -26,7 +27,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from steex_reference import (ACE, ReducedResNet, SEANGenerator, DecisionDensenetModel,  # noqa: E402
                              DecisionResnetModel, move_spectral_vectors, one_hot,
                              published_loop, randomize_bn, randomize_sean,
-                             settings_loop)
+                             settings_loop, NoiseReplay)
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures")
 
@@ -274,7 +275,29 @@ SETTINGS = {
     "target": (["--steps", "5", "--target", "TARGET_KEPT"], dict(steps=5, target="kept")),
     "region_ids": (["--steps", "5", "--region-ids", "2,13"], dict(steps=5, regions=(2, 13))),
     "early_stop": (["--steps", "40", "--early-stop", "2"], dict(steps=40, early_stop=2)),
+    # The seeded noise: the reference replays the stream steex draws for the seed
+    # (`examples/noise_stream.rs`, kept as explain/noise_seed7.npy).
+    "seeded_noise": (["--steps", "5", "--noise", "seed:7"], dict(steps=5, noise_seed=7)),
 }
+
+
+def rust_noise_stream(seed, n, path):
+    """The first n values of steex's `--noise seed:SEED` stream, written to `path` by the
+    Rust example (the one part of a fixture Rust makes: the reference replays it)."""
+    repo = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    subprocess.run(["cargo", "run", "--release", "--quiet", "--example", "noise_stream", "--",
+                    str(seed), str(n), os.path.abspath(path)], cwd=repo, check=True)
+    return np.load(path)
+
+
+def noise_values_per_forward(g, seg, z):
+    """How many stream values one generator forward takes."""
+    replay = NoiseReplay(np.zeros(10**7, dtype=np.float32))
+    g.set_noise(replay)
+    with torch.no_grad():
+        g.generate(seg, z)
+    g.set_noise("off")
+    return replay.used
 # The preset changes names and the default attribute, not the loop: its test resolves
 # `--regions nose,hair` and the default attribute through it and compares with "region_ids".
 
@@ -309,11 +332,19 @@ def explain_settings_fixture(out, sean_dir):
         if kw.get("target") == "kept":
             kw["target"] = query_decision
             cli = [str(query_decision) if a == "TARGET_KEPT" else a for a in cli]
+        seed = kw.pop("noise_seed", None)
+        if seed is not None:
+            n = noise_values_per_forward(g, seg, z0)
+            g.set_noise(NoiseReplay(rust_noise_stream(seed, n, f"{out}/noise_seed{seed}.npy")))
+            results_noise = {"seed": seed, "values_per_forward": n}
         z, updates, target = settings_loop(g, dm, image, seg, attr, **kw)
+        g.set_noise("off")
         npy(f"{out}/settings_{name}_z.npy", z)
         moved = float((z - z0).norm())
         results[name] = {"cli": cli, "attribute": attr, "updates": updates, "target": target,
                          "moved": moved}
+        if seed is not None:
+            results[name]["noise"] = results_noise
         print(f"setting {name}: {updates} updates, target {target}, |z - z0| {moved:.4f}",
               flush=True)
     # Each setting must change the result, or its test could not tell it was ignored.

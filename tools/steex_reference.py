@@ -71,6 +71,27 @@ class Spade(nn.Module):
         return self.mlp_gamma(a), self.mlp_beta(a)
 
 
+class NoiseReplay:
+    """The noise of steex's `--noise seed:N`: the stream `examples/noise_stream.rs` writes
+    (each ACE layer takes the next H x W values, in forward order); every generator forward
+    starts it again (`SEANGenerator.generate` calls `reset`)."""
+
+    def __init__(self, stream):
+        self.stream = torch.as_tensor(stream, dtype=torch.float32)
+        self.pos = 0
+        self.used = 0
+
+    def reset(self):
+        self.pos = 0
+
+    def take(self, n):
+        assert self.pos + n <= len(self.stream), f"noise stream of {len(self.stream)} too short"
+        v = self.stream[self.pos:self.pos + n]
+        self.pos += n
+        self.used = max(self.used, self.pos)
+        return v
+
+
 class ACE(nn.Module):
     """Semantic region-adaptive normalisation with per-label style codes.
 
@@ -98,6 +119,13 @@ class ACE(nn.Module):
     def forward(self, x, segmap, style_codes):
         if self.noise == "off":
             added = 0.0
+        elif isinstance(self.noise, NoiseReplay):
+            # steex's `--noise seed:N`: the next H x W values of its stream as an [H, W]
+            # map, the same for every image; as a `[B, W, H, 1]` draw, transposed below.
+            b, _, h, w = x.shape
+            m = self.noise.take(h * w).reshape(h, w).to(x.dtype)
+            r = m.t()[None, :, :, None].expand(b, w, h, 1)
+            added = (r * self.noise_var).transpose(1, 3)
         else:
             gen = None if self.noise == "reference" else self.noise
             r = torch.randn(x.shape[0], x.shape[3], x.shape[2], 1, device=x.device,
@@ -179,6 +207,9 @@ class SEANGenerator(nn.Module):
         return self.Zencoder(image, seg)
 
     def generate(self, seg, z):
+        for m in self.modules():
+            if isinstance(m, ACE) and isinstance(m.noise, NoiseReplay):
+                m.noise.reset()
         up = lambda t: F.interpolate(t, scale_factor=2, mode="nearest")
         x = self.fc(F.interpolate(seg, size=(self.sh, self.sw)))
         x = self.head_0(x, seg, z)
