@@ -9,7 +9,8 @@ The modules are the published ones (valeoai/STEEX `models/networks/discriminator
 on reduced sizes: `label_nc` 4, `ndf` 4, `n_layers_D` 4, `num_D` 2, images 3x32x48, batch 2.
 Spectral norm is the real `torch.nn.utils.spectral_norm`; the VGG19 is torchvision's own
 `make_layers` on the VGG19 configuration ("E") at 1/16 of the width (same layer sequence
-and `features.<i>` keys as `torchvision.models.vgg19().features`). PyTorch default init.
+and `features.<i>` keys as `torchvision.models.vgg19().features`). PyTorch default init,
+the discriminators' prediction layers' weights times 4 (so some hinge terms are inactive).
 
 Every reference is computed in float64 from the float32 values stored (weights, inputs), so
 it carries no float32 round-off of its own. Files under `tests/fixtures/gan/`:
@@ -31,7 +32,9 @@ it carries no float32 round-off of its own. Files under `tests/fixtures/gan/`:
 - `dstep.safetensors`: two discriminator steps from `d_init` on the same batch (fake
   detached), Adam lr 2 * 0.0002, betas (0, 0.9) (TTUR), loss `D_Fake + D_real`:
   `s<k>.d_fake`, `s<k>.d_real`, `s<k>.param.<key>` (after step k, buffers included),
-  `s1.grad.<key>`, `s2.exp_avg.<key>`, `s2.exp_avg_sq.<key>`.
+  `s<k>.delta.<key>` (Adam's change of each parameter in step k, taken in float64: the
+  change is ~lr, so float32 parameters would blur it), `s1.grad.<key>`,
+  `s2.exp_avg.<key>`, `s2.exp_avg_sq.<key>`.
 """
 import math
 import os
@@ -261,6 +264,12 @@ def main():
     opt = Opt()
     torch.manual_seed(0)
     netD = MultiscaleDiscriminator(opt)
+    with torch.no_grad():
+        # Predictions beyond +-1 in places, so the hinge terms are inactive there: at default
+        # init every |D(x)| < 1, every term is active, and the prediction bias's gradient is
+        # +1 - 1 = 0 exactly, its Adam step float noise.
+        for i in range(opt.num_D):
+            getattr(netD, f"discriminator_{i}")._modules[f"model{opt.n_layers_D}"][0].weight.mul_(4.0)
     d_init = state(netD)
     cfg = [c if c == "M" else c // 16 for c in torchvision.models.vgg.cfgs["E"]]
     features = torchvision.models.vgg.make_layers(cfg, batch_norm=False)
@@ -326,7 +335,10 @@ def main():
         if k == 1:
             for n, p in netD.named_parameters():
                 step[f"s1.grad.{n}"] = f32(p.grad)
+        prev = {n: p.detach().clone() for n, p in netD.named_parameters()}
         optimizer_D.step()
+        for n, p in netD.named_parameters():
+            step[f"s{k}.delta.{n}"] = f32(p.detach() - prev[n])
         step[f"s{k}.d_fake"] = f32(d_fake.reshape(1))
         step[f"s{k}.d_real"] = f32(d_real.reshape(1))
         for n, v in netD.state_dict().items():
@@ -342,6 +354,10 @@ def main():
         print(k, tuple(d_init[k].shape))
     print("g_gan", float(g_gan), "g_feat", float(g_feat), "g_vgg", float(g_vgg))
     print("d_fake", float(res["d_fake"]), "d_real", float(res["d_real"]))
+    for i in range(opt.num_D):
+        p = res[f"out.{i}.{opt.n_layers_D}"]
+        print(f"D{i} prediction: fake > -1: {(p[:b] > -1).float().mean():.2f}, "
+              f"real < 1: {(p[b:] < 1).float().mean():.2f}")
     for k, t in enumerate(x_vgg):
         print("vgg", k, tuple(t.shape), float(t.abs().max()))
 

@@ -57,10 +57,7 @@ pub fn instance_norm(x: Tensor<4>) -> Tensor<4> {
 /// - input: `[B, C, H, W]`
 /// - output: `[B, C, (H - 1) / 2 + 1, (W - 1) / 2 + 1]`
 pub fn downsample(x: Tensor<4>) -> Tensor<4> {
-    avg_pool2d(
-        x,
-        AvgPoolOptions::new([3, 3]).with_stride([2, 2]).with_padding([1, 1]).with_count_include_pad(false),
-    )
+    avg_pool2d(x, AvgPoolOptions::new([3, 3]).with_stride([2, 2]).with_padding([1, 1]).with_count_include_pad(false))
 }
 
 /// The discriminator's configuration, named as the published options.
@@ -190,7 +187,10 @@ impl MultiscaleDiscriminatorConfig {
         self.validate()?;
         let one = |d: &Scope<'_>| -> Result<NLayerDiscriminator, GanError> {
             let plain = |k: usize, stride: usize| {
-                ConvSpec::new(self.channels(k), KW).with_stride(stride).with_padding(PADW).load(&d.pp(format!("model{k}")).pp(0), device)
+                ConvSpec::new(self.channels(k), KW)
+                    .with_stride(stride)
+                    .with_padding(PADW)
+                    .load(&d.pp(format!("model{k}")).pp(0), device)
             };
             let hidden = (1..self.n_layers_d)
                 .map(|k| {

@@ -74,7 +74,9 @@ impl SpectralNormConv2d {
         bias: bool,
         device: &Device,
     ) -> Result<Self, WeightsError> {
-        let p = |t| Param::initialized(ParamId::new(), t);
+        fn p<const D: usize>(t: Tensor<D>) -> Param<Tensor<D>> {
+            Param::initialized(ParamId::new(), t)
+        }
         Ok(SpectralNormConv2d {
             weight_orig: p(w.tensor("weight_orig", [cout, cin, kernel, kernel], device)?),
             weight_u: p(w.tensor("weight_u", [cout], device)?),
@@ -161,9 +163,11 @@ mod tests {
         let device = Device::flex();
         // W = R diag(3, 2, 1) with R a rotation about z by 0.3 rad.
         let (c, s) = (0.3f32.cos(), 0.3f32.sin());
-        let w = Tensor::<2>::from_data(TensorData::new(vec![3.0 * c, -2.0 * s, 0.0, 3.0 * s, 2.0 * c, 0.0, 0.0, 0.0, 1.0], [3, 3]), &device);
-        let mut u = normalize(Tensor::<1>::from_floats([0.2, 0.5, 0.9], &device));
-        let mut v = u.clone();
+        let w = Tensor::<2>::from_data(
+            TensorData::new(vec![3.0 * c, -2.0 * s, 0.0, 3.0 * s, 2.0 * c, 0.0, 0.0, 0.0, 1.0], [3, 3]),
+            &device,
+        );
+        let (mut u, mut v) = power_iteration(w.clone(), Tensor::<1>::from_floats([0.2, 0.5, 0.9], &device));
         for _ in 0..60 {
             (u, v) = power_iteration(w.clone(), u);
         }

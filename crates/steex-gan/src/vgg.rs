@@ -23,7 +23,8 @@ use burn::tensor::{Device, Tensor};
 use steex_nn::{ConvSpec, Scope, WeightsError};
 
 /// torchvision's `cfgs["E"]`: output widths, 0 for a max pool.
-const CFG_E: [usize; 21] = [64, 64, 0, 128, 128, 0, 256, 256, 256, 256, 0, 512, 512, 512, 512, 0, 512, 512, 512, 512, 0];
+const CFG_E: [usize; 21] =
+    [64, 64, 0, 128, 128, 0, 256, 256, 256, 256, 0, 512, 512, 512, 512, 0, 512, 512, 512, 512, 0];
 
 /// The `features` indices after which the loss takes its five maps (relu1_1 .. relu5_1).
 pub const SLICE_ENDS: [usize; 5] = [1, 6, 11, 20, 29];
@@ -88,7 +89,11 @@ impl Vgg19Config {
                 indices.push(i);
             }
         }
-        Ok(Vgg19 { convs, indices, pools: self.layers().into_iter().filter(|(_, l)| *l == Layer::Pool).map(|(i, _)| i).collect() })
+        Ok(Vgg19 {
+            convs,
+            indices,
+            pools: self.layers().into_iter().filter(|(_, l)| *l == Layer::Pool).map(|(i, _)| i).collect(),
+        })
     }
 }
 

@@ -3,7 +3,6 @@
 //! `max |got - want| / max |want|` over the tensor, at most 1e-4; the figures are printed
 //! (`--nocapture`).
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use burn::module::{Param, ParamId};
@@ -45,6 +44,19 @@ fn check(what: &str, got: &[f32], want: &[f32]) -> f32 {
     eprintln!("{what}: max abs err {err:.3e} / max abs {scale:.3e} = {rel:.3e}");
     assert!(rel <= TOL, "{what}: relative error {rel:.3e} > {TOL:e}");
     rel
+}
+
+/// [`check`] on the elements where `well` holds; the others are counted in the output.
+fn check_masked(what: &str, got: &[f32], want: &[f32], well: &[bool]) {
+    let (g, w): (Vec<f32>, Vec<f32>) =
+        got.iter().zip(want).zip(well).filter(|(_, k)| **k).map(|((a, b), _)| (*a, *b)).unzip();
+    let left_out = got.len() - g.len();
+    if left_out > 0 {
+        eprintln!("{what}: {left_out} of {} ill-conditioned elements left out", got.len());
+    }
+    if !g.is_empty() {
+        check(what, &g, &w);
+    }
 }
 
 fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
@@ -151,7 +163,6 @@ fn two_discriminator_steps_match_torch() {
     let mut t = DiscriminatorTrainer::new(config(), &init, &GanOptimConfig::new(), &device).unwrap();
     let (sem, fake, real) = inputs(&device);
     let mut before = init.clone();
-    let mut torch_before: BTreeMap<String, Vec<f32>> = init.iter().map(|(k, (_, v))| (k.clone(), v.clone())).collect();
     for k in 1..=2 {
         let l = t.step(sem.clone(), real.clone(), fake.clone()).unwrap();
         check(&format!("s{k}.d_fake"), &[l.d_fake], &values(&want, &format!("s{k}.d_fake")));
@@ -163,20 +174,33 @@ fn two_discriminator_steps_match_torch() {
             if steex_nn::params::is_buffer(name) {
                 check(&format!("s{k} {name}"), v, &torch_after);
             } else {
-                // Adam's change, against PyTorch's (the values themselves differ by ~lr).
+                // Adam's change (~lr), against PyTorch's taken in float64: the parameters
+                // themselves would agree to 1e-4 whatever the update.
                 let got: Vec<f32> = v.iter().zip(&before[name].1).map(|(a, b)| a - b).collect();
-                let exp: Vec<f32> = torch_after.iter().zip(&torch_before[name]).map(|(a, b)| a - b).collect();
-                check(&format!("s{k} delta {name}"), &got, &exp);
+                // Adam's denominator sqrt(v / (1 - beta2^k)) + 1e-8 (with beta1 0 the step is
+                // lr * g / (|g| + 1e-8) at k = 1): where it is below 1e-5 the step is
+                // ill-conditioned in the gradient (a float32 error of 1e-8 in a gradient of
+                // 1e-7 moves it by ~lr / 10), so those few elements are left out here and
+                // checked through their gradients and moments.
+                let v_ref = match k {
+                    1 => values(&want, &format!("s1.grad.{name}")).iter().map(|g| 0.1 * g * g).collect::<Vec<f32>>(),
+                    _ => values(&want, &format!("s2.exp_avg_sq.{name}")),
+                };
+                let bias2 = 1.0 - 0.9f32.powi(k);
+                let well: Vec<bool> = v_ref.iter().map(|v| (v / bias2).sqrt() >= 1e-5).collect();
+                check_masked(&format!("s{k} delta {name}"), &got, &values(&want, &format!("s{k}.delta.{name}")), &well);
+                check(&format!("s{k} param {name}"), v, &torch_after);
                 if k == 1 {
                     // beta1 = 0: the first moment after step 1 is the gradient.
-                    check(&format!("s1 grad {name}"), &adam[&format!("exp_avg.{name}")].1, &values(&want, &format!("s1.grad.{name}")));
+                    let g = values(&want, &format!("s1.grad.{name}"));
+                    check(&format!("s1 grad {name}"), &adam[&format!("exp_avg.{name}")].1, &g);
                 } else {
                     for m in ["exp_avg", "exp_avg_sq"] {
-                        check(&format!("s2 {m} {name}"), &adam[&format!("{m}.{name}")].1, &values(&want, &format!("s2.{m}.{name}")));
+                        let r = values(&want, &format!("s2.{m}.{name}"));
+                        check(&format!("s2 {m} {name}"), &adam[&format!("{m}.{name}")].1, &r);
                     }
                 }
             }
-            torch_before.insert(name.clone(), torch_after);
         }
         before = after;
     }

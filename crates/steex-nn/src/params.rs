@@ -9,8 +9,8 @@
 
 use std::collections::BTreeMap;
 
-use burn::tensor::{Device, Tensor, TensorData};
 use crate::{BatchStats, Weights, WeightsError};
+use burn::tensor::{Device, Tensor, TensorData};
 
 /// Host values of named tensors: shape and float32 values.
 pub type HostTensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
@@ -163,10 +163,7 @@ impl TrainParams {
 
     /// Every tensor's shape and values, on the host.
     pub fn export(&self) -> HostTensors {
-        self.entries
-            .iter()
-            .map(|(k, p)| (k.clone(), (p.shape.clone(), crate::host(p.value.clone().inner()))))
-            .collect()
+        self.entries.iter().map(|(k, p)| (k.clone(), (p.shape.clone(), crate::host(p.value.clone().inner())))).collect()
     }
 
     /// Adam's state on the host: `exp_avg.<name>` and `exp_avg_sq.<name>` of every trained
@@ -202,5 +199,38 @@ impl TrainParams {
         }
         self.step = step;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Spectral norm's vectors are buffers: Adam leaves them alone, `set_buffer` replaces
+    /// them (checked by name, kind and size); trained tensors move.
+    #[test]
+    fn spectral_norm_vectors_are_buffers_set_by_name() {
+        let device = Device::flex().autodiff();
+        let values: HostTensors = [
+            ("c.weight_orig".to_string(), (vec![2], vec![1.0, -2.0])),
+            ("c.weight_u".to_string(), (vec![2], vec![0.6, 0.8])),
+        ]
+        .into();
+        let mut p = TrainParams::new(&values, &BTreeMap::new(), &device);
+        assert!(is_buffer("d.model1.0.0.weight_u") && is_buffer("x.weight_v") && !is_buffer("x.weight_orig"));
+        assert_eq!(p.num_trained(), 2);
+        let w = p.weights().unwrap();
+        let loss = w.tensor::<1>("c.weight_orig", [2], &device).unwrap().sum()
+            + w.tensor::<1>("c.weight_u", [2], &device).unwrap().sum();
+        p.adam_step(&loss.backward(), 0.1);
+        let out = p.export();
+        assert_eq!(out["c.weight_u"].1, vec![0.6, 0.8]);
+        assert!((out["c.weight_orig"].1[0] - 0.9).abs() < 1e-6);
+        p.set_buffer("c.weight_u", Tensor::<1>::from_floats([1.0, 0.0], &device)).unwrap();
+        assert_eq!(p.export()["c.weight_u"].1, vec![1.0, 0.0]);
+        let e = p.set_buffer("c.weight_u", Tensor::<1>::zeros([3], &device)).unwrap_err();
+        assert!(e.to_string().contains("c.weight_u"), "{e}");
+        assert!(p.set_buffer("c.weight_orig", Tensor::<1>::zeros([2], &device)).is_err());
+        assert!(p.set_buffer("nope.weight_u", Tensor::<1>::zeros([2], &device)).is_err());
     }
 }
