@@ -273,5 +273,14 @@ mod tests {
         let e = t.step(sem, img(1.0), Tensor::zeros([2, 3, 8, 16], &device)).unwrap_err().to_string();
         assert!(e.contains("fake image has shape [2, 3, 8, 16]"), "{e}");
         assert!(one_hot(&[0, 3], [1, 1, 2], 3, &device).unwrap_err().to_string().contains("label 3 at index 1"));
+        // A checkpoint that lacks a tensor, or holds one too many, is refused by name.
+        let mut missing = cfg.init_values(1);
+        missing.remove("discriminator_1.model2.0.0.weight_v");
+        let e = DiscriminatorTrainer::new(cfg.clone(), &missing, &optim, &device).err().expect("refused");
+        assert!(e.to_string().contains("missing tensor `discriminator_1.model2.0.0.weight_v`"), "{e}");
+        let mut extra = cfg.init_values(1);
+        extra.insert("discriminator_2.model0.0.bias".into(), (vec![4], vec![0.0; 4]));
+        let e = DiscriminatorTrainer::new(cfg.clone(), &extra, &optim, &device).err().expect("refused");
+        assert!(e.to_string().contains("unexpected tensor `discriminator_2.model0.0.bias`"), "{e}");
     }
 }
