@@ -77,8 +77,9 @@ pub struct MultiscaleDiscriminatorConfig {
     /// `ndf`: width of the first layer.
     #[config(default = 64)]
     pub ndf: usize,
-    /// `n_layers_D` (SPADE/SEAN's training options: 4; STEEX's test options: 3).
-    #[config(default = 4)]
+    /// `n_layers_D`: 3, the default of `NLayerDiscriminator.modify_commandline_options` in
+    /// both ZPdesu/SEAN and valeoai/STEEX (whose middle layers all have stride 2).
+    #[config(default = 3)]
     pub n_layers_d: usize,
     /// `num_D`: discriminators (scales).
     #[config(default = 2)]

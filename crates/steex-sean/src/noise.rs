@@ -86,7 +86,7 @@ mod tests {
         let a = src.draw([2, 2, 3], &device).unwrap();
         let b = src.draw([2, 4, 4], &device).unwrap();
         let stream = seeded_stream(7, 6 + 16);
-        let host = |t: Tensor<4>| t.into_data().to_vec::<f32>().unwrap();
+        let host = |t: Tensor<4>| t.into_data().try_into_vec::<f32>().unwrap();
         let (a, b) = (host(a), host(b));
         assert_eq!(&a[..6], &stream[..6]);
         assert_eq!(&a[6..], &stream[..6], "the second image gets the first's map");
