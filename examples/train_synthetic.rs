@@ -26,7 +26,7 @@ use std::time::Instant;
 use burn::tensor::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use steex::classifier::resnet::ResNet;
-use steex::synth::params::ParamSet;
+use steex::synth::params::TrainParams;
 use steex::synth::scene::HELD_OUT_SEED;
 use steex::synth::train::{self, Progress, Recipe, TrainConfig};
 use steex::synth::world;
@@ -44,7 +44,7 @@ fn bar(name: &str, steps: usize) -> ProgressBar {
     pb
 }
 
-fn save(params: &ParamSet, path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+fn save(params: &TrainParams, path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     let tensors: BTreeMap<String, TensorData> =
         params.export().into_iter().map(|(k, (shape, v))| (k, TensorData::from_f32(shape, &v))).collect();
     write_safetensors(path, &tensors, params.metadata())?;
@@ -55,8 +55,8 @@ fn save(params: &ParamSet, path: &std::path::Path) -> Result<(), Box<dyn std::er
 fn run(
     name: &str,
     cfg: TrainConfig,
-    f: impl FnOnce(&TrainConfig, &mut dyn FnMut(Progress)) -> Result<ParamSet, train::TrainError>,
-) -> Result<ParamSet, Box<dyn std::error::Error>> {
+    f: impl FnOnce(&TrainConfig, &mut dyn FnMut(Progress)) -> Result<TrainParams, train::TrainError>,
+) -> Result<TrainParams, Box<dyn std::error::Error>> {
     let pb = bar(name, cfg.steps);
     let t = Instant::now();
     let mut ema = None::<f32>;

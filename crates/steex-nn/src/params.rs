@@ -151,6 +151,11 @@ impl TrainParams {
         self.step
     }
 
+    /// Names of the trained parameters (not the buffers), in name order.
+    pub fn trained_names(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().filter(|(_, e)| e.moments.is_some()).map(|(k, _)| k.as_str())
+    }
+
     /// Number of trained scalars.
     pub fn num_trained(&self) -> usize {
         self.entries.values().filter(|p| p.moments.is_some()).map(|p| p.shape.iter().product::<usize>()).sum()

@@ -12,6 +12,6 @@ pub mod train;
 pub mod world;
 
 pub use batch::{Batch, batch, batch_of};
-pub use params::ParamSet;
+pub use params::TrainParams;
 pub use scene::{Scene, SceneSpec, scene};
 pub use train::{Progress, TrainConfig, TrainError};

@@ -10,7 +10,7 @@ use steex_sean::{NoiseMode, SeanGenerator};
 use super::augment::*;
 use super::generator::*;
 use super::*;
-use crate::params::ParamSet;
+use crate::params::TrainParams;
 use crate::scene::{CAUSAL, HEIGHT, LAMP, Scene, SceneSpec, WIDTH};
 use crate::world;
 
@@ -40,7 +40,7 @@ pub fn train_classifier(
     generator: Option<(&SeanGenerator, ClassifierAugment)>,
     device: &Device,
     progress: &mut dyn FnMut(Progress),
-) -> Result<ParamSet, TrainError> {
+) -> Result<TrainParams, TrainError> {
     train_loop(
         world::classifier_spec(),
         cfg,

@@ -8,7 +8,7 @@ use rand::Rng;
 
 use super::augment::*;
 use super::*;
-use crate::params::ParamSet;
+use crate::params::TrainParams;
 use crate::scene::{HEIGHT, REGIONS, Scene, SceneSpec, WIDTH};
 use crate::world;
 
@@ -56,7 +56,7 @@ pub fn train_generator(
     cfg: &TrainConfig,
     device: &Device,
     progress: &mut dyn FnMut(Progress),
-) -> Result<ParamSet, TrainError> {
+) -> Result<TrainParams, TrainError> {
     let l = REGIONS.len();
     train_loop(
         world::generator_spec(),
@@ -120,7 +120,7 @@ mod tests {
     fn fast_and_plain_paths_give_the_same_weight_gradients() {
         let device = Device::flex().autodiff();
         let (shapes, meta) = world::generator_spec();
-        let params = ParamSet::init(&shapes, &meta, 5, &device).unwrap();
+        let params = crate::params::init(&shapes, &meta, 5, &device).unwrap();
         let b = batch(&[11, 12], &device);
         let grads = |path: ForwardPath| {
             let g = generator_from(&params.weights().unwrap(), &device).unwrap().with_path(path);

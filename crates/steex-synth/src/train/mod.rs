@@ -23,7 +23,7 @@ pub use generator::{
 pub use segmenter::train_segmenter;
 
 pub use crate::batch::{Batch, batch, batch_of};
-use crate::params::ParamSet;
+use crate::params::{self, TrainParams};
 
 /// What can go wrong while training.
 #[derive(Debug, thiserror::Error)]
@@ -91,10 +91,10 @@ pub(crate) fn train_loop(
     (shapes, meta): Spec,
     cfg: &TrainConfig,
     device: &Device,
-    loss_of: &mut dyn FnMut(&ParamSet, usize) -> Result<Tensor<1>, TrainError>,
+    loss_of: &mut dyn FnMut(&TrainParams, usize) -> Result<Tensor<1>, TrainError>,
     progress: &mut dyn FnMut(Progress),
-) -> Result<ParamSet, TrainError> {
-    let mut params = ParamSet::init(&shapes, &meta, cfg.seed, device)?;
+) -> Result<TrainParams, TrainError> {
+    let mut params = params::init(&shapes, &meta, cfg.seed, device)?;
     for step in 0..cfg.steps {
         let loss = loss_of(&params, step)?;
         let value = scalar(&loss);

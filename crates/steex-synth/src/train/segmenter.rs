@@ -5,7 +5,7 @@ use burn::tensor::activation::log_softmax;
 use steex_deeplab::DeepLabV3;
 
 use super::*;
-use crate::params::ParamSet;
+use crate::params::TrainParams;
 use crate::scene::REGIONS;
 use crate::world;
 
@@ -14,7 +14,7 @@ pub fn train_segmenter(
     cfg: &TrainConfig,
     device: &Device,
     progress: &mut dyn FnMut(Progress),
-) -> Result<ParamSet, TrainError> {
+) -> Result<TrainParams, TrainError> {
     let k = REGIONS.len();
     train_loop(
         world::segmenter_spec(),
