@@ -39,7 +39,15 @@ fn readme_install_lines_install_both_binaries() {
     for l in lines {
         let mut args: Vec<&str> = l.split_whitespace().skip(1).collect();
         args.extend(["--root", root.path().to_str().unwrap()]);
-        let o = Command::new(env!("CARGO")).args(&args).current_dir(&repo).output().unwrap();
+        let mut cmd = Command::new(env!("CARGO"));
+        // This build's compiler, also when the test binary runs outside cargo: a dependency's
+        // own rust-toolchain.toml (convert_case pins 1.83.0) must not make rustup's proxy pick
+        // another toolchain.
+        let rustc = Path::new(env!("CARGO")).with_file_name("rustc");
+        if rustc.is_file() && std::env::var_os("RUSTC").is_none() {
+            cmd.env("RUSTC", rustc);
+        }
+        let o = cmd.args(&args).current_dir(&repo).output().unwrap();
         assert!(o.status.success(), "`{l}`: {}", String::from_utf8_lossy(&o.stderr));
     }
     version_of(&root.path().join("bin/steex"), "steex");
