@@ -10,6 +10,9 @@
 //!   state dict (`discriminator_0.model1.0.0.weight_orig`, ...);
 //! - [`loss`]: the hinge GAN loss (generator and discriminator), feature matching;
 //! - [`vgg`]: torchvision's VGG19 `features` (same `features.<i>` names) and `VGGLoss`;
+//! - [`generator_step`]: one whole iteration, SEAN's generator (with its encoder) in train
+//!   mode (batch statistics, spectral norm on its residual blocks' convolutions), its Adam
+//!   step on `GAN + GAN_Feat + VGG`, then the discriminator's step;
 //! - [`train`]: one discriminator step (Adam, TTUR) over [`steex_nn::TrainParams`], and the
 //!   generator's loss terms for a given fake image.
 //!
@@ -31,6 +34,7 @@
 
 pub mod discriminator;
 pub mod error;
+pub mod generator_step;
 pub mod loss;
 pub mod spectral;
 pub mod train;
@@ -38,6 +42,7 @@ pub mod vgg;
 
 pub use discriminator::{MultiscaleDiscriminator, MultiscaleDiscriminatorConfig, NLayerDiscriminator};
 pub use error::GanError;
+pub use generator_step::{GanTrainer, StepLosses, init_generator_values, training_shapes};
 pub use spectral::SpectralNormConv2d;
 pub use train::{DiscriminatorTrainer, GanLossConfig, GanOptimConfig, generator_losses};
 pub use vgg::{Vgg19, Vgg19Config, vgg_loss};
