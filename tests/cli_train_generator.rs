@@ -122,6 +122,34 @@ fn generator_trains_logs_previews_and_generate_loads_it() {
     ok(&out);
     let x = image::open(cwd.join("x.png")).unwrap();
     assert_eq!((x.width(), x.height()), (32, 32));
+    // `weights-convert to-pytorch` writes SEAN's `latest_net_G.pth` (spectral norm's
+    // `weight_orig`, `weight_u`, `weight_v`; the PyTorch side is tools/check_to_pytorch.py),
+    // which `weights-convert sean` resolves back to the same weights.
+    ok(&run_bin(cwd, "weights-convert", &["to-pytorch", "--input", "g.safetensors", "--out", "latest_net_G.pth"]));
+    let back =
+        ["sean", "--input", "latest_net_G.pth", "--out", "back.safetensors", "--width", "32", "--aspect-ratio", "1"];
+    ok(&run_bin(cwd, "weights-convert", &back));
+    let (a, b) =
+        (std::fs::read(cwd.join("g.safetensors")).unwrap(), std::fs::read(cwd.join("back.safetensors")).unwrap());
+    let (a, b) =
+        (safetensors::SafeTensors::deserialize(&a).unwrap(), safetensors::SafeTensors::deserialize(&b).unwrap());
+    let mut names = a.names();
+    names.sort();
+    let mut back_names = b.names();
+    back_names.sort();
+    assert_eq!(names, back_names);
+    let f32s = |t: safetensors::tensor::TensorView<'_>| -> Vec<f32> {
+        t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    };
+    let mut worst = 0f32;
+    for n in names {
+        let (x, y) = (f32s(a.tensor(n).unwrap()), f32s(b.tensor(n).unwrap()));
+        let scale = x.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-30);
+        let err = x.iter().zip(&y).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+        worst = worst.max(err / scale);
+    }
+    eprintln!("to-pytorch and back: worst relative difference {worst:.2e}");
+    assert!(worst <= 1e-5, "to-pytorch and back differ by {worst:e}");
     // Refusals before training: no VGG choice, a size SEAN cannot make, an existing --out.
     let out = run_bin(
         cwd,
