@@ -175,6 +175,11 @@ fn generator_trains_logs_previews_and_generate_loads_it() {
     a[at + 1] = "40".into();
     assert_fails(&run_bin(cwd, "steex", &a.iter().map(String::as_str).collect::<Vec<_>>()), &["--size 40"]);
     assert_fails(&train(cwd, &["--out", "g.safetensors"]), &["exists"]);
+    // A loss that is not finite stops the run with what happened and nothing saved (an
+    // absurd learning rate: the discriminator's step sees a generator of +-1e30 weights).
+    let out = train(cwd, &["--out", "nan.safetensors", "--lr", "1e30", "--checkpoints", "nan_ck"]);
+    assert_fails(&out, &["diverged at epoch 1, step 1", "NaN", "no checkpoint was written"]);
+    assert!(!cwd.join("nan.safetensors").exists() && !cwd.join("nan_ck").exists());
 }
 
 #[cfg(unix)]

@@ -299,11 +299,16 @@ pub fn generator(args: GeneratorArgs, device: &Device) -> Result<(), Error> {
             eprintln!("checkpoint in {}; continue with --resume {}", p.display(), p.display());
             std::process::exit(130);
         }
-        Err(TrainError::Diverged { epoch, step, loss }) => Err(Error::Argument(format!(
-            "training diverged at epoch {epoch}, step {step}: a loss is {loss}; nothing of it was saved, the last \
-             good checkpoint is {} (--resume continues from it)",
-            checkpoints.display()
-        ))),
+        Err(TrainError::Diverged { epoch, step, loss }) => {
+            let kept = if checkpoints.join("state.json").is_file() {
+                format!("the last good checkpoint is {} (--resume continues from it)", checkpoints.display())
+            } else {
+                "no checkpoint was written before it".to_string()
+            };
+            Err(Error::Argument(format!(
+                "training diverged at epoch {epoch}, step {step}: a loss is {loss}; nothing of that step was saved, {kept}"
+            )))
+        }
         Err(e) => Err(e.into()),
     }
 }
