@@ -166,6 +166,8 @@ pub struct GanTrainer {
     losses: GanLossConfig,
     optim: GanOptimConfig,
     lr: f64,
+    /// The fakes of the last step (generator step, discriminator step), detached.
+    last_fakes: Option<(Tensor<4>, Tensor<4>)>,
 }
 
 impl GanTrainer {
@@ -184,7 +186,7 @@ impl GanTrainer {
         let mut g = TrainParams::new(g_values, &config.to_metadata(), device);
         g.betas = optim.betas();
         let lr = optim.lr;
-        let trainer = GanTrainer { config, g, d, vgg, losses, optim, lr };
+        let trainer = GanTrainer { config, g, d, vgg, losses, optim, lr, last_fakes: None };
         trainer.build(false, false, device)?;
         Ok(trainer)
     }
@@ -235,6 +237,7 @@ impl GanTrainer {
     /// - `real`: `[B, 3, H, W]` in [-1, 1]
     pub fn step(&mut self, labels: Tensor<3, Int>, real: Tensor<4>, noise: NoiseMode) -> Result<StepLosses, GanError> {
         let (fake, semantics) = self.generate_fake(labels.clone(), real.clone(), noise, false)?;
+        let first = fake.clone().detach();
         let g = self.d.generator_losses(self.vgg.as_ref(), &self.losses, semantics.clone(), fake, real.clone())?;
         let host = |t: &Tensor<1>| steex_nn::host(t.clone().detach())[0];
         let (gan, feat, vgg) = (host(&g.gan), host(&g.feat), host(&g.vgg));
@@ -242,7 +245,9 @@ impl GanTrainer {
         self.g.adam_step(&grads, self.generator_lr());
         let (fake, _) = self.generate_fake(labels, real.clone(), noise, true)?;
         self.d.set_lr(self.discriminator_lr());
-        let d = self.d.step(semantics, real, fake.detach())?;
+        let fake = fake.detach();
+        self.last_fakes = Some((first, fake.clone()));
+        let d = self.d.step(semantics, real, fake)?;
         Ok(StepLosses {
             gan,
             feat,
@@ -252,6 +257,12 @@ impl GanTrainer {
             d_fake_mean: d.fake_mean,
             d_real_mean: d.real_mean,
         })
+    }
+
+    /// The fakes of the last [`Self::step`], detached: the generator step's (train mode,
+    /// before the update) and the discriminator step's (after it).
+    pub fn last_fakes(&self) -> Option<(Tensor<4>, Tensor<4>)> {
+        self.last_fakes.clone()
     }
 
     /// The base learning rate of the next steps (`update_learning_rate`'s `new_lr`).

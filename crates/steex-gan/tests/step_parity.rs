@@ -153,6 +153,13 @@ fn one_gan_iteration_matches_torch() {
         eprintln!("{name}: {got} (relative error {rel:.2e})");
     }
     let mut worst = Worst::default();
+    // The generator's outputs in train mode: before its update (the generator step) and
+    // after it (regenerated for the discriminator step).
+    let (fake, fake2) = t.last_fakes().expect("a step was taken");
+    for (name, got) in [("fake", fake), ("fake2", fake2)] {
+        let rel = check(name, &steex_nn::host(got), &values(&want, name), TOL);
+        eprintln!("{name}: relative error {rel:.2e}");
+    }
 
     for (prefix, after, before, adam, lr) in [
         ("g", t.generator_params().export(), &g_init, t.generator_params().export_adam().0, 0.0001),
