@@ -9,9 +9,11 @@ style encoder, spectral norm on every residual block's `conv_0`, `conv_1`, `conv
 False)`), and `tools/make_gan_fixtures.py`'s published discriminator, hinge loss, feature
 matching and VGG loss. Reduced sizes: 4 labels, `ngf` 1, style length 8, SPADE width 8,
 encoder width 4, images 64x64, batch 2; the discriminator `ndf` 4, `n_layers_D` 3 (the
-default), `num_D` 2; the VGG19 is `tests/fixtures/gan/vgg.safetensors` (1/16 width). Noise
-off (`noise_var` takes no part; SEAN's noise is fresh `randn` on every forward, which no
-other implementation can replay).
+default), `num_D` 2; the VGG19 is `tests/fixtures/gan/vgg.safetensors` (1/16 width). The
+ACE noise is steex's `seed:9` stream (SEAN draws fresh `randn` on every forward, which no
+other implementation can replay): `examples/noise_stream.rs` writes it (the one part Rust
+makes; not kept), the reference replays it in both generator forwards, every image of the
+batch getting the same maps, as steex's seeded noise does; `noise_var` is non-zero.
 
 One iteration of `Pix2PixTrainer` with TTUR (lr 0.0002: G at lr / 2, D at 2 lr, betas
 (0, 0.9)), both networks in `train()`, computed in float64 from the float32 values stored:
@@ -38,7 +40,9 @@ Files under `tests/fixtures/gan_step/`:
   `d.after.<key>` for the discriminator.
 """
 import os
+import subprocess
 import sys
+import tempfile
 
 import torch
 import torchvision
@@ -53,6 +57,7 @@ GAN_ROOT = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "g
 
 LABELS, NGF, STYLE, CROP, SPADE_HIDDEN, ENCODER_NGF = 4, 1, 8, 64, 8, 4
 LR = 0.0002
+NOISE_SEED = 9
 
 # The reference classes take the published widths (SPADE 128, encoder 32) as defaults;
 # the reduced generator uses smaller ones.
@@ -81,12 +86,32 @@ def f32(t):
     return t.detach().float().contiguous()
 
 
+def rust_noise_stream(seed, n):
+    """The first n values of steex's `seed:SEED` noise stream (`examples/noise_stream.rs`)."""
+    import numpy as np
+    repo = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "noise.npy")
+        subprocess.run(["cargo", "run", "--release", "--quiet", "--example", "noise_stream", "--",
+                        str(seed), str(n), path], cwd=repo, check=True)
+        return np.load(path)
+
+
+def noise_values_per_forward(g, seg, image):
+    """How many stream values one generator forward takes."""
+    import numpy as np
+    replay = ref.NoiseReplay(np.zeros(10**7, dtype=np.float32))
+    g.set_noise(replay)
+    with torch.no_grad():
+        g(seg, image)
+    return replay.used
+
+
 def main():
     os.makedirs(ROOT, exist_ok=True)
     torch.manual_seed(3)
     g = ref.SEANGenerator(label_nc=LABELS, ngf=NGF, style_length=STYLE, crop_size=CROP)
     ref.randomize_sean(g, seed=4)
-    g.set_noise("off")
     opt = Opt()
     netD = mg.MultiscaleDiscriminator(opt)
     with torch.no_grad():
@@ -115,6 +140,10 @@ def main():
     gan = mg.GANLoss()
     real = real.double()
     seg = ref.one_hot(labels, LABELS).double()
+    g.eval()
+    n = noise_values_per_forward(g, seg, real)
+    g.train()
+    g.set_noise(ref.NoiseReplay(rust_noise_stream(NOISE_SEED, n)))
 
     g_names = {id(p): n for n, p in g.named_parameters()}
     d_names = {id(p): n for n, p in netD.named_parameters()}

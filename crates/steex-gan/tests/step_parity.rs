@@ -1,9 +1,10 @@
 //! Parity of one whole SEAN GAN iteration (generator step, then discriminator step) with
 //! PyTorch, on the fixtures of `tools/make_gan_step_fixtures.py` (`tests/fixtures/gan_step/`,
-//! references in float64): the loss terms to 1e-5 relative; the fakes of both forwards, every
-//! gradient, Adam's change of every parameter (generator with its encoder, discriminator),
-//! and every buffer after the iteration (spectral norm's `u`, `v`, the generator's running
-//! statistics) to 1e-4 of the reference's largest magnitude. Figures printed (`--nocapture`).
+//! references in float64, the generator's seeded noise replayed): the loss terms to 1e-5
+//! relative; the fakes of both forwards, Adam's change of every parameter (generator with its
+//! encoder, discriminator) and the parameter after it, and every buffer after the iteration
+//! (spectral norm's `u`, `v`, the generator's running statistics) to 1e-4 of the reference's
+//! largest magnitude; every gradient to 5e-4. Figures printed (`--nocapture`).
 
 use std::path::PathBuf;
 
@@ -17,6 +18,10 @@ use steex_sean::{NoiseMode, SeanConfig};
 
 const TOL: f32 = 1e-4;
 const LOSS_TOL: f32 = 1e-5;
+/// Gradients: a bias's at the full 64x64 size sums 8192 float32 products per channel (seen:
+/// up to ~1.2e-4 of the largest, on `up_3`'s SPADE biases, against a float64 reference); the
+/// updates they drive are held to [`TOL`].
+const GRAD_TOL: f32 = 5e-4;
 
 fn fixture(dir: &str, name: &str) -> Weights {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(dir).join(name);
@@ -140,7 +145,8 @@ fn one_gan_iteration_matches_torch() {
     let labels = Tensor::<3, Int>::from_data(TensorData::new(labels, [2, 64, 64]), &device);
     let want = fixture("gan_step", "step.safetensors");
 
-    let l = t.step(labels, real, NoiseMode::Off).unwrap();
+    // The fixture replays steex's `seed:9` noise stream.
+    let l = t.step(labels, real, NoiseMode::Seeded(9)).unwrap();
     for (name, got) in [
         ("g_gan", l.gan),
         ("g_feat", l.feat),
@@ -184,8 +190,8 @@ fn one_gan_iteration_matches_torch() {
                 .collect();
             let grad_name = format!("{prefix}.grad.{name}");
             if want.shape(&grad_name).is_none() {
-                // No gradient in PyTorch (noise off: `noise_var`; labels absent at the
-                // smallest scale: their `fc_mu`): Adam leaves the tensor as it is.
+                // No gradient in PyTorch (a tensor the loss does not reach): Adam leaves
+                // the tensor as it is.
                 assert!(delta.iter().all(|d| *d == 0.0), "{prefix} {name} moved without a gradient");
                 continue;
             }
@@ -208,7 +214,7 @@ fn one_gan_iteration_matches_torch() {
                 // Relative to 1e-3 at least: a gradient far smaller than the network's
                 // (up to ~10 here) is a sum of larger terms that cancel (a blending weight's,
                 // over every pixel), whose float32 error scales with the terms, not the sum.
-                let rel = check_floor(&format!("{prefix} grad {name}"), got_grad, &grad, TOL, 1e-3);
+                let rel = check_floor(&format!("{prefix} grad {name}"), got_grad, &grad, GRAD_TOL, 1e-3);
                 worst.add(&format!("{prefix} gradient"), name, rel);
             }
             assert!(delta.iter().all(|d| d.abs() <= lr as f32 * 1.001), "{prefix} {name}: a change beyond lr");
