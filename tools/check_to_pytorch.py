@@ -3,6 +3,12 @@ takes it, the model its safetensors source describes (the published `DecisionDen
 / `DecisionResnetModel`, or torchvision's DeepLabV3 layout) accepts its `model_state_dict`
 with `load_state_dict(strict=True)`, and every tensor equals the source's.
 
+A SEAN generator (kind `sean`): the checkpoint is the state dict itself (`latest_net_G.pth`);
+`steex_reference.SEANGenerator` of the source's sizes takes it with `load_state_dict(strict=
+True)`; in `eval()` every spectral-normed convolution's weight (`weight_orig / (u . W v)`)
+equals the source's `weight` to 1e-5 relative, every other tensor is equal, and the
+generator runs (encode, generate) on a random image and mask.
+
     tools/.venv/bin/python tools/check_to_pytorch.py --safetensors C.safetensors --checkpoint C.tar
 """
 import argparse
@@ -38,6 +44,36 @@ def model_of(meta):
     return DeepLabV3(IntermediateLayerGetter(bb, return_layers={"layer4": "out"}), cls, None)
 
 
+def check_sean(meta, source, ck):
+    import steex_reference as ref
+    ref.Spade.__init__.__defaults__ = (int(meta.get("spade_hidden", 128)),)
+    ref.Zencoder.__init__.__defaults__ = (int(meta.get("encoder_ngf", 32)), 2)
+    labels, width = int(meta["labels"]), int(meta["width"])
+    g = ref.SEANGenerator(label_nc=labels, ngf=int(meta["ngf"]), style_length=int(meta["style_length"]),
+                          crop_size=width, aspect_ratio=float(meta["aspect_ratio"]))
+    g.load_state_dict(ck, strict=True)
+    g.eval()
+    worst = 0.0
+    for name, t in source.items():
+        p = name[:-len(".weight")]
+        if p + ".weight_orig" in ck:
+            w, u, v = ck[p + ".weight_orig"].double(), ck[p + ".weight_u"].double(), ck[p + ".weight_v"].double()
+            eval_w = w / torch.dot(u, w.reshape(w.shape[0], -1) @ v)
+            rel = float((eval_w - t.double()).abs().max() / t.double().abs().max())
+            worst = max(worst, rel)
+            assert rel <= 1e-5, f"{name}: eval weight differs by {rel:.2e}"
+        else:
+            assert torch.equal(ck[name], t), name
+    with torch.no_grad():
+        g.set_noise("off")
+        h = round(width // 32 / float(meta["aspect_ratio"])) * 32
+        seg = ref.one_hot(torch.randint(0, labels, (1, h, width)), labels)
+        out = g(seg, torch.rand(1, 3, h, width) * 2 - 1)
+        assert out.shape == (1, 3, h, width) and torch.isfinite(out).all()
+    print(f"ok: {len(ck)} tensors, sean loaded with load_state_dict(strict=True); "
+          f"spectral-normed eval weights within {worst:.1e} of the source")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--safetensors", required=True)
@@ -47,6 +83,8 @@ def main():
         meta = f.metadata()
     source = load_file(a.safetensors)
     ck = torch.load(a.checkpoint, weights_only=True)
+    if meta["kind"] == "sean":
+        return check_sean(meta, source, ck)
     model = model_of(meta)
     model.load_state_dict(ck["model_state_dict"], strict=True)
     state = model.state_dict()

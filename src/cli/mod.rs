@@ -12,6 +12,7 @@ pub mod sean;
 pub mod segment;
 pub mod segment_dir;
 pub mod train;
+pub mod train_generator;
 
 /// Writes to stdout; a closed pipe ends the output quietly instead of panicking.
 pub fn print_stdout(text: &str) {

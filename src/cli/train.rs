@@ -24,6 +24,10 @@ pub enum TrainCommand {
     /// Train a segmenter (DeepLabV3-ResNet101 as published, or -50): cross-entropy with
     /// label 0 ignored, Adam, batch norm in train mode.
     Segmenter(Box<SegmenterArgs>),
+    /// Train a SEAN generator with its style encoder (GAN: multiscale discriminator, hinge
+    /// loss, feature matching, VGG19 perceptual loss; TTUR Adam; linear decay), written as
+    /// `weights-convert sean` writes it, for `steex encode|generate|explain`.
+    Generator(Box<super::train_generator::GeneratorArgs>),
 }
 
 /// Options every `steex train` command has.
@@ -143,6 +147,7 @@ pub fn run(cmd: TrainCommand, device: &Device) -> Result<(), Error> {
     match cmd {
         TrainCommand::Classifier(a) => classifier(*a, device),
         TrainCommand::Segmenter(a) => segmenter(*a, device),
+        TrainCommand::Generator(a) => super::train_generator::generator(*a, device),
     }
 }
 

@@ -24,6 +24,7 @@ pub mod output;
 pub mod pickle_guard;
 pub mod spectral;
 pub mod to_pytorch;
+pub mod to_pytorch_sean;
 
 pub use checkpoint::{Checkpoint, Container, TensorData};
 pub use convert::{Converted, ModelSpec, convert_state_dict};

@@ -123,7 +123,9 @@ enum Command {
     },
     /// The inverse direction: a densenet, resnet or deeplab safetensors file (converted, or
     /// written by `steex train`) to a PyTorch checkpoint `{"model_state_dict": ...}` in the
-    /// published key layout, for `torch.load` and `load_state_dict`.
+    /// published key layout, for `torch.load` and `load_state_dict`; a sean generator to
+    /// SEAN's `latest_net_G.pth` (the state dict, spectral norm's `weight_orig`, `weight_u`,
+    /// `weight_v`).
     ToPytorch {
         /// The safetensors file.
         #[arg(long)]

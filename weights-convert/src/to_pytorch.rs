@@ -1,5 +1,5 @@
 //! The inverse direction: a converted (or `steex train`-written) decision model or segmenter
-//! back to a PyTorch checkpoint, `{"model_state_dict": OrderedDict(name -> tensor)}` in the
+//! back to a PyTorch checkpoint (a SEAN generator: [`crate::to_pytorch_sean`]), `{"model_state_dict": OrderedDict(name -> tensor)}` in the
 //! published key layout, in `torch.save`'s zip format, so that `torch.load` and
 //! `model.load_state_dict(ck["model_state_dict"])` take it (PyTorch fills the batch norms'
 //! `num_batches_tracked`, absent here, as it does for old state dicts).
@@ -46,12 +46,15 @@ impl Pickle {
     }
 }
 
-/// The `data.pkl` of `{"model_state_dict": OrderedDict(tensors)}`, storage `i` the `i`-th
-/// tensor in name order.
-fn pickle(tensors: &Tensors) -> Vec<u8> {
+/// The `data.pkl` of `{"model_state_dict": OrderedDict(tensors)}` (or of the
+/// `OrderedDict` alone, not `wrapped`), storage `i` the `i`-th tensor in name order.
+fn pickle(tensors: &Tensors, wrapped: bool) -> Vec<u8> {
     let mut p = Pickle(Vec::new());
-    p.op(b"\x80\x02}");
-    p.string("model_state_dict");
+    p.op(b"\x80\x02");
+    if wrapped {
+        p.op(b"}");
+        p.string("model_state_dict");
+    }
     p.global("collections", "OrderedDict");
     p.op(b")R(");
     for (i, (name, (shape, values))) in tensors.iter().enumerate() {
@@ -76,12 +79,22 @@ fn pickle(tensors: &Tensors) -> Vec<u8> {
         p.op(b")Rt");
         p.op(b"R");
     }
-    p.op(b"us.");
+    p.op(if wrapped { b"us." } else { b"u." });
     p.0
 }
 
 /// The bytes of a `torch.save` zip holding `{"model_state_dict": OrderedDict(tensors)}`.
 pub fn checkpoint_bytes(tensors: &Tensors) -> std::result::Result<Vec<u8>, String> {
+    zip_bytes(tensors, true)
+}
+
+/// The bytes of a `torch.save` zip holding `OrderedDict(tensors)` itself (a state dict as
+/// `torch.save(net.state_dict(), path)` writes it).
+pub fn state_dict_bytes(tensors: &Tensors) -> std::result::Result<Vec<u8>, String> {
+    zip_bytes(tensors, false)
+}
+
+fn zip_bytes(tensors: &Tensors, wrapped: bool) -> std::result::Result<Vec<u8>, String> {
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let opts = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Stored)
@@ -91,7 +104,7 @@ pub fn checkpoint_bytes(tensors: &Tensors) -> std::result::Result<Vec<u8>, Strin
         zip.start_file(format!("archive/{name}"), opts).map_err(|e| e.to_string())?;
         zip.write_all(bytes).map_err(|e| e.to_string())
     };
-    put("data.pkl", &pickle(tensors))?;
+    put("data.pkl", &pickle(tensors, wrapped))?;
     put("byteorder", b"little")?;
     for (i, (_, values)) in tensors.values().enumerate() {
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -101,8 +114,8 @@ pub fn checkpoint_bytes(tensors: &Tensors) -> std::result::Result<Vec<u8>, Strin
     Ok(zip.finish().map_err(|e| e.to_string())?.into_inner())
 }
 
-/// Converts a safetensors file of kind `densenet`, `resnet` or `deeplab` (as `weights-convert`
-/// or `steex train` write it) into a PyTorch checkpoint at `out` (atomically); returns the
+/// Converts a safetensors file of kind `densenet`, `resnet`, `deeplab` or `sean` (as
+/// `weights-convert` or `steex train` write it) into a PyTorch checkpoint at `out` (atomically); returns the
 /// number of tensors. A ResNet converted from a plain torchvision state dict (metadata
 /// `layout` torchvision) gets its plain names back.
 pub fn to_pytorch(input: &Path, out: &Path) -> Result<usize> {
@@ -115,8 +128,8 @@ pub fn to_pytorch(input: &Path, out: &Path) -> Result<usize> {
     let meta: BTreeMap<String, String> =
         meta.metadata().as_ref().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
     let kind = meta.get("kind").cloned().unwrap_or_default();
-    if !["densenet", "resnet", "deeplab"].contains(&kind.as_str()) {
-        return Err(wrong(format!("kind `{kind}`: expected a densenet, resnet or deeplab file")));
+    if !["densenet", "resnet", "deeplab", "sean"].contains(&kind.as_str()) {
+        return Err(wrong(format!("kind `{kind}`: expected a densenet, resnet, deeplab or sean file")));
     }
     let plain = meta.get("layout").is_some_and(|l| l == "torchvision");
     let mut tensors = Tensors::new();
@@ -128,7 +141,14 @@ pub fn to_pytorch(input: &Path, out: &Path) -> Result<usize> {
         let name = if plain { name.strip_prefix("resnet.").map(str::to_string).unwrap_or(name) } else { name };
         tensors.insert(name, (view.shape().to_vec(), v));
     }
-    let data = checkpoint_bytes(&tensors).map_err(|reason| ConvertError::Output { path: out.to_path_buf(), reason })?;
+    let data = if kind == "sean" {
+        // SEAN's `latest_net_G.pth`: the state dict itself, spectral norm unresolved.
+        tensors = crate::to_pytorch_sean::training_state_dict(&tensors).map_err(wrong)?;
+        state_dict_bytes(&tensors)
+    } else {
+        checkpoint_bytes(&tensors)
+    }
+    .map_err(|reason| ConvertError::Output { path: out.to_path_buf(), reason })?;
     crate::output::atomic_write(out, |w| w.write_all(&data))
         .map_err(|e| ConvertError::Output { path: out.to_path_buf(), reason: e.to_string() })?;
     Ok(tensors.len())

@@ -11,6 +11,9 @@ pub enum GanError {
     /// The configuration is not a network.
     #[error("discriminator configuration: {0}")]
     Config(String),
+    /// The generator does not fit its weights or inputs.
+    #[error("{0}")]
+    Sean(#[from] steex_sean::SeanError),
     /// An input tensor does not fit the network (the message names it).
     #[error("{0}")]
     Input(String),

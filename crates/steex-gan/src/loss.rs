@@ -58,6 +58,12 @@ pub fn hinge_g(preds_fake: &Features) -> Tensor<1> {
     over_discriminators(preds_fake, |p| p.mean().neg())
 }
 
+/// The discriminator's mean prediction: the mean of each discriminator's last map, averaged
+/// over them (logged during training: how real it finds a batch). `[1]`.
+pub fn mean_prediction(preds: &Features) -> Tensor<1> {
+    over_discriminators(preds, |p| p.mean())
+}
+
 /// `GAN_Feat`: `sum_i sum_{j < last} L1(fake[i][j], real[i][j].detach()) * lambda_feat /
 /// num_D` (L1 a mean over elements). `[1]`.
 pub fn feature_matching(fake: &Features, real: &Features, lambda_feat: f64) -> Tensor<1> {

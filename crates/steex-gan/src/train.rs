@@ -10,7 +10,7 @@ use steex_nn::{HostTensors, TrainParams};
 
 use crate::GanError;
 use crate::discriminator::{MultiscaleDiscriminator, MultiscaleDiscriminatorConfig};
-use crate::loss::{Features, feature_matching, hinge_d_fake, hinge_d_real, hinge_g, split_fake_real};
+use crate::loss::{Features, feature_matching, hinge_d_fake, hinge_d_real, hinge_g, mean_prediction, split_fake_real};
 use crate::vgg::{Vgg19, vgg_loss};
 
 /// The published optimiser options (SPADE/SEAN's training options: `lr` 0.0002, `beta1` 0,
@@ -66,6 +66,10 @@ pub struct DiscriminatorLosses {
     pub d_fake: f32,
     /// `D_real`.
     pub d_real: f32,
+    /// The discriminator's mean prediction on the fake images ([`mean_prediction`]).
+    pub fake_mean: f32,
+    /// Its mean prediction on the real images.
+    pub real_mean: f32,
 }
 
 /// The generator's loss terms (`[1]` each, differentiable in the fake image).
@@ -199,6 +203,8 @@ impl DiscriminatorTrainer {
         let losses = DiscriminatorLosses {
             d_fake: steex_nn::host(d_fake.clone().detach())[0],
             d_real: steex_nn::host(d_real.clone().detach())[0],
+            fake_mean: steex_nn::host(mean_prediction(&pred_fake).detach())[0],
+            real_mean: steex_nn::host(mean_prediction(&pred_real).detach())[0],
         };
         let grads = (d_fake + d_real).backward();
         self.params.adam_step(&grads, self.lr);
@@ -206,6 +212,51 @@ impl DiscriminatorTrainer {
             self.params.set_buffer(&name, value)?;
         }
         Ok(losses)
+    }
+
+    /// The generator's side of `compute_generator_loss` with this discriminator: its current
+    /// values (detached: the generator step trains only the generator) run once in train
+    /// mode on `discriminate(semantics, fake, real)`, the spectral norms' new `u`, `v`
+    /// stored (as the published generator step leaves them); the loss terms stay
+    /// differentiable in `fake`. Without `vgg` (`no_vgg_loss`) the VGG term is 0.
+    ///
+    /// # Shapes
+    /// - `semantics`: `[B, label_nc, H, W]`; `fake`, `real`: `[B, 3, H, W]`
+    pub fn generator_losses(
+        &mut self,
+        vgg: Option<&Vgg19>,
+        weights: &GanLossConfig,
+        semantics: Tensor<4>,
+        fake: Tensor<4>,
+        real: Tensor<4>,
+    ) -> Result<GeneratorLosses, GanError> {
+        check_inputs(&self.config, &semantics, [("real", &real), ("fake", &fake)])?;
+        let w = self.params.weights_detached()?;
+        let mut d = self.config.load(&w.root(), &fake.device())?;
+        w.finish()?;
+        let (pred_fake, pred_real) = discriminate(&mut d, semantics, fake.clone(), real.clone());
+        let losses = GeneratorLosses {
+            gan: hinge_g(&pred_fake),
+            feat: feature_matching(&pred_fake, &pred_real, weights.lambda_feat),
+            vgg: match vgg {
+                Some(v) => vgg_loss(v, fake, real).mul_scalar(weights.lambda_vgg),
+                None => Tensor::zeros([1], &real.device()),
+            },
+        };
+        for (name, value) in d.buffers() {
+            self.params.set_buffer(&name, value)?;
+        }
+        Ok(losses)
+    }
+
+    /// Sets the learning rate of the next steps (the decay of the published schedule).
+    pub fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+
+    /// The parameters, to restore Adam's state on resume.
+    pub fn params_mut(&mut self) -> &mut TrainParams {
+        &mut self.params
     }
 
     /// The parameters and buffers with Adam's state.

@@ -71,6 +71,19 @@ impl TrainParams {
         Weights::from_tensors(t, &self.metadata)
     }
 
+    /// The live tensors by name (flattened, with their shapes), trainable ones tracked, or
+    /// all `detached` from the graph: for callers that transform some before a model loads
+    /// them (spectral norm's `weight_orig / sigma`).
+    pub fn tensors(&self, detached: bool) -> BTreeMap<String, (Vec<usize>, Tensor<1>)> {
+        self.entries
+            .iter()
+            .map(|(k, p)| {
+                let v = if detached { p.value.clone().detach() } else { p.value.clone() };
+                (k.clone(), (p.shape.clone(), v))
+            })
+            .collect()
+    }
+
     /// The current values as [`Weights`] outside the autodiff graph (for evaluation).
     pub fn weights_detached(&self) -> Result<Weights, WeightsError> {
         let t = self.entries.iter().map(|(k, p)| (k.clone(), (p.shape.clone(), p.value.clone().detach()))).collect();

@@ -14,6 +14,7 @@
 //! - [`checkpoint`]: checkpoint folders written atomically, from which training resumes;
 //! - [`run`]: the training loop every model shares ([`run::Task`]);
 //! - [`classifier`]: the decision model's task (BCE, accuracy per attribute);
+//! - [`generator`]: SEAN's GAN training (generator, encoder, discriminator; TTUR);
 //! - [`segmenter`]: the segmenter's task (DeepLabV3, cross-entropy, mean IoU).
 
 pub mod arch;
@@ -21,6 +22,7 @@ pub mod checkpoint;
 pub mod classifier;
 pub mod data;
 pub mod error;
+pub mod generator;
 pub mod labels;
 pub mod params;
 pub mod run;
