@@ -1,0 +1,482 @@
+//! The models a server explains with, loaded once: the bundled demo models or converted
+//! files. Turns uploads and demo scenes into queries (image and label map at the
+//! generator's size, with the decision model's scores) and runs one explanation of a query
+//! with a per-step callback that sees the score, may render the codes reached and may stop.
+
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use image::RgbImage;
+use serde::Serialize;
+use steex_classifier::{AnyClassifier, DecisionModel, OutputKind};
+use steex_deeplab::DeepLabV3;
+use steex_explain::presets::resolve;
+use steex_explain::{Objective, Optimisation, StepReport, StyleGenerator, explain_steered};
+use steex_io::{Array, LabelMap};
+use steex_sean::{NoiseMode, SeanGenerator};
+
+use super::error::{ApiError, ApiResult};
+use super::upload::MAX_UPLOAD_BYTES;
+use crate::io::{load_classifier, load_generator, load_segmenter, read_header, segment_to_labels};
+use crate::record::region_change;
+use crate::render::{difference_map, label_colour, png, to_rgb};
+use crate::results::{Inputs, ResultJson};
+use crate::run::{ExplainOptions, Resolved};
+
+/// One label of the generator, with the colour the page draws it in.
+#[derive(Debug, Clone, Serialize)]
+pub struct RegionInfo {
+    /// Label id.
+    pub id: usize,
+    /// Its name.
+    pub name: String,
+    /// `#rrggbb`, as `steex segment`'s preview colours it.
+    pub colour: String,
+}
+
+/// The optimisation a job gets when its request leaves a value out.
+#[derive(Debug, Clone, Serialize)]
+pub struct Defaults {
+    /// Adam updates.
+    pub steps: usize,
+    /// Adam's learning rate.
+    pub lr: f64,
+    /// Weight of the proximity term.
+    pub lambda_prox: f64,
+    /// Adam's epsilon (`null`: the published 1e-8).
+    pub adam_eps: Option<f64>,
+    /// An intermediate image every this many steps (0: none).
+    pub frame_every: usize,
+}
+
+/// What `GET /api/info` answers: the models' names and sizes.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    /// `demo` (the bundled synthetic-world models) or `files`.
+    pub mode: &'static str,
+    /// The preset the names come from, if any.
+    pub preset: Option<String>,
+    /// The generator's image height.
+    pub height: usize,
+    /// The generator's image width.
+    pub width: usize,
+    /// Every label of the generator.
+    pub regions: Vec<RegionInfo>,
+    /// Every decision output.
+    pub attributes: Vec<String>,
+    /// `sigmoid` (one decision per attribute) or `softmax` (one class).
+    pub output: &'static str,
+    /// An uploaded image without a mask is segmented.
+    pub segmenter: bool,
+    /// The optimisation when a request leaves it out.
+    pub defaults: Defaults,
+    /// The largest upload, in bytes.
+    pub max_upload_bytes: usize,
+}
+
+/// An image ready to explain: at the generator's size, with its label map (if known) and
+/// the decision model's scores.
+pub struct QueryData {
+    /// `[1, 3, H, W]` in [-1, 1].
+    pub image: Array,
+    /// The label map at the generator's size; `None` until a mask is given (no segmenter).
+    pub labels: Option<LabelMap>,
+    /// `scene`, `mask` or `segmenter`.
+    pub labels_source: Option<&'static str>,
+    /// The uploaded image's own size `(height, width)`, which a mask must match in shape.
+    pub native_size: (usize, usize),
+    /// Decision logits.
+    pub logits: Vec<f32>,
+    /// Probabilities (softmax or sigmoids).
+    pub probabilities: Vec<f32>,
+}
+
+/// What a job asks for, checked ([`Engine::job_settings`]).
+pub struct JobSettings {
+    /// The explainer's settings.
+    pub settings: steex_explain::ExplainSettings,
+    /// An intermediate image every this many steps (0: none).
+    pub frame_every: usize,
+}
+
+/// One step as the job sees it.
+pub struct StepUpdate<'a> {
+    /// The explainer's report (batch of one).
+    pub report: &'a StepReport,
+    /// PNG of the codes reached after this step, when it is a frame step.
+    pub frame: Option<Vec<u8>>,
+}
+
+/// The outcome of one explanation: the record and its pictures.
+pub struct Outcome {
+    /// As `result.json` (with `region_change`).
+    pub result: ResultJson,
+    /// PNGs: query, reconstruction, counterfactual, difference (|cf - rec|, scaled).
+    pub images: [Vec<u8>; 4],
+}
+
+/// The names of the four result images, in [`Outcome::images`]'s order.
+pub const IMAGE_NAMES: [&str; 4] = ["query", "reconstruction", "counterfactual", "difference"];
+
+/// The loaded models and their names.
+pub struct Engine {
+    device: Device,
+    g: SeanGenerator,
+    c: AnyClassifier,
+    seg: Option<(DeepLabV3, Option<String>)>,
+    info: ModelInfo,
+    regions_all: Vec<String>,
+    noise: NoiseMode,
+    inputs: Inputs,
+}
+
+fn colour_hex(i: usize) -> String {
+    let c = label_colour(i).0;
+    format!("#{:02x}{:02x}{:02x}", c[0], c[1], c[2])
+}
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError::BadRequest(msg.into())
+}
+
+impl Engine {
+    /// The bundled synthetic-world models (no files), on `device` (made autodiff here).
+    pub fn demo(device: &Device) -> crate::Result<Self> {
+        let device = device.clone().autodiff();
+        let m = crate::demo::DemoModels::load(&device)?;
+        let regions_all: Vec<String> = steex_synth::scene::REGIONS.iter().map(|s| s.to_string()).collect();
+        let (height, width) = m.generator.config().image_size();
+        let demo = crate::demo::DemoOptions::default();
+        let info = ModelInfo {
+            mode: "demo",
+            preset: None,
+            height,
+            width,
+            regions: regions(&regions_all),
+            attributes: vec![steex_synth::scene::ATTRIBUTE.to_string()],
+            output: "sigmoid",
+            segmenter: true,
+            defaults: Defaults {
+                steps: demo.steps,
+                lr: demo.lr,
+                lambda_prox: demo.lambda_prox,
+                adam_eps: Some(demo.adam_eps),
+                frame_every: 2,
+            },
+            max_upload_bytes: MAX_UPLOAD_BYTES,
+        };
+        let bundled = |w: &str| PathBuf::from(format!("<bundled {w}>"));
+        Ok(Engine {
+            device,
+            g: m.generator,
+            c: m.classifier,
+            seg: Some((m.segmenter, None)),
+            info,
+            regions_all,
+            noise: NoiseMode::Off,
+            inputs: Inputs {
+                generator: bundled("generator"),
+                classifier: bundled("classifier"),
+                segmenter: Some(bundled("segmenter")),
+                ..Default::default()
+            },
+        })
+    }
+
+    /// Converted models: a generator, a decision model and optionally a segmenter. The
+    /// files' headers are checked (kinds, names, sizes) before any model is loaded.
+    pub fn files(
+        generator: PathBuf,
+        classifier: PathBuf,
+        segmenter: Option<PathBuf>,
+        device: &Device,
+    ) -> crate::Result<Self> {
+        let softmax = read_header(&classifier)?.metadata.get("output").is_some_and(|o| o == "softmax");
+        let options = ExplainOptions {
+            generator: generator.clone(),
+            classifier: classifier.clone(),
+            attribute: (!softmax).then(|| "0".to_string()),
+            attributes: Vec::new(),
+            target_class: softmax.then(|| "0".to_string()),
+            away_from_class: None,
+            regions: Vec::new(),
+            region_ids: Vec::new(),
+            steps: 100,
+            lr: 0.01,
+            lambda_prox: 0.3,
+            noise: NoiseMode::Seeded(0),
+            early_stop: None,
+            target: None,
+            preset: None,
+        };
+        let r = Resolved::read(&options)?;
+        if let Some(s) = &segmenter {
+            let h = read_header(s)?;
+            if h.metadata.get("kind").is_some_and(|k| k != "deeplab") {
+                return Err(crate::Error::Model { path: s.clone(), reason: "not a segmenter (kind deeplab)".into() });
+            }
+        }
+        let device = device.clone().autodiff();
+        let g = load_generator(&generator, &device)?;
+        let c = load_classifier(&classifier, &device)?;
+        let seg = match &segmenter {
+            Some(p) => Some(load_segmenter(p, &device)?),
+            None => None,
+        };
+        let info = ModelInfo {
+            mode: "files",
+            preset: r.preset_name.clone(),
+            height: r.image_size.0,
+            width: r.image_size.1,
+            regions: regions(&r.regions_all),
+            attributes: r.attrs.clone(),
+            output: if r.output == OutputKind::Softmax { "softmax" } else { "sigmoid" },
+            segmenter: seg.is_some(),
+            defaults: Defaults { steps: 100, lr: 0.01, lambda_prox: 0.3, adam_eps: None, frame_every: 5 },
+            max_upload_bytes: MAX_UPLOAD_BYTES,
+        };
+        Ok(Engine {
+            device,
+            g,
+            c,
+            seg,
+            info,
+            regions_all: r.regions_all,
+            noise: NoiseMode::Seeded(0),
+            inputs: Inputs { generator, classifier, segmenter, ..Default::default() },
+        })
+    }
+
+    /// The models' names and sizes.
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// Name of every label.
+    pub fn region_names(&self) -> &[String] {
+        &self.regions_all
+    }
+
+    fn size(&self) -> (usize, usize) {
+        (self.info.height, self.info.width)
+    }
+
+    /// Logits and probabilities of an image `[1, 3, H, W]`.
+    pub fn classify(&self, image: &Array) -> (Vec<f32>, Vec<f32>) {
+        let logits = steex_nn::host(self.c.logits(image.to_tensor::<4>(&self.device)).detach());
+        let probabilities = self.c.output_kind().probabilities(&logits);
+        (logits, probabilities)
+    }
+
+    /// Demo scene `seed` (its true label map) as a query.
+    pub fn scene_query(&self, seed: u64) -> ApiResult<QueryData> {
+        if self.info.mode != "demo" {
+            return Err(ApiError::NotFound("demo scenes are served with --demo only".into()));
+        }
+        let s = steex_synth::scene::scene(seed);
+        let (h, w) = self.size();
+        let image = Array { shape: vec![1, 3, h, w], data: s.image };
+        let (logits, probabilities) = self.classify(&image);
+        let labels = LabelMap { height: h, width: w, labels: s.labels };
+        Ok(QueryData {
+            image,
+            labels: Some(labels),
+            labels_source: Some("scene"),
+            native_size: (h, w),
+            logits,
+            probabilities,
+        })
+    }
+
+    /// An uploaded image as a query: resized to the generator's size (bicubic, as the
+    /// commands), segmented when the server has a segmenter.
+    pub fn upload_query(&self, rgb: RgbImage) -> ApiResult<QueryData> {
+        let (h, w) = self.size();
+        let native_size = (rgb.height() as usize, rgb.width() as usize);
+        let rgb =
+            if rgb.dimensions() != (w as u32, h as u32) { steex_io::resize::bicubic_rgb(&rgb, w, h) } else { rgb };
+        let mut data = vec![0f32; 3 * h * w];
+        for (x, y, p) in rgb.enumerate_pixels() {
+            for c in 0..3 {
+                data[c * h * w + y as usize * w + x as usize] = p[c] as f32 / 127.5 - 1.0;
+            }
+        }
+        let image = Array { shape: vec![1, 3, h, w], data };
+        let (logits, probabilities) = self.classify(&image);
+        let labels = match &self.seg {
+            Some((model, preset)) => {
+                let (labels, _, _) = segment_to_labels(model, preset.as_deref(), &image, &self.device);
+                let l = self.regions_all.len();
+                if labels.labels.iter().any(|&v| v != 255 && v as usize >= l) {
+                    return Err(ApiError::Internal(format!(
+                        "the segmenter's {} classes do not map onto the generator's {l} labels",
+                        model.config().classes
+                    )));
+                }
+                Some(labels)
+            }
+            None => None,
+        };
+        let labels_source = labels.as_ref().map(|_| "segmenter");
+        Ok(QueryData { image, labels, labels_source, native_size, logits, probabilities })
+    }
+
+    /// Checks an uploaded mask against a query (the image's aspect ratio, ids within the
+    /// generator's labels) and returns it at the generator's size (nearest, as Pillow).
+    pub fn fit_mask(&self, mask: LabelMap, native_size: (usize, usize)) -> ApiResult<LabelMap> {
+        let l = self.regions_all.len();
+        if let Some(i) = mask.labels.iter().position(|&v| v != 255 && v as usize >= l) {
+            return Err(ApiError::Unprocessable(format!(
+                "the mask: label id {} at pixel (x {}, y {}) is out of range: the generator has {l} labels \
+                 (0..={}, or 255 for unknown)",
+                mask.labels[i],
+                i % mask.width,
+                i / mask.width,
+                l - 1
+            )));
+        }
+        if !steex_io::resize::same_aspect((mask.height, mask.width), native_size) {
+            return Err(ApiError::Unprocessable(format!(
+                "the mask is {}x{} (W x H) but the image is {}x{}: their aspect ratios differ",
+                mask.width, mask.height, native_size.1, native_size.0
+            )));
+        }
+        let (h, w) = self.size();
+        Ok(mask.resized_pil(h, w))
+    }
+
+    /// The explainer's settings of a request, checked.
+    #[allow(clippy::too_many_arguments)]
+    pub fn job_settings(
+        &self,
+        attribute: Option<&str>,
+        target: Option<u8>,
+        regions: Option<&[String]>,
+        steps: Option<usize>,
+        lr: Option<f64>,
+        lambda_prox: Option<f64>,
+        early_stop: Option<usize>,
+        frame_every: Option<usize>,
+    ) -> ApiResult<JobSettings> {
+        let d = &self.info.defaults;
+        let steps = steps.unwrap_or(d.steps);
+        if !(1..=2000).contains(&steps) {
+            return Err(bad(format!("steps {steps}: expected 1 to 2000")));
+        }
+        let lr = lr.unwrap_or(d.lr);
+        if !(lr.is_finite() && lr > 0.0 && lr <= 10.0) {
+            return Err(bad(format!("lr {lr}: expected a number in (0, 10]")));
+        }
+        let lambda_prox = lambda_prox.unwrap_or(d.lambda_prox);
+        if !(lambda_prox.is_finite() && (0.0..=1000.0).contains(&lambda_prox)) {
+            return Err(bad(format!("lambda_prox {lambda_prox}: expected a number in [0, 1000]")));
+        }
+        if let Some(t) = target
+            && t > 1
+        {
+            return Err(bad(format!("target {t}: expected 0 or 1")));
+        }
+        let attrs = &self.info.attributes;
+        let attribute = match attribute {
+            Some(a) => resolve(&[a.to_string()], attrs, "attribute").map_err(|e| bad(format!("attribute: {e}")))?[0],
+            None => 0,
+        };
+        let regions = match regions {
+            None => None,
+            Some([]) => return Err(bad("regions: choose at least one region (or leave it out: all regions)")),
+            Some(r) => Some(resolve(r, &self.regions_all, "region").map_err(|e| bad(format!("regions: {e}")))?),
+        };
+        // At most 200 frames, whatever the steps.
+        let frame_every = match frame_every.unwrap_or(d.frame_every) {
+            0 => 0,
+            k => k.max(steps.div_ceil(200)),
+        };
+        let optimisation = Optimisation {
+            steps,
+            lr,
+            adam_eps: d.adam_eps,
+            lambda_prox,
+            noise: self.noise,
+            early_stop,
+            target,
+        };
+        let mut settings = optimisation.settings(attribute, regions);
+        if self.c.output_kind() == OutputKind::Softmax {
+            settings.objective = Objective::Class { class: attribute };
+            settings.target = None;
+        }
+        Ok(JobSettings { settings, frame_every })
+    }
+
+    /// Explains `image` with its `labels`; `control` sees every step (with a rendered
+    /// frame every `frame_every` steps) and may stop the optimisation.
+    pub fn explain(
+        &self,
+        image: &Array,
+        labels: &LabelMap,
+        job: &JobSettings,
+        control: &mut dyn FnMut(StepUpdate) -> ControlFlow<()>,
+    ) -> ApiResult<Outcome> {
+        let t0 = std::time::Instant::now();
+        let (h, w) = self.size();
+        let device = &self.device;
+        let mask = self.g.mask(labels.to_tensor(device)).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+        let l = self.regions_all.len();
+        let settings = &job.settings;
+        let mut observer = |r: &StepReport, z: &[f32]| {
+            let frame = (job.frame_every > 0 && r.step % job.frame_every == 0).then(|| self.render(&mask, z, l));
+            control(StepUpdate { report: r, frame: frame.flatten() })
+        };
+        let e = explain_steered(&self.g, &self.c, image.to_tensor::<4>(device), &mask, settings, &mut observer)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let arrays = crate::run::split_explanation(&e).swap_remove(0);
+        let mut result = ResultJson::new(
+            &e.images[0],
+            settings,
+            &self.info.attributes,
+            &self.regions_all,
+            self.info.preset.as_deref(),
+            self.inputs.clone(),
+        );
+        result.region_change = region_change(
+            &arrays.counterfactual.data,
+            &arrays.reconstruction.data,
+            &labels.labels,
+            &arrays.z_initial.data,
+            &arrays.z_final.data,
+            &self.regions_all,
+        );
+        result.seconds = t0.elapsed().as_secs_f64();
+        let (diff, _) = difference_map(&arrays.counterfactual.data, &arrays.reconstruction.data, h, w);
+        let images = [
+            png(&to_rgb(&image.data, h, w)),
+            png(&to_rgb(&arrays.reconstruction.data, h, w)),
+            png(&to_rgb(&arrays.counterfactual.data, h, w)),
+            png(&diff),
+        ];
+        Ok(Outcome { result, images })
+    }
+
+    /// The generator's image of codes `z` (`[1, L, S]` flat) as PNG; `None` if it fails.
+    fn render(&self, mask: &steex_sean::SemanticMask, z: &[f32], l: usize) -> Option<Vec<u8>> {
+        let s = z.len() / l.max(1);
+        let zt = Tensor::<3>::from_data(TensorData::new(z.to_vec(), [1, l, s]), &self.device);
+        let img = self.g.generate(mask, zt, self.noise).ok()?;
+        let (h, w) = self.size();
+        Some(png(&to_rgb(&steex_nn::host(img.detach()), h, w)))
+    }
+
+    /// A label map coloured as the page draws it (PNG).
+    pub fn overlay_png(&self, labels: &LabelMap) -> Vec<u8> {
+        let mut img = RgbImage::new(labels.width as u32, labels.height as u32);
+        for (i, &v) in labels.labels.iter().enumerate() {
+            img.put_pixel((i % labels.width) as u32, (i / labels.width) as u32, label_colour(v as usize));
+        }
+        png(&img)
+    }
+}
+
+fn regions(names: &[String]) -> Vec<RegionInfo> {
+    names.iter().enumerate().map(|(id, n)| RegionInfo { id, name: n.clone(), colour: colour_hex(id) }).collect()
+}
