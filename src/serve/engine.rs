@@ -192,6 +192,7 @@ impl Engine {
         segmenter: Option<PathBuf>,
         device: &Device,
     ) -> crate::Result<Self> {
+        let gh = read_header(&generator)?;
         let softmax = read_header(&classifier)?.metadata.get("output").is_some_and(|o| o == "softmax");
         let options = ExplainOptions {
             generator: generator.clone(),
@@ -217,6 +218,16 @@ impl Engine {
                 return Err(crate::Error::Model { path: s.clone(), reason: "not a segmenter (kind deeplab)".into() });
             }
         }
+        // Without a preset, the names the generator records (`regions`), else `label_<i>`.
+        let mut regions_all = r.regions_all.clone();
+        if r.preset_name.is_none()
+            && let Some(names) = gh.metadata.get("regions")
+        {
+            let names: Vec<String> = names.split(',').map(|n| n.trim().to_string()).collect();
+            if names.len() == r.labels && names.iter().all(|n| !n.is_empty()) {
+                regions_all = names;
+            }
+        }
         let device = device.clone().autodiff();
         let g = load_generator(&generator, &device)?;
         let c = load_classifier(&classifier, &device)?;
@@ -229,7 +240,7 @@ impl Engine {
             preset: r.preset_name.clone(),
             height: r.image_size.0,
             width: r.image_size.1,
-            regions: regions(&r.regions_all),
+            regions: regions(&regions_all),
             attributes: r.attrs.clone(),
             output: if r.output == OutputKind::Softmax { "softmax" } else { "sigmoid" },
             segmenter: seg.is_some(),
@@ -242,7 +253,7 @@ impl Engine {
             c,
             seg,
             info,
-            regions_all: r.regions_all,
+            regions_all,
             noise: NoiseMode::Seeded(0),
             inputs: Inputs { generator, classifier, segmenter, ..Default::default() },
         })

@@ -20,6 +20,10 @@ pub const MAX_DECODE_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Reads a request body of at most [`MAX_UPLOAD_BYTES`]; `what` names it in the error.
 pub async fn read_body(body: Body, what: &str) -> ApiResult<Bytes> {
+    // A declared length over the limit is refused before anything is read.
+    if axum::body::HttpBody::size_hint(&body).lower() > MAX_UPLOAD_BYTES as u64 {
+        return Err(ApiError::TooLarge { what: what.to_string(), limit: MAX_UPLOAD_BYTES });
+    }
     let bytes = axum::body::to_bytes(body, MAX_UPLOAD_BYTES).await.map_err(|e| {
         // Over the limit, http-body-util's `LengthLimitError` ("length limit exceeded") is in
         // the chain; anything else is a client that hung up mid-body.
@@ -104,6 +108,21 @@ mod tests {
         // A truncated PNG is refused, not a panic.
         let e = decode_image(&rgb[..rgb.len() / 2]).unwrap_err();
         assert!(matches!(e, ApiError::Unprocessable(_)), "{e}");
+    }
+
+    #[test]
+    fn bodies_over_the_limit_are_refused_declared_or_streamed() {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let declared = Body::from(vec![0u8; MAX_UPLOAD_BYTES + 1]);
+        let e = rt.block_on(read_body(declared, "the image")).unwrap_err();
+        assert!(matches!(e, ApiError::TooLarge { .. }), "{e}");
+        // No length declared: cut off while it is read.
+        let chunks = (0..17).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![1u8; 1024 * 1024])));
+        let streamed = Body::from_stream(futures_util::stream::iter(chunks));
+        let e = rt.block_on(read_body(streamed, "the image")).unwrap_err();
+        assert!(matches!(e, ApiError::TooLarge { .. }) && e.to_string().contains("the image"), "{e}");
+        let ok = rt.block_on(read_body(Body::from(vec![7u8; 1000]), "the image")).unwrap();
+        assert_eq!(ok.len(), 1000);
     }
 
     #[test]
