@@ -156,7 +156,8 @@ fn events(body: &[u8]) -> Vec<(String, Value)> {
                     data.push_str(v.trim_start());
                 }
             }
-            (name, serde_json::from_str(&data).unwrap_or_else(|e| panic!("event {name}: {e}: {data}")))
+            let value = serde_json::from_str(&data).unwrap_or_else(|e| panic!("event {name}: {e}: {data}"));
+            (name, value)
         })
         .collect()
 }

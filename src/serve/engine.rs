@@ -12,7 +12,7 @@ use serde::Serialize;
 use steex_classifier::{AnyClassifier, DecisionModel, OutputKind};
 use steex_deeplab::DeepLabV3;
 use steex_explain::presets::resolve;
-use steex_explain::{Objective, Optimisation, StepReport, StyleGenerator, explain_steered};
+use steex_explain::{Objective, Optimisation, StepReport, explain_steered};
 use steex_io::{Array, LabelMap};
 use steex_sean::{NoiseMode, SeanGenerator};
 

@@ -359,7 +359,7 @@ function drawChart() {
 
 function showResult(d) {
   $("result-panel").hidden = false;
-  const e = d.result.explanation;
+  const e = d.result; // result.json: the explainer's record flattened in
   const name = d.result.attribute.name;
   $("result-line").innerHTML =
     `${name}: ${d.initial_probability.toFixed(3)} on the query &rarr; ${d.final_probability.toFixed(3)} on the counterfactual, ` +
