@@ -5,181 +5,16 @@
 //! folder written by `steex explain-dir` and the refusal of every path out of it.
 
 mod common;
+mod serve_http;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{run_bin, steex_command};
+use common::run_bin;
 use serde_json::{Value, json};
-
-/// A running `steex serve`, killed when dropped.
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Server {
-    fn start(cwd: &Path, args: &[&str]) -> Server {
-        let mut child = steex_command()
-            .args(["serve", "--port", "0"])
-            .args(args)
-            .current_dir(cwd)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("steex serve starts");
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let mut seen = String::new();
-        let addr = loop {
-            let Some(Ok(line)) = lines.next() else {
-                let _ = child.kill();
-                panic!("steex serve exited before printing its address; stderr:\n{seen}");
-            };
-            seen.push_str(&line);
-            seen.push('\n');
-            if let Some(rest) = line.split("http://").nth(1) {
-                assert!(line.contains("local only"), "{line}");
-                break rest.split('/').next().unwrap().to_string();
-            }
-        };
-        // Keep draining stderr so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Server { child, addr }
-    }
-
-    fn request(&self, method: &str, path: &str, content_type: Option<&str>, body: &[u8]) -> Reply {
-        let mut s = TcpStream::connect(&self.addr).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(300))).unwrap();
-        let ct = content_type.map(|c| format!("Content-Type: {c}\r\n")).unwrap_or_default();
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n{ct}\r\n",
-            self.addr,
-            body.len()
-        );
-        s.write_all(head.as_bytes()).unwrap();
-        // A server may answer (and close) before reading a refused body whole.
-        let _ = s.write_all(body);
-        read_reply(&mut s)
-    }
-
-    fn get(&self, path: &str) -> Reply {
-        self.request("GET", path, None, b"")
-    }
-
-    fn post_json(&self, path: &str, v: &Value) -> Reply {
-        self.request("POST", path, Some("application/json"), v.to_string().as_bytes())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct Reply {
-    status: u16,
-    head: String,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!("not JSON ({e}), status {}: {}", self.status, String::from_utf8_lossy(&self.body))
-        })
-    }
-
-    fn ok_json(&self, status: u16) -> Value {
-        assert_eq!(self.status, status, "{}", String::from_utf8_lossy(&self.body));
-        self.json()
-    }
-
-    /// A refusal: the status, a JSON `{"error"}` naming `needle`.
-    fn assert_error(&self, status: u16, needle: &str) {
-        let v = self.json();
-        assert_eq!(self.status, status, "{v}");
-        let e = v["error"].as_str().unwrap_or_else(|| panic!("no error message: {v}"));
-        assert!(e.contains(needle), "`{e}` lacks `{needle}`");
-        assert!(self.head.contains("content-type: application/json"), "{}", self.head);
-    }
-
-    fn image(&self) -> image::DynamicImage {
-        assert_eq!(self.status, 200, "{}", String::from_utf8_lossy(&self.body));
-        assert!(self.head.contains("content-type: image/png"), "{}", self.head);
-        image::load_from_memory(&self.body).expect("a decodable PNG")
-    }
-}
-
-fn read_reply(s: &mut TcpStream) -> Reply {
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read the reply");
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a header");
-    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let mut body = raw[split + 4..].to_vec();
-    if head.contains("transfer-encoding: chunked") {
-        body = dechunk(&body);
-    }
-    Reply { status, head, body }
-}
-
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else { return out };
-        let size = usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap().trim(), 16).unwrap();
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&b[eol + 2..eol + 2 + size]);
-        b = &b[eol + 2 + size + 2..];
-    }
-}
-
-/// The events of a server-sent event stream: `(name, data)`.
-fn events(body: &[u8]) -> Vec<(String, Value)> {
-    let text = String::from_utf8_lossy(body);
-    text.split("\n\n")
-        .filter(|block| !block.trim().is_empty())
-        .map(|block| {
-            let mut name = String::new();
-            let mut data = String::new();
-            for line in block.lines() {
-                if let Some(v) = line.strip_prefix("event:") {
-                    name = v.trim().to_string();
-                } else if let Some(v) = line.strip_prefix("data:") {
-                    data.push_str(v.trim_start());
-                }
-            }
-            let value = serde_json::from_str(&data).unwrap_or_else(|e| panic!("event {name}: {e}: {data}"));
-            (name, value)
-        })
-        .collect()
-}
-
-/// Polls a job until `done(status JSON)` holds (at most two minutes).
-fn wait_job(s: &Server, job: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let t = Instant::now();
-    loop {
-        let v = s.get(&format!("/api/jobs/{job}")).ok_json(200);
-        if done(&v) {
-            return v;
-        }
-        assert!(t.elapsed() < Duration::from_secs(120), "job {job} did not get there: {v}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn png_of(img: image::DynamicImage) -> Vec<u8> {
-    let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
-    out.into_inner()
-}
+use serve_http::{Server, events, png_of, read_reply, wait_job};
 
 const FIRST_SCENE: u64 = 1 << 40;
 
@@ -223,7 +58,10 @@ fn demo_scene_explained_to_the_end_with_events_images_and_region_change() {
     assert_eq!(s.get(q["overlay"].as_str().unwrap()).image().height(), 64);
 
     let job = s
-        .post_json("/api/jobs", &json!({"query": id, "regions": ["lamp"], "steps": 40, "early_stop": 5, "frame_every": 4}))
+        .post_json(
+            "/api/jobs",
+            &json!({"query": id, "regions": ["lamp"], "steps": 40, "early_stop": 5, "frame_every": 4}),
+        )
         .ok_json(202);
     let job_id = job["job"].as_str().unwrap().to_string();
     assert_eq!(job["position"], 0);
@@ -297,7 +135,8 @@ fn bad_uploads_masks_and_requests_get_json_errors() {
         let mut t = TcpStream::connect(&s.addr).unwrap();
         t.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
         let len = 17 * 1024 * 1024;
-        let head = format!("POST /api/queries HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {len}\r\n\r\n");
+        let head =
+            format!("POST /api/queries HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {len}\r\n\r\n");
         t.write_all(head.as_bytes()).unwrap();
         let _ = t.write_all(&vec![0u8; 64 * 1024]);
         read_reply(&mut t).assert_error(413, "16777216 bytes");
@@ -310,7 +149,9 @@ fn bad_uploads_masks_and_requests_get_json_errors() {
     assert_eq!(q["probabilities"].as_array().unwrap().len(), 1);
     let id = q["id"].as_str().unwrap();
     let mask_url = format!("/api/queries/{id}/mask");
-    let gray = |w: u32, h: u32, v: u8| png_of(image::DynamicImage::ImageLuma8(image::GrayImage::from_pixel(w, h, image::Luma([v]))));
+    let gray = |w: u32, h: u32, v: u8| {
+        png_of(image::DynamicImage::ImageLuma8(image::GrayImage::from_pixel(w, h, image::Luma([v]))))
+    };
     s.request("PUT", &mask_url, None, &gray(50, 50, 1)).assert_error(422, "aspect ratios differ");
     s.request("PUT", &mask_url, None, &gray(48, 24, 9)).assert_error(422, "label id 9");
     s.request("PUT", &mask_url, None, &good).assert_error(422, "8-bit single-channel");
@@ -340,7 +181,8 @@ fn queued_and_running_jobs_are_cancelled() {
     let dir = tempfile::tempdir().unwrap();
     let s = Server::start(dir.path(), &["--demo"]);
     let q = s.request("POST", &format!("/api/queries?scene={}", FIRST_SCENE + 1), None, b"").ok_json(201);
-    let long = json!({"query": q["id"], "steps": 2000, "frame_every": 0, "regions": ["sky", "ground", "building", "pole"]});
+    let long =
+        json!({"query": q["id"], "steps": 2000, "frame_every": 0, "regions": ["sky", "ground", "building", "pole"]});
     let a = s.post_json("/api/jobs", &long).ok_json(202);
     let a_id = a["job"].as_str().unwrap().to_string();
     wait_job(&s, &a_id, |v| v["status"] == "running" && v["step"].as_u64().is_some());
@@ -397,8 +239,25 @@ fn results_folder_is_listed_and_no_path_leaves_it() {
     let r = run_bin(
         d,
         "steex",
-        &["explain-dir", "--images", "images", "--masks", "masks", "--generator", g, "--classifier", c,
-          "--attribute", "stop", "--steps", "3", "--lr", "0.3", "--out", "results"],
+        &[
+            "explain-dir",
+            "--images",
+            "images",
+            "--masks",
+            "masks",
+            "--generator",
+            g,
+            "--classifier",
+            c,
+            "--attribute",
+            "stop",
+            "--steps",
+            "3",
+            "--lr",
+            "0.3",
+            "--out",
+            "results",
+        ],
     );
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     // A secret beside the folder, and a link from inside the folder to outside it.
@@ -466,10 +325,8 @@ fn models_from_files_and_refusals_before_loading() {
     let d = dir.path();
     let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/synthetic");
     let f = |n: &str| assets.join(n).to_str().unwrap().to_string();
-    let s = Server::start(
-        d,
-        &["--generator", &f("generator.safetensors"), "--classifier", &f("classifier.safetensors")],
-    );
+    let s =
+        Server::start(d, &["--generator", &f("generator.safetensors"), "--classifier", &f("classifier.safetensors")]);
     let info = s.get("/api/info").ok_json(200);
     assert_eq!(info["mode"], "files");
     assert_eq!(info["segmenter"], false);

@@ -16,8 +16,9 @@ use futures_util::Stream;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::engine::{Engine, IMAGE_NAMES};
+use super::engine::Engine;
 use super::error::{ApiError, ApiResult};
+use super::explain::IMAGE_NAMES;
 use super::jobs::{Jobs, Status, result_json};
 use super::queries::{Queries, Query};
 use super::results_dir::ResultsDir;
@@ -119,7 +120,8 @@ async fn scenes(State(s): State<AppState>) -> ApiResult<Json<Value>> {
 }
 
 fn parse_seed(seed: &str) -> ApiResult<u64> {
-    seed.parse().map_err(|_| ApiError::BadRequest(format!("scene `{}`: expected a seed (a number)", seed.escape_default())))
+    seed.parse()
+        .map_err(|_| ApiError::BadRequest(format!("scene `{}`: expected a seed (a number)", seed.escape_default())))
 }
 
 async fn scene_image(State(s): State<AppState>, Path(seed): Path<String>) -> ApiResult<Response> {
@@ -239,10 +241,9 @@ async fn new_job(State(s): State<AppState>, body: Body) -> ApiResult<Response> {
         r.early_stop,
         r.frame_every,
     )?;
-    let (job, position) = s
-        .jobs
-        .submit(q, settings)
-        .ok_or_else(|| ApiError::Busy(format!("{} jobs are waiting already: try again later", super::jobs::MAX_WAITING)))?;
+    let (job, position) = s.jobs.submit(q, settings).ok_or_else(|| {
+        ApiError::Busy(format!("{} jobs are waiting already: try again later", super::jobs::MAX_WAITING))
+    })?;
     let _ = s.wake.send(());
     let body = json!({
         "job": job.id,

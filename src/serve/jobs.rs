@@ -13,7 +13,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use super::engine::{Engine, IMAGE_NAMES, JobSettings, Outcome};
+use super::engine::Engine;
+use super::explain::{IMAGE_NAMES, JobSettings, Outcome, StepUpdate};
 use super::queries::Query;
 
 /// The most jobs waiting at once; more are refused (429).
@@ -279,7 +280,7 @@ fn run_job(engine: &Engine, job: &Job) {
         job.finish(Status::Failed, "failed", json!({ "job": job.id, "error": "the query has no label map" }));
         return;
     };
-    let mut control = |u: super::engine::StepUpdate| {
+    let mut control = |u: StepUpdate| {
         let r = u.report;
         let point = StepPoint {
             step: r.step,
@@ -294,7 +295,6 @@ fn run_job(engine: &Engine, job: &Job) {
         });
         let mut data = serde_json::to_value(&point).unwrap_or(Value::Null);
         data["steps"] = json!(r.steps);
-        data["active"] = json!(r.active[0]);
         if let Some(k) = frame {
             data["frame"] = json!(format!("/api/jobs/{}/frames/{k}.png", job.id));
         }
@@ -322,10 +322,8 @@ fn run_job(engine: &Engine, job: &Job) {
 
 /// The result as the API gives it: the record, the images' and frames' addresses.
 pub fn result_json(job: &Job, outcome: &Outcome) -> Value {
-    let images: serde_json::Map<String, Value> = IMAGE_NAMES
-        .iter()
-        .map(|n| (n.to_string(), json!(format!("/api/jobs/{}/images/{n}.png", job.id))))
-        .collect();
+    let images: serde_json::Map<String, Value> =
+        IMAGE_NAMES.iter().map(|n| (n.to_string(), json!(format!("/api/jobs/{}/images/{n}.png", job.id)))).collect();
     let frames: Vec<Value> = job
         .state()
         .frames

@@ -24,7 +24,7 @@
 //! | `GET /api/queries/{id}` and `/{image,labels,overlay}.png` | the query and its pictures |
 //! | `POST /api/jobs` | body: `{"query": "q1", "regions": ["lamp"] (names or ids; left out: all), "attribute": "stop", "target": 0\|1, "steps", "lr", "lambda_prox", "early_stop", "frame_every"}` (all but `query` optional). 202 with `{job, status, position, events}`; `position` 0 runs next or now |
 //! | `GET /api/jobs/{id}` | `status` (`queued`, `running`, `done`, `cancelled`, `failed`), `position` while queued, `step`, `steps`, `points` (per step: `step`, `score`, `loss_decision`, `loss_proximity`), `error`, `result` once there |
-//! | `GET /api/jobs/{id}/events` | server-sent events, replayed from the start: `queued` `{position}` (again when it moves), `started` `{steps}`, `step` `{step, steps, score, loss_decision, loss_proximity, active, frame?}`, then one of `done`, `cancelled` (the result, if it had started) or `failed` `{error}`; the stream ends there |
+//! | `GET /api/jobs/{id}/events` | server-sent events, replayed from the start: `queued` `{position}` (again when it moves), `started` `{steps}`, `step` `{step, steps, score, loss_decision, loss_proximity, frame?}`, then one of `done`, `cancelled` (the result, if it had started) or `failed` `{error}`; the stream ends there |
 //! | `DELETE /api/jobs/{id}` | cancels: a queued job leaves the queue, a running one stops after its current step (its result is of the steps run) |
 //! | `GET /api/jobs/{id}/images/{query,reconstruction,counterfactual,difference}.png` | the result's images (difference: \|counterfactual - reconstruction\|, scaled) |
 //! | `GET /api/jobs/{id}/frames/{k}.png` | the image of the codes every `frame_every` steps, for the slider |
@@ -39,6 +39,7 @@
 mod api;
 mod engine;
 mod error;
+mod explain;
 mod jobs;
 mod queries;
 mod results_dir;
@@ -133,9 +134,9 @@ pub fn serve(options: &ServeOptions, device: &Device) -> Result<()> {
         .build()
         .map_err(|e| Error::Argument(format!("cannot start the server's runtime: {e}")))?;
     let addr = SocketAddr::new(options.bind, options.port);
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind(addr))
-        .map_err(|e| Error::Argument(format!("--bind {} --port {}: cannot listen there: {e}", options.bind, options.port)))?;
+    let listener = runtime.block_on(tokio::net::TcpListener::bind(addr)).map_err(|e| {
+        Error::Argument(format!("--bind {} --port {}: cannot listen there: {e}", options.bind, options.port))
+    })?;
     let local = listener.local_addr().map_err(|e| Error::Argument(format!("--port {}: {e}", options.port)))?;
     let (app_state, worker) = state(options, device)?;
     if let Some(worker) = worker {

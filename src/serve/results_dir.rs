@@ -62,11 +62,9 @@ impl ResultsDir {
     pub fn list(&self) -> ApiResult<Value> {
         let summary: Option<Summary> = crate::io::read_json(&self.root.join(SUMMARY_FILE)).ok();
         let plan: Option<Plan> = crate::io::read_json(&self.root.join(PLAN_FILE)).ok();
-        let attribute_id = plan
-            .as_ref()
-            .and_then(|p| p.settings.pointer("/explain/attribute"))
-            .and_then(Value::as_u64)
-            .unwrap_or(0) as usize;
+        let attribute_id =
+            plan.as_ref().and_then(|p| p.settings.pointer("/explain/attribute")).and_then(Value::as_u64).unwrap_or(0)
+                as usize;
         let attribute = plan.as_ref().and_then(|p| p.settings.get("attribute")).cloned().unwrap_or(Value::Null);
         let images: Vec<Value> = self
             .lines()?
@@ -124,8 +122,7 @@ impl ResultsDir {
             return Err(ApiError::NotFound(format!("image `{image}`: not in {RESULTS_FILE}")));
         }
         let path = self.root.join(image).join(file);
-        let resolved =
-            path.canonicalize().map_err(|_| ApiError::NotFound(format!("{image}/{file}: no such file")))?;
+        let resolved = path.canonicalize().map_err(|_| ApiError::NotFound(format!("{image}/{file}: no such file")))?;
         if !resolved.starts_with(&self.root) || !resolved.is_file() {
             return Err(ApiError::NotFound(format!("{image}/{file}: not inside the results folder")));
         }

@@ -382,6 +382,7 @@ function showResult(d) {
     label.innerHTML = `<span class="chip" style="background:${regionColour(r.id)}"></span>${r.name}`;
     const bar = document.createElement("div");
     bar.className = "bar";
+    bar.style.background = regionColour(r.id);
     bar.style.width = `${(100 * r.share).toFixed(1)}%`;
     bar.dataset.region = r.name;
     const v = document.createElement("span");
