@@ -135,8 +135,10 @@ fn bad_uploads_masks_and_requests_get_json_errors() {
         let mut t = TcpStream::connect(&s.addr).unwrap();
         t.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
         let len = 17 * 1024 * 1024;
-        let head =
-            format!("POST /api/queries HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {len}\r\n\r\n");
+        let head = format!(
+            "POST /api/queries HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {len}\r\n\r\n",
+            s.addr
+        );
         t.write_all(head.as_bytes()).unwrap();
         let _ = t.write_all(&vec![0u8; 64 * 1024]);
         read_reply(&mut t).assert_error(413, "16777216 bytes");
@@ -174,6 +176,20 @@ fn bad_uploads_masks_and_requests_get_json_errors() {
     s.get("/api/results").assert_error(404, "--results");
     s.get("/no/such/page").assert_error(404, "no such page");
     s.get("/api/scenes/abc/image.png").assert_error(400, "seed");
+
+    // A local-only server answers loopback host names only (no DNS rebinding).
+    for host in ["evil.example", "evil.example:80", "10.1.2.3"] {
+        let mut t = TcpStream::connect(&s.addr).unwrap();
+        t.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let head = format!("GET /api/info HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        t.write_all(head.as_bytes()).unwrap();
+        read_reply(&mut t).assert_error(403, "localhost or 127.0.0.1 only");
+    }
+    let port = s.addr.rsplit(':').next().unwrap();
+    let mut t = TcpStream::connect(&s.addr).unwrap();
+    let head = format!("GET /api/info HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n\r\n");
+    t.write_all(head.as_bytes()).unwrap();
+    assert_eq!(read_reply(&mut t).ok_json(200)["mode"], "demo");
 }
 
 #[test]

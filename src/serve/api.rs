@@ -82,6 +82,31 @@ pub fn router(state: AppState) -> axum::Router {
         .with_state(state)
 }
 
+/// Answers only requests addressed to this machine by a loopback name (`Host:` localhost,
+/// 127.x.x.x or [::1], any port): a server listening on 127.0.0.1 is then out of reach of a
+/// web page whose own name was made to resolve to 127.0.0.1 (DNS rebinding).
+pub async fn loopback_host_only(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let host = request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    if host_is_loopback(host) {
+        next.run(request).await
+    } else {
+        ApiError::Forbidden(format!(
+            "Host `{}`: this server answers requests to localhost or 127.0.0.1 only",
+            host.escape_default()
+        ))
+        .into_response()
+    }
+}
+
+/// `localhost`, a 127.x.x.x address or `[::1]`, with or without a port.
+fn host_is_loopback(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(n, _)| n),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 async fn asset(content_type: &'static str, text: &'static str) -> Response {
     ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], text).into_response()
 }
@@ -344,4 +369,21 @@ async fn results_list(State(s): State<AppState>) -> ApiResult<Json<Value>> {
 async fn results_file(State(s): State<AppState>, Path((image, file)): Path<(String, String)>) -> ApiResult<Response> {
     let dir = s.results()?;
     Ok(png_response(blocking(move || dir.file(&image, &file)).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_is_loopback;
+
+    #[test]
+    fn only_loopback_host_names_pass() {
+        for ok in ["localhost", "LOCALHOST:8080", "127.0.0.1", "127.0.0.1:80", "127.8.9.1:1", "[::1]:8080", "[::1]"] {
+            assert!(host_is_loopback(ok), "{ok}");
+        }
+        for bad in
+            ["", "evil.example", "evil.example:8080", "10.0.0.1:80", "localhost.evil.example", "[::2]:1", "0.0.0.0"]
+        {
+            assert!(!host_is_loopback(bad), "{bad}");
+        }
+    }
 }

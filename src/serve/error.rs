@@ -11,6 +11,9 @@ pub enum ApiError {
     /// The request is malformed or a value is out of range (400).
     #[error("{0}")]
     BadRequest(String),
+    /// A request this server does not take from where it came (403).
+    #[error("{0}")]
+    Forbidden(String),
     /// Nothing of that name (404).
     #[error("{0}")]
     NotFound(String),
@@ -44,6 +47,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -120,7 +120,8 @@ impl Engine {
         let l = self.regions_all.len();
         let settings = &job.settings;
         let mut observer = |r: &StepReport, z: &[f32]| {
-            let frame = (job.frame_every > 0 && r.step % job.frame_every == 0).then(|| self.render(&mask, z, l));
+            let frame =
+                (job.frame_every > 0 && r.step.is_multiple_of(job.frame_every)).then(|| self.render(&mask, z, l));
             control(StepUpdate { report: r, frame: frame.flatten() })
         };
         let e = explain_steered(&self.g, &self.c, image.to_tensor::<4>(device), &mask, settings, &mut observer)

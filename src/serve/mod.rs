@@ -8,7 +8,9 @@
 //! # The API
 //!
 //! Every error is a status code with a JSON body `{"error": "..."}` naming what is at
-//! fault: 400 a malformed request or a value out of range, 404 nothing of that name, 409 a
+//! fault: 400 a malformed request or a value out of range, 403 a request whose `Host` is not
+//! a loopback name while the server listens on a loopback address (no DNS rebinding), 404
+//! nothing of that name, 409 a
 //! query with no label map yet, 413 a body over 16 MiB, 415 a body that is not a PNG or
 //! JPEG, 422 an image that cannot be decoded within the limits (at most 8192 x 8192 pixels,
 //! 256 MiB to decode) or a mask that does not fit, 429 too many jobs waiting.
@@ -51,7 +53,7 @@ use std::sync::Arc;
 
 use burn::tensor::Device;
 
-pub use api::{AppState, router};
+pub use api::{AppState, loopback_host_only, router};
 pub use engine::{Engine, ModelInfo};
 pub use error::ApiError;
 pub use results_dir::{ResultsDir, plain_name};
@@ -154,7 +156,12 @@ pub fn serve(options: &ServeOptions, device: &Device) -> Result<()> {
             local.ip()
         );
     }
+    let app = if local.ip().is_loopback() {
+        router(app_state).layer(axum::middleware::from_fn(api::loopback_host_only))
+    } else {
+        router(app_state)
+    };
     runtime
-        .block_on(async move { axum::serve(listener, router(app_state)).await })
+        .block_on(async move { axum::serve(listener, app).await })
         .map_err(|e| Error::Argument(format!("the server stopped: {e}")))
 }
