@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """Drives the `steex serve` page in headless Chromium, as a person would, and saves a screenshot.
 
-Starts `steex serve --demo --port 0` (target/release/steex unless --steex is given), loads the
-page in Debian's `chromium` (headless, spoken to over the DevTools protocol with a small
-websocket client below: standard library only), picks the first demo scene, clicks "none",
-clicks the lamp on the image (a real mouse click at the lamp's centre), runs the
-explanation, waits for the result and saves the page as a PNG (default
-docs/serve-screenshot.png). Exits non-zero, saying why, if any step fails.
+First writes a small results folder: four demo scenes (fetched from a `steex serve --demo`)
+explained by `steex explain-dir` with the bundled models' files. Then starts
+`steex serve --demo --results THAT --port 0` (target/release/steex unless --steex is given),
+loads the page in Debian's `chromium` (headless, spoken to over the DevTools protocol with a
+small websocket client below: standard library only), picks the first demo scene, clicks
+"none", clicks the lamp on the image (a real mouse click at the lamp's centre), runs the
+explanation and waits for the result; sorts the results table by its score change (two
+clicks on the header: descending) and clicks its first row; and saves the page as a PNG
+(default docs/serve-screenshot.png). Exits non-zero, saying why, if any step fails.
 
     python3 tools/check_serve_page.py [--steex PATH] [--chromium PATH] [--out PNG]
 """
@@ -139,6 +142,69 @@ def read_line_matching(stream, pattern, what, timeout=120):
     raise RuntimeError(f"{what} printed no line matching {pattern!r}:\n{''.join(seen)}")
 
 
+def start_server(steex, extra):
+    """`steex serve --port 0 EXTRA...` and its address."""
+    p = subprocess.Popen([steex, "serve", "--port", "0", *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        url = read_line_matching(p.stderr, r"(http://127\.0\.0\.1:\d+/)", "steex serve").group(1)
+    except RuntimeError:
+        p.kill()
+        p.wait()
+        raise
+    return p, url
+
+
+def make_results(steex, root, work):
+    """A results folder: four demo scenes (image and label map, from the demo server) through
+    `steex explain-dir` with the bundled models' files; returns its path."""
+    for d in ("images", "masks"):
+        os.makedirs(os.path.join(work, d))
+    server, url = start_server(steex, ["--demo"])
+    try:
+        scenes = json.load(urllib.request.urlopen(url + "api/scenes"))["scenes"][:4]
+        for k, sc in enumerate(scenes):
+            req = urllib.request.Request(f"{url}api/queries?scene={sc['seed']}", data=b"", method="POST")
+            q = json.load(urllib.request.urlopen(req))
+            for src, dst in ((q["image"], "images"), (q["labels"], "masks")):
+                with open(os.path.join(work, dst, f"scene{k}.png"), "wb") as f:
+                    f.write(urllib.request.urlopen(url + src.lstrip("/")).read())
+    finally:
+        server.kill()
+        server.wait()
+    assets = os.path.join(root, "assets", "synthetic")
+    out = os.path.join(work, "results")
+    r = subprocess.run([steex, "explain-dir", "--images", os.path.join(work, "images"),
+                        "--masks", os.path.join(work, "masks"),
+                        "--generator", os.path.join(assets, "generator.safetensors"),
+                        "--classifier", os.path.join(assets, "classifier.safetensors"),
+                        "--attribute", "stop", "--steps", "8", "--lr", "0.3", "--out", out],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if r.returncode != 0:
+        raise RuntimeError(f"steex explain-dir failed: {r.stderr.decode(errors='replace')}")
+    print(f"results folder: {out}")
+    return out
+
+
+def check_results_table(page):
+    """Sorts the results table by its score change (descending: two clicks) and opens the first row."""
+    page.wait_for("document.querySelectorAll('#results-table tbody tr').length === 4", "the results table")
+    for _ in range(2):
+        box = page.js("""(() => { const th = document.querySelector('#results-table th[data-key=score_change]');
+            th.scrollIntoView(); const r = th.getBoundingClientRect();
+            return {x: r.left + r.width / 2, y: r.top + r.height / 2}; })()""")
+        page.click(box["x"], box["y"])
+    changes = page.js("Array.from(document.querySelectorAll('#results-table tbody tr'))"
+                      ".map((tr) => Number(tr.children[5].textContent))")
+    if changes != sorted(changes, reverse=True):
+        raise RuntimeError(f"the table is not sorted by change, descending: {changes}")
+    page.js("document.querySelector('#results-table tbody tr').click()")
+    page.wait_for("Array.from(document.querySelectorAll('#results-images img')).length === 4 && "
+                  "Array.from(document.querySelectorAll('#results-images img')).every((i) => i.complete && i.naturalWidth > 0)",
+                  "the chosen result's images")
+    print(f"results table sorted by score change, descending: {changes}; first row's images shown")
+    page.js("window.scrollTo(0, 0)")
+
+
 def main():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -151,12 +217,12 @@ def main():
     if not shutil.which(args.chromium):
         sys.exit(f"{args.chromium}: not found (apt-get install -y chromium)")
 
-    server = subprocess.Popen([args.steex, "serve", "--demo", "--port", "0"], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE)
-    profile = tempfile.mkdtemp(prefix="steex-chromium-")
-    browser = None
+    work = tempfile.mkdtemp(prefix="steex-serve-check-")
+    profile = os.path.join(work, "chromium-profile")
+    server = browser = None
     try:
-        url = read_line_matching(server.stderr, r"(http://127\.0\.0\.1:\d+/)", "steex serve").group(1)
+        results = make_results(args.steex, root, work)
+        server, url = start_server(args.steex, ["--demo", "--results", results])
         print(f"server: {url}")
         browser = subprocess.Popen(
             [args.chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
@@ -196,6 +262,7 @@ def main():
         line = page.js("document.getElementById('result-line').textContent")
         status = page.js("document.getElementById('job-status').textContent")
         print(f"{status}\n{line}")
+        check_results_table(page)
         time.sleep(0.5)  # the images load
         shot = page.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
         with open(args.out, "wb") as f:
@@ -208,7 +275,7 @@ def main():
             if p is not None:
                 p.kill()
                 p.wait()
-        shutil.rmtree(profile, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
