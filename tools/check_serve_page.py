@@ -5,7 +5,8 @@ First writes a small results folder: four demo scenes (fetched from a `steex ser
 explained by `steex explain-dir` with the bundled models' files. Then starts
 `steex serve --demo --results THAT --port 0` (target/release/steex unless --steex is given),
 loads the page in Debian's `chromium` (headless, spoken to over the DevTools protocol with a
-small websocket client below: standard library only), picks the first demo scene, clicks
+small websocket client below: standard library only), uploads one of the scenes through the
+file input (it must come back segmented, with a lamp), picks the first demo scene, clicks
 "none", clicks the lamp on the image (a real mouse click at the lamp's centre), runs the
 explanation and waits for the result; sorts the results table by its score change (two
 clicks on the header: descending) and clicks its first row; and saves the page as a PNG
@@ -185,6 +186,20 @@ def make_results(steex, root, work):
     return out
 
 
+def check_upload(page, png):
+    """Uploads an image through the file input: it is segmented and scored."""
+    doc = page.call("DOM.getDocument")
+    node = page.call("DOM.querySelector", nodeId=doc["root"]["nodeId"], selector="#image-file")["nodeId"]
+    page.call("DOM.setFileInputFiles", files=[png], nodeId=node)
+    page.wait_for("state.query !== null && state.query.source === 'upload' && state.labels !== null",
+                  "the uploaded image's label map")
+    q = page.js("({source: state.query.labels_source, regions: state.query.regions_present.map((r) => r.name),"
+                " p: state.query.probabilities[0]})")
+    if q["source"] != "segmenter" or "lamp" not in q["regions"]:
+        raise RuntimeError(f"the upload was not segmented into regions with a lamp: {q}")
+    print(f"uploaded {os.path.basename(png)}: segmented into {', '.join(q['regions'])}, p(stop) {q['p']:.3f}")
+
+
 def check_results_table(page):
     """Sorts the results table by its score change (descending: two clicks) and opens the first row."""
     page.wait_for("document.querySelectorAll('#results-table tbody tr').length === 4", "the results table")
@@ -236,8 +251,10 @@ def main():
         page.call("Page.enable")
         page.call("Page.navigate", url=url)
         page.wait_for("document.querySelectorAll('#scenes button').length > 0", "the demo scenes")
+        check_upload(page, os.path.join(work, "images", "scene1.png"))
         page.js("document.querySelector('#scenes button').click()")
-        page.wait_for("state.labels !== null && state.query !== null", "the scene's label map")
+        page.wait_for("state.query !== null && state.query.source.startsWith('scene') && state.labels !== null",
+                      "the scene's label map")
         page.js("document.getElementById('no-regions').click()")
         # The lamp's centre on the canvas, in page coordinates.
         where = page.js("""(() => {

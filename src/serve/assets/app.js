@@ -159,7 +159,9 @@ async function uploadMask() {
 }
 
 async function setQuery(q) {
+  // The label map and the chosen regions change together, once the new ones are loaded.
   state.query = q;
+  state.labels = null;
   $("mask-file").disabled = false;
   $("query-view").hidden = false;
   $("query-source").textContent = `${q.id}: ${q.source}, ${q.width} x ${q.height}` +
@@ -173,7 +175,7 @@ async function setQuery(q) {
     scores.appendChild(tr);
   });
   state.image = await loadImage(q.image);
-  state.labels = null;
+  let labels = null;
   if (q.labels) {
     const img = await loadImage(q.labels);
     const c = document.createElement("canvas");
@@ -183,8 +185,9 @@ async function setQuery(q) {
     const data = ctx.getImageData(0, 0, img.width, img.height).data;
     const ids = new Uint8Array(img.width * img.height);
     for (let i = 0; i < ids.length; i++) ids[i] = data[4 * i];
-    state.labels = { width: img.width, height: img.height, ids };
+    labels = { width: img.width, height: img.height, ids };
   }
+  state.labels = labels;
   state.chosen = new Set(presentIds());
   refreshRegions();
   $("run").disabled = !q.labels;
