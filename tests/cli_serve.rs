@@ -124,19 +124,23 @@ fn bad_uploads_masks_and_requests_get_json_errors() {
     let s = Server::start(dir.path(), &["--demo"]);
 
     s.request("POST", "/api/queries", Some("image/png"), b"this is not an image").assert_error(415, "PNG or JPEG");
-    s.request("POST", "/api/queries", None, b"").assert_error(400, "empty");
+    s.request("POST", "/api/queries", Some("image/png"), b"").assert_error(400, "empty");
     let gif = b"GIF89a\x01\x00\x01\x00\x00\x00\x00;";
-    s.request("POST", "/api/queries", None, gif).assert_error(415, "PNG or JPEG");
+    s.request("POST", "/api/queries", Some("application/octet-stream"), gif).assert_error(415, "PNG or JPEG");
     // A PNG cut short: recognised, not decodable.
     let good = png_of(image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(96, 48, image::Rgb([40, 90, 200]))));
-    s.request("POST", "/api/queries", None, &good[..good.len() / 2]).assert_error(422, "cannot decode");
+    s.request("POST", "/api/queries", Some("image/png"), &good[..good.len() / 2]).assert_error(422, "cannot decode");
+    // Bodies of a type another site's page could send unasked are refused (no CSRF).
+    for ct in [None, Some("text/plain"), Some("application/x-www-form-urlencoded"), Some("multipart/form-data")] {
+        s.request("POST", "/api/queries", ct, &good).assert_error(415, "Content-Type");
+    }
     // Over 16 MiB: refused from its declared length, before it is read.
     {
         let mut t = TcpStream::connect(&s.addr).unwrap();
         t.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
         let len = 17 * 1024 * 1024;
         let head = format!(
-            "POST /api/queries HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {len}\r\n\r\n",
+            "POST /api/queries HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: image/png\r\nContent-Length: {len}\r\n\r\n",
             s.addr
         );
         t.write_all(head.as_bytes()).unwrap();
@@ -154,16 +158,19 @@ fn bad_uploads_masks_and_requests_get_json_errors() {
     let gray = |w: u32, h: u32, v: u8| {
         png_of(image::DynamicImage::ImageLuma8(image::GrayImage::from_pixel(w, h, image::Luma([v]))))
     };
-    s.request("PUT", &mask_url, None, &gray(50, 50, 1)).assert_error(422, "aspect ratios differ");
-    s.request("PUT", &mask_url, None, &gray(48, 24, 9)).assert_error(422, "label id 9");
-    s.request("PUT", &mask_url, None, &good).assert_error(422, "8-bit single-channel");
-    let q = s.request("PUT", &mask_url, None, &gray(192, 96, 2)).ok_json(200);
+    s.request("PUT", &mask_url, Some("text/plain"), &gray(48, 24, 1)).assert_error(415, "Content-Type");
+    s.request("PUT", &mask_url, Some("image/png"), &gray(50, 50, 1)).assert_error(422, "aspect ratios differ");
+    s.request("PUT", &mask_url, Some("image/png"), &gray(48, 24, 9)).assert_error(422, "label id 9");
+    s.request("PUT", &mask_url, Some("image/png"), &good).assert_error(422, "8-bit single-channel");
+    let q = s.request("PUT", &mask_url, Some("image/png"), &gray(192, 96, 2)).ok_json(200);
     assert_eq!(q["labels_source"], "mask");
     assert_eq!(q["regions_present"], json!([{"id": 2, "name": "building", "pixels": 64 * 64}]));
 
     // Job requests.
-    s.request("POST", "/api/jobs", None, b"{not json").assert_error(400, "not the JSON expected");
+    s.request("POST", "/api/jobs", Some("application/json"), b"{not json").assert_error(400, "not the JSON expected");
     s.post_json("/api/jobs", &json!({"query": "q999"})).assert_error(404, "q999");
+    let body = json!({"query": id}).to_string();
+    s.request("POST", "/api/jobs", Some("text/plain"), body.as_bytes()).assert_error(415, "application/json");
     s.post_json("/api/jobs", &json!({"query": id, "regions": ["moon"]})).assert_error(400, "moon");
     s.post_json("/api/jobs", &json!({"query": id, "regions": []})).assert_error(400, "at least one region");
     s.post_json("/api/jobs", &json!({"query": id, "steps": 0})).assert_error(400, "steps 0");
@@ -350,11 +357,13 @@ fn models_from_files_and_refusals_before_loading() {
     assert_eq!(info["regions"][4]["name"], "lamp", "names from the generator's metadata: {info}");
     // No segmenter: an upload waits for its mask.
     let sc = steex::synth::scene::scene(FIRST_SCENE);
-    let q = s.request("POST", "/api/queries", None, &steex::io::png_bytes(&sc.image, 64, 64)).ok_json(201);
+    let q = s.request("POST", "/api/queries", Some("image/png"), &steex::io::png_bytes(&sc.image, 64, 64));
+    let q = q.ok_json(201);
     assert_eq!(q["labels_source"], Value::Null);
     let id = q["id"].as_str().unwrap();
     s.post_json("/api/jobs", &json!({"query": id})).assert_error(409, "mask");
-    let q = s.request("PUT", &format!("/api/queries/{id}/mask"), None, &steex::io::gray_png(&sc.labels, 64, 64));
+    let mask = steex::io::gray_png(&sc.labels, 64, 64);
+    let q = s.request("PUT", &format!("/api/queries/{id}/mask"), Some("image/png"), &mask);
     assert_eq!(q.ok_json(200)["labels_source"], "mask");
     let j = s.post_json("/api/jobs", &json!({"query": id, "steps": 2, "regions": [4]})).ok_json(202);
     let v = wait_job(&s, j["job"].as_str().unwrap(), |v| v["status"] == "done");

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query as UrlQuery, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -107,6 +107,23 @@ fn host_is_loopback(host: &str) -> bool {
     name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Checks a body's declared type against `allowed`. None of them is a type a web page of
+/// another origin may send without the browser asking this server first (which it does not
+/// answer), so no other site can start jobs or upload through a visitor's browser.
+fn content_type(headers: &HeaderMap, allowed: &[&str], what: &str) -> ApiResult<()> {
+    let given = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = given.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if allowed.contains(&essence.as_str()) {
+        Ok(())
+    } else {
+        Err(ApiError::Unsupported(format!(
+            "{what}: Content-Type `{}`: send it as {}",
+            given.escape_default(),
+            allowed.join(" or ")
+        )))
+    }
+}
+
 async fn asset(content_type: &'static str, text: &'static str) -> Response {
     ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], text).into_response()
 }
@@ -159,6 +176,7 @@ async fn scene_image(State(s): State<AppState>, Path(seed): Path<String>) -> Api
 async fn new_query(
     State(s): State<AppState>,
     UrlQuery(params): UrlQuery<HashMap<String, String>>,
+    headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
     let e = s.engine()?;
@@ -169,6 +187,7 @@ async fn new_query(
             (blocking(move || e.scene_query(seed)).await?, format!("scene {seed}"))
         }
         None => {
+            content_type(&headers, &["image/png", "image/jpeg", "application/octet-stream"], "the image")?;
             let bytes = read_body(body, "the image").await?;
             let e = e.clone();
             (blocking(move || e.upload_query(decode_image(&bytes)?)).await?, "upload".to_string())
@@ -183,9 +202,15 @@ async fn get_query(State(s): State<AppState>, Path(id): Path<String>) -> ApiResu
     Ok(Json(s.query(&id)?.to_json(&e)))
 }
 
-async fn put_mask(State(s): State<AppState>, Path(id): Path<String>, body: Body) -> ApiResult<Json<Value>> {
+async fn put_mask(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<Value>> {
     let e = s.engine()?;
     let q = s.query(&id)?;
+    content_type(&headers, &["image/png", "application/octet-stream"], "the mask")?;
     let bytes = read_body(body, "the mask").await?;
     let native = q.native_size;
     let e2 = e.clone();
@@ -246,8 +271,9 @@ fn text(v: &Value) -> String {
     }
 }
 
-async fn new_job(State(s): State<AppState>, body: Body) -> ApiResult<Response> {
+async fn new_job(State(s): State<AppState>, headers: HeaderMap, body: Body) -> ApiResult<Response> {
     let e = s.engine()?;
+    content_type(&headers, &["application/json"], "the job request")?;
     let bytes = read_body(body, "the job request").await?;
     let r: JobRequest = serde_json::from_slice(&bytes)
         .map_err(|err| ApiError::BadRequest(format!("the job request: not the JSON expected: {err}")))?;

@@ -8,12 +8,14 @@
 //! # The API
 //!
 //! Every error is a status code with a JSON body `{"error": "..."}` naming what is at
-//! fault: 400 a malformed request or a value out of range, 403 a request whose `Host` is not
-//! a loopback name while the server listens on a loopback address (no DNS rebinding), 404
-//! nothing of that name, 409 a
-//! query with no label map yet, 413 a body over 16 MiB, 415 a body that is not a PNG or
-//! JPEG, 422 an image that cannot be decoded within the limits (at most 8192 x 8192 pixels,
-//! 256 MiB to decode) or a mask that does not fit, 429 too many jobs waiting.
+//! fault: 400 a malformed request or a value out of range; 403 a request whose `Host` is not
+//! a loopback name while the server listens on a loopback address (no DNS rebinding); 404
+//! nothing of that name; 409 a query with no label map yet; 413 a body over 16 MiB; 415 a
+//! body of a `Content-Type` the route does not take (uploads: `image/png`, `image/jpeg` or
+//! `application/octet-stream`; jobs: `application/json`; none of them a type another site's
+//! page may send unasked) or that is not a PNG or JPEG; 422 an image that cannot be decoded
+//! within the limits (at most 8192 x 8192 pixels, 256 MiB to decode) or a mask that does not
+//! fit; 429 too many jobs waiting.
 //!
 //! | route | what |
 //! |---|---|

@@ -144,7 +144,8 @@ async function uploadImage() {
   document.querySelectorAll("#scenes button").forEach((b) => b.classList.remove("chosen"));
   showMessage("uploading and scoring...", true);
   try {
-    await setQuery(await api("POST", "/api/queries", f, f.type || "application/octet-stream"));
+    // The server sniffs the format from the bytes.
+    await setQuery(await api("POST", "/api/queries", f, "application/octet-stream"));
     showMessage(state.query.labels ? "" : "This server has no segmenter: upload the image's mask.", !state.query.labels);
   } catch (e) { showMessage(e.message); }
 }
