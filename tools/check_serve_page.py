@@ -6,7 +6,8 @@ explained by `steex explain-dir` with the bundled models' files. Then starts
 `steex serve --demo --results THAT --port 0` (target/release/steex unless --steex is given),
 loads the page in Debian's `chromium` (headless, spoken to over the DevTools protocol with a
 small websocket client below: standard library only), uploads one of the scenes through the
-file input (it must come back segmented, with a lamp), picks the first demo scene, clicks
+file input (it must come back segmented, with a lamp) and then its mask, starts a long
+explanation and stops it with Cancel, picks the first demo scene, clicks
 "none", clicks the lamp on the image (a real mouse click at the lamp's centre), runs the
 explanation and waits for the result; sorts the results table by its score change (two
 clicks on the header: descending) and clicks its first row; and saves the page as a PNG
@@ -186,11 +187,17 @@ def make_results(steex, root, work):
     return out
 
 
-def check_upload(page, png):
-    """Uploads an image through the file input: it is segmented and scored."""
+def set_file(page, selector, path):
+    """Chooses `path` in the file input `selector` (as a person picking it would: `change` fires)."""
     doc = page.call("DOM.getDocument")
-    node = page.call("DOM.querySelector", nodeId=doc["root"]["nodeId"], selector="#image-file")["nodeId"]
-    page.call("DOM.setFileInputFiles", files=[png], nodeId=node)
+    node = page.call("DOM.querySelector", nodeId=doc["root"]["nodeId"], selector=selector)["nodeId"]
+    page.call("DOM.setFileInputFiles", files=[path], nodeId=node)
+
+
+def check_upload(page, png, mask):
+    """Uploads an image through the file input (it is segmented and scored), then its mask
+    (the label map is replaced), then runs a long explanation and stops it with Cancel."""
+    set_file(page, "#image-file", png)
     page.wait_for("state.query !== null && state.query.source === 'upload' && state.labels !== null",
                   "the uploaded image's label map")
     q = page.js("({source: state.query.labels_source, regions: state.query.regions_present.map((r) => r.name),"
@@ -198,6 +205,19 @@ def check_upload(page, png):
     if q["source"] != "segmenter" or "lamp" not in q["regions"]:
         raise RuntimeError(f"the upload was not segmented into regions with a lamp: {q}")
     print(f"uploaded {os.path.basename(png)}: segmented into {', '.join(q['regions'])}, p(stop) {q['p']:.3f}")
+    set_file(page, "#mask-file", mask)
+    page.wait_for("state.query.labels_source === 'mask' && state.labels !== null", "the uploaded mask")
+    print("uploaded its mask: the label map is the mask's")
+    page.js("document.getElementById('steps').value = '2000'; document.getElementById('frame-every').value = '0'")
+    page.js("document.getElementById('run').click()")
+    page.wait_for("/step \\d+ \\/ 2000/.test(document.getElementById('job-status').textContent)", "the long run's steps")
+    page.js("document.getElementById('cancel').click()")
+    page.wait_for("/cancelled after \\d+ steps/.test(document.getElementById('job-status').textContent)",
+                  "the cancel")
+    status = page.js("document.getElementById('job-status').textContent")
+    print(f"Cancel: {status}")
+    page.js("document.getElementById('steps').value = String(state.info.defaults.steps);"
+            "document.getElementById('frame-every').value = String(state.info.defaults.frame_every)")
 
 
 def check_results_table(page):
@@ -251,7 +271,7 @@ def main():
         page.call("Page.enable")
         page.call("Page.navigate", url=url)
         page.wait_for("document.querySelectorAll('#scenes button').length > 0", "the demo scenes")
-        check_upload(page, os.path.join(work, "images", "scene1.png"))
+        check_upload(page, os.path.join(work, "images", "scene1.png"), os.path.join(work, "masks", "scene1.png"))
         page.js("document.querySelector('#scenes button').click()")
         page.wait_for("state.query !== null && state.query.source.startsWith('scene') && state.labels !== null",
                       "the scene's label map")
@@ -272,9 +292,10 @@ def main():
         if chosen != [where["lamp"]]:
             raise RuntimeError(f"clicking the lamp chose {chosen}, expected [{where['lamp']}]")
         print(f"clicked the lamp at ({where['x']:.0f}, {where['y']:.0f}): regions free {chosen}")
+        previous = page.js("state.job")
         page.js("document.getElementById('run').click()")
-        page.wait_for("!document.getElementById('result-panel').hidden && "
-                      "/done|cancelled|failed/.test(document.getElementById('job-status').textContent)",
+        page.wait_for(f"state.job !== {json.dumps(previous)} && !document.getElementById('result-panel').hidden && "
+                      "/^\\S+: (done|cancelled|failed)/.test(document.getElementById('job-status').textContent)",
                       "the explanation", timeout=300)
         line = page.js("document.getElementById('result-line').textContent")
         status = page.js("document.getElementById('job-status').textContent")

@@ -290,6 +290,8 @@ function followJob(r) {
   state.job = r.job;
   state.points = [];
   state.steps = 0;
+  state.frames = null;
+  $("result-panel").hidden = true; // the previous result goes until this one's is there
   $("run").disabled = true;
   $("cancel").disabled = false;
   $("job-status").textContent = `${r.job}: queued`;
