@@ -186,8 +186,9 @@ impl Jobs {
         for k in finished.iter().take(finished.len().saturating_sub(KEEP_FINISHED)) {
             inner.all.remove(k);
         }
-        drop(inner);
+        // Its first event before the worker can see it (so `queued` always comes first).
         job.push("queued", json!({ "job": job.id, "position": position }));
+        drop(inner);
         Some((job, position))
     }
 

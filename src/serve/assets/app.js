@@ -132,6 +132,8 @@ async function loadScenes() {
 
 async function pickScene(seed, button) {
   document.querySelectorAll("#scenes button").forEach((b) => b.classList.remove("chosen"));
+  $("image-file").value = "";
+  $("mask-file").value = "";
   button.classList.add("chosen");
   try {
     await setQuery(await api("POST", `/api/queries?scene=${seed}`));
@@ -141,6 +143,7 @@ async function pickScene(seed, button) {
 async function uploadImage() {
   const f = $("image-file").files[0];
   if (!f) return;
+  $("mask-file").value = "";
   document.querySelectorAll("#scenes button").forEach((b) => b.classList.remove("chosen"));
   showMessage("uploading and scoring...", true);
   try {
