@@ -182,6 +182,8 @@ fn bad_uploads_masks_and_requests_get_json_errors() {
     s.get("/api/queries/q1/secret.png").assert_error(404, "image.png");
     s.get("/api/results").assert_error(404, "--results");
     s.get("/no/such/page").assert_error(404, "no such page");
+    s.request("PUT", "/api/info", Some("application/json"), b"{}").assert_error(405, "PUT");
+    s.get(&format!("/api/queries/{id}/mask")).assert_error(405, "GET");
     s.get("/api/scenes/abc/image.png").assert_error(400, "seed");
 
     // A local-only server answers loopback host names only (no DNS rebinding).

@@ -79,6 +79,9 @@ pub fn router(state: AppState) -> axum::Router {
         .route("/api/results", get(results_list))
         .route("/api/results/{image}/{file}", get(results_file))
         .fallback(|| async { ApiError::NotFound("no such page or API route".into()) })
+        .method_not_allowed_fallback(|method: axum::http::Method| async move {
+            ApiError::WrongMethod(format!("{method} is not taken here (see the API in the docs)"))
+        })
         .with_state(state)
 }
 

@@ -17,6 +17,9 @@ pub enum ApiError {
     /// Nothing of that name (404).
     #[error("{0}")]
     NotFound(String),
+    /// The route exists, not with this method (405).
+    #[error("{0}")]
+    WrongMethod(String),
     /// The body is larger than the server takes (413).
     #[error("{what}: larger than the {limit} bytes this server takes")]
     TooLarge {
@@ -49,6 +52,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::WrongMethod(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,

@@ -10,7 +10,7 @@
 //! Every error is a status code with a JSON body `{"error": "..."}` naming what is at
 //! fault: 400 a malformed request or a value out of range; 403 a request whose `Host` is not
 //! a loopback name while the server listens on a loopback address (no DNS rebinding); 404
-//! nothing of that name; 409 a query with no label map yet; 413 a body over 16 MiB; 415 a
+//! nothing of that name; 405 a route that exists, with another method; 409 a query with no label map yet; 413 a body over 16 MiB; 415 a
 //! body of a `Content-Type` the route does not take (uploads: `image/png`, `image/jpeg` or
 //! `application/octet-stream`; jobs: `application/json`; none of them a type another site's
 //! page may send unasked) or that is not a PNG or JPEG; 422 an image that cannot be decoded
