@@ -24,6 +24,7 @@
 //! - [`prepare`]: the published datasets' downloads to the folders the commands read
 //!   (`steex prepare`).
 //! - [`demo`]: the synthetic-world demo; [`render`]: report pictures.
+//! - [`serve`]: `steex serve`, the explorer page and its JSON API.
 //! - [`device`]: `--device cpu|wgpu|cuda` to a started device, shared by the binary, the
 //!   examples, the benchmarks and the tests.
 //!
@@ -64,6 +65,7 @@ pub mod record;
 pub mod render;
 pub mod results;
 pub mod run;
+pub mod serve;
 
 pub use error::{Error, Result};
 pub use steex_classifier as classifier;

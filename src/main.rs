@@ -47,6 +47,9 @@ enum Command {
     Prepare(cli::prepare::PrepareArgs),
     /// Success rate, proximity, FID, FVA and MNAC of a set of counterfactuals.
     Metrics(Box<cli::metrics::MetricsArgs>),
+    /// A local explorer page: pick or upload an image, choose regions, watch an explanation
+    /// run (`--demo` serves the synthetic world with its bundled models).
+    Serve(cli::serve::ServeArgs),
     /// Train a model on a folder of images (`steex train classifier`).
     #[command(subcommand)]
     Train(cli::train::TrainCommand),
@@ -68,6 +71,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Train(c) => s(cli::train::run(c, &device)),
         Command::Prepare(a) => s(cli::prepare::run(a)),
         Command::SegmentDir(a) => s(cli::segment_dir::run(a, &device)),
+        Command::Serve(a) => s(cli::serve::run(a, &device)),
         Command::Device => {
             cli::print_stdout(&format!("{}\n", steex::device::describe(&device)));
             Ok(())

@@ -55,8 +55,9 @@ fn readme_install_lines_install_both_binaries() {
 }
 
 /// Python's standard modules the tools import (everything else must be in requirements.txt).
-const STDLIB: [&str; 14] = [
+const STDLIB: [&str; 18] = [
     "argparse",
+    "base64",
     "builtins",
     "collections",
     "json",
@@ -66,10 +67,13 @@ const STDLIB: [&str; 14] = [
     "re",
     "resource",
     "shutil",
+    "socket",
+    "struct",
     "subprocess",
     "sys",
     "tempfile",
     "time",
+    "urllib",
 ];
 
 #[test]

@@ -11,6 +11,7 @@ pub mod prepare;
 pub mod sean;
 pub mod segment;
 pub mod segment_dir;
+pub mod serve;
 pub mod train;
 pub mod train_generator;
 

@@ -1,6 +1,8 @@
 //! The STEEX optimisation loop: move the style codes so the decision model's output for one
 //! attribute flips, while staying close to the query's codes.
 
+use std::ops::ControlFlow;
+
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use steex_classifier::DecisionModel;
@@ -215,6 +217,29 @@ where
     G: StyleGenerator,
     D: DecisionModel + ?Sized,
 {
+    explain_steered(generator, model, images, mask, settings, &mut |r, _| {
+        observer(r);
+        ControlFlow::Continue(())
+    })
+}
+
+/// [`explain`] with an observer that also sees the codes after each step's update
+/// (row-major `[B, L, S]`, as [`Explanation::z_final`]) and may stop the optimisation:
+/// `ControlFlow::Break` ends the loop after that step, and the explanation is made of the
+/// codes reached so far (each image's `steps_run` says how far it went), as if the step
+/// budget had ended there. `explain` is this with an observer that never stops.
+pub fn explain_steered<G, D>(
+    generator: &G,
+    model: &D,
+    images: Tensor<4>,
+    mask: &G::Mask,
+    settings: &ExplainSettings,
+    observer: &mut dyn FnMut(&StepReport, &[f32]) -> ControlFlow<()>,
+) -> Result<Explanation, ExplainError>
+where
+    G: StyleGenerator,
+    D: DecisionModel + ?Sized,
+{
     let device: Device = images.device();
     let [b, _, h, w] = images.dims();
     let k = model.num_outputs();
@@ -360,7 +385,9 @@ where
                 active[i] = false;
             }
         }
-        observer(&report);
+        if observer(&report, &z).is_break() {
+            break;
+        }
     }
 
     // Images that failed go back to their last finite codes: the initial ones.

@@ -13,7 +13,9 @@ pub mod presets;
 pub mod target;
 
 pub use adam::AdamConfig;
-pub use explain::{ExplainError, ExplainSettings, Explanation, ImageResult, Optimisation, StepReport, explain};
+pub use explain::{
+    ExplainError, ExplainSettings, Explanation, ImageResult, Optimisation, StepReport, explain, explain_steered,
+};
 pub use generator::StyleGenerator;
 pub use presets::Preset;
 pub use target::{AttributeTarget, Objective};
