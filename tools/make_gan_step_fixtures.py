@@ -1,7 +1,7 @@
 """Writes the parity fixtures of one SEAN GAN iteration (`crates/steex-gan`, the generator
 step and the discriminator step after it) from PyTorch.
 
-    /path/to/python tools/make_gan_step_fixtures.py
+    /path/to/python tools/make_gan_step_fixtures.py [--per-image-noise]
 
 The modules: `tools/steex_reference.py`'s `SEANGenerator` (the published generator with its
 style encoder, spectral norm on every residual block's `conv_0`, `conv_1`, `conv_s` as SEAN's
@@ -38,6 +38,12 @@ Files under `tests/fixtures/gan_step/`:
   `d_real`; per generator parameter `g.grad.<key>` and `g.delta.<key>` (Adam's change, in
   float64), per generator buffer `g.after.<key>`; likewise `d.grad.<key>`, `d.delta.<key>`,
   `d.after.<key>` for the discriminator.
+- `per_image_noise.safetensors`: `fake`, the generator of `g_init` in `train()` (as the
+  step's first forward: batch statistics, one power iteration) under `no_grad` (in eval mode
+  this reduced generator saturates) on `inputs` with the `seed:9` stream replayed one map per
+  image (`NoiseReplay(per_image=True)`, steex's `NoiseMode::SeededPerImage`, what `steex
+  train generator` draws): the two images of the batch get different maps.
+  `--per-image-noise` writes this file alone, from the stored ones.
 """
 import os
 import subprocess
@@ -97,10 +103,10 @@ def rust_noise_stream(seed, n):
         return np.load(path)
 
 
-def noise_values_per_forward(g, seg, image):
+def noise_values_per_forward(g, seg, image, per_image=False):
     """How many stream values one generator forward takes."""
     import numpy as np
-    replay = ref.NoiseReplay(np.zeros(10**7, dtype=np.float32))
+    replay = ref.NoiseReplay(np.zeros(10**7, dtype=np.float32), per_image)
     g.set_noise(replay)
     with torch.no_grad():
         g(seg, image)
@@ -206,5 +212,26 @@ def main():
     print("generator parameters without a gradient:", no_grad)
 
 
+def per_image_noise():
+    g = ref.SEANGenerator(label_nc=LABELS, ngf=NGF, style_length=STYLE, crop_size=CROP)
+    missing, extra = g.load_state_dict(load_file(os.path.join(ROOT, "g_init.safetensors")), strict=False)
+    assert not extra and all(unused(k) for k in missing), (missing, extra)
+    inputs = load_file(os.path.join(ROOT, "inputs.safetensors"))
+    g = g.double().train()
+    real = inputs["real"].double()
+    seg = ref.one_hot(inputs["labels"].long(), LABELS).double()
+    g.eval()
+    n = noise_values_per_forward(g, seg, real, per_image=True)
+    g.train()
+    g.set_noise(ref.NoiseReplay(rust_noise_stream(NOISE_SEED, n), per_image=True))
+    with torch.no_grad():
+        fake = g(seg, real)
+    save_file({"fake": f32(fake)}, os.path.join(ROOT, "per_image_noise.safetensors"))
+    print(f"per-image noise: {n} stream values, fake mean |x| {float(fake.abs().mean()):.4f}, "
+          f"share of |x| > 0.99 {float((fake.abs() > 0.99).double().mean()):.4f}")
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] != ["--per-image-noise"]:
+        main()
+    per_image_noise()

@@ -73,11 +73,16 @@ class Spade(nn.Module):
 
 class NoiseReplay:
     """The noise of steex's `--noise seed:N`: the stream `examples/noise_stream.rs` writes
-    (each ACE layer takes the next H x W values, in forward order); every generator forward
-    starts it again (`SEANGenerator.generate` calls `reset`)."""
+    (each ACE layer takes the next H x W values, in forward order, the same map for every
+    image of the batch); every generator forward starts it again (`SEANGenerator.generate`
+    calls `reset`). `per_image`: steex's `NoiseMode::SeededPerImage` (what `steex train
+    generator` draws), one map per image as SEAN's `randn(B, ...)`: each layer takes the
+    next B x H x W values as its [B, H, W] maps, image after image (a batch of one takes
+    what the shared replay takes)."""
 
-    def __init__(self, stream):
+    def __init__(self, stream, per_image=False):
         self.stream = torch.as_tensor(stream, dtype=torch.float32)
+        self.per_image = per_image
         self.pos = 0
         self.used = 0
 
@@ -121,10 +126,15 @@ class ACE(nn.Module):
             added = 0.0
         elif isinstance(self.noise, NoiseReplay):
             # steex's `--noise seed:N`: the next H x W values of its stream as an [H, W]
-            # map, the same for every image; as a `[B, W, H, 1]` draw, transposed below.
+            # map, the same for every image (per image: the next B x H x W as [B, H, W]);
+            # as a `[B, W, H, 1]` draw, transposed below.
             b, _, h, w = x.shape
-            m = self.noise.take(h * w).reshape(h, w).to(x.dtype)
-            r = m.t()[None, :, :, None].expand(b, w, h, 1)
+            if self.noise.per_image:
+                m = self.noise.take(b * h * w).reshape(b, h, w).to(x.dtype)
+                r = m.transpose(1, 2)[:, :, :, None]
+            else:
+                m = self.noise.take(h * w).reshape(h, w).to(x.dtype)
+                r = m.t()[None, :, :, None].expand(b, w, h, 1)
             added = (r * self.noise_var).transpose(1, 3)
         else:
             gen = None if self.noise == "reference" else self.noise

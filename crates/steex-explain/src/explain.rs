@@ -42,11 +42,7 @@ pub struct ExplainSettings {
 }
 
 fn noise_str<S: serde::Serializer>(n: &NoiseMode, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&match n {
-        NoiseMode::Off => "off".to_string(),
-        NoiseMode::Reference => "reference".to_string(),
-        NoiseMode::Seeded(k) => format!("seed:{k}"),
-    })
+    s.serialize_str(&n.to_string())
 }
 
 fn noise_parse<'de, D: serde::Deserializer<'de>>(d: D) -> Result<NoiseMode, D::Error> {

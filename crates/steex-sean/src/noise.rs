@@ -18,20 +18,39 @@ pub enum NoiseMode {
     /// get, so an image's result does not depend on the other images of its batch. The
     /// default for explanations.
     Seeded(u64),
+    /// Draws from a generator seeded anew on every forward, one map per image as SEAN's
+    /// `randn(B, ...)` draws them: each ACE layer takes the next `B * H * W` values of
+    /// [`seeded_stream`] as its `[B, H, W]` maps (image after image). A batch of one draws
+    /// exactly what [`NoiseMode::Seeded`] draws; in a larger batch every image gets its own
+    /// noise (what training needs: the images of a batch do not share one map).
+    SeededPerImage(u64),
 }
 
 impl std::str::FromStr for NoiseMode {
     type Err = String;
-    /// `off`, `reference` or `seed:N`.
+    /// `off`, `reference` or `seed:N` (and `seed-per-image:N`, which `Display` writes for
+    /// [`NoiseMode::SeededPerImage`]).
     fn from_str(s: &str) -> Result<Self, String> {
+        let seed = |prefix: &str| s.strip_prefix(prefix).and_then(|n| n.parse().ok());
         match s {
             "off" => Ok(NoiseMode::Off),
             "reference" => Ok(NoiseMode::Reference),
-            _ => s
-                .strip_prefix("seed:")
-                .and_then(|n| n.parse().ok())
+            _ => seed("seed:")
                 .map(NoiseMode::Seeded)
+                .or_else(|| seed("seed-per-image:").map(NoiseMode::SeededPerImage))
                 .ok_or_else(|| format!("noise mode `{s}`: expected off, reference or seed:N")),
+        }
+    }
+}
+
+impl std::fmt::Display for NoiseMode {
+    /// What [`std::str::FromStr`] reads back.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NoiseMode::Off => write!(f, "off"),
+            NoiseMode::Reference => write!(f, "reference"),
+            NoiseMode::Seeded(k) => write!(f, "seed:{k}"),
+            NoiseMode::SeededPerImage(k) => write!(f, "seed-per-image:{k}"),
         }
     }
 }
@@ -41,6 +60,7 @@ impl std::str::FromStr for NoiseMode {
 /// `H * W` as its `[H, W]` map (row-major), the same for every image of the batch. A
 /// reference implementation given this stream reproduces the seeded noise exactly (the
 /// settings test of `steex explain --noise seed:N` does that against the reference loop).
+/// [`NoiseMode::SeededPerImage`] takes the same stream `B * H * W` values at a time.
 pub fn seeded_stream(seed: u64, n: usize) -> Vec<f32> {
     let mut rng = StdRng::seed_from_u64(seed);
     (0..n).map(|_| StandardNormal.sample(&mut rng)).collect()
@@ -55,7 +75,7 @@ pub(crate) struct NoiseSource {
 impl NoiseSource {
     pub(crate) fn new(mode: NoiseMode) -> Self {
         let rng = match mode {
-            NoiseMode::Seeded(seed) => Some(StdRng::seed_from_u64(seed)),
+            NoiseMode::Seeded(seed) | NoiseMode::SeededPerImage(seed) => Some(StdRng::seed_from_u64(seed)),
             _ => None,
         };
         NoiseSource { mode, rng }
@@ -70,6 +90,11 @@ impl NoiseSource {
                 let rng = self.rng.as_mut().expect("seeded");
                 let v: Vec<f32> = (0..h * w).map(|_| StandardNormal.sample(rng)).collect();
                 Some(Tensor::<4>::from_data(TensorData::new(v, [1, 1, h, w]), device).expand([b, 1, h, w]))
+            }
+            NoiseMode::SeededPerImage(_) => {
+                let rng = self.rng.as_mut().expect("seeded");
+                let v: Vec<f32> = (0..b * h * w).map(|_| StandardNormal.sample(rng)).collect();
+                Some(Tensor::<4>::from_data(TensorData::new(v, [b, 1, h, w]), device))
             }
         }
     }
@@ -96,5 +121,33 @@ mod tests {
         let mut again = NoiseSource::new(NoiseMode::Seeded(7));
         assert_eq!(host(again.draw([1, 2, 3], &device).unwrap()), stream[..6]);
         assert!(NoiseSource::new(NoiseMode::Off).draw([1, 2, 2], &device).is_none());
+    }
+
+    /// Per image: the stream `B * H * W` values at a time, image after image, so the two
+    /// images of a batch get different maps; a batch of one draws what `Seeded` draws.
+    #[test]
+    fn per_image_maps_are_the_stream_image_after_image() {
+        let device = Device::flex();
+        let host = |t: Tensor<4>| t.into_data().try_into_vec::<f32>().unwrap();
+        let mut src = NoiseSource::new(NoiseMode::SeededPerImage(7));
+        let a = src.draw([2, 2, 3], &device).unwrap();
+        assert_eq!(a.dims(), [2, 1, 2, 3]);
+        let b = host(src.draw([2, 4, 4], &device).unwrap());
+        let a = host(a);
+        let stream = seeded_stream(7, 12 + 32);
+        assert_eq!(a, stream[..12]);
+        assert_ne!(a[..6], a[6..], "the two images share one map");
+        assert_eq!(b, stream[12..]);
+        assert_ne!(b[..16], b[16..], "the two images share one map");
+        // A batch of one: the same maps as `Seeded`, layer after layer.
+        let mut one = NoiseSource::new(NoiseMode::SeededPerImage(7));
+        let mut shared = NoiseSource::new(NoiseMode::Seeded(7));
+        for size in [[1, 2, 3], [1, 4, 4], [1, 8, 8]] {
+            assert_eq!(host(one.draw(size, &device).unwrap()), host(shared.draw(size, &device).unwrap()));
+        }
+        for m in [NoiseMode::Off, NoiseMode::Reference, NoiseMode::Seeded(3), NoiseMode::SeededPerImage(4)] {
+            assert_eq!(m.to_string().parse::<NoiseMode>(), Ok(m));
+        }
+        assert!("seed-per-image:x".parse::<NoiseMode>().is_err());
     }
 }

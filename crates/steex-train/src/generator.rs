@@ -51,7 +51,8 @@ pub struct GeneratorRecipe {
     pub workers: usize,
     /// Fail on an unreadable image instead of skipping it.
     pub strict: bool,
-    /// The ACE noise: on (seeded per step, so a resumed run draws the same), or off.
+    /// The ACE noise: on (seeded per step, so a resumed run draws the same; one map per
+    /// image, as SEAN draws it), or off.
     pub noise: bool,
     /// A preview grid every this many steps (0: none).
     pub preview_every: u64,
@@ -277,7 +278,7 @@ pub fn train_generator(
                 let (labels, real) = batch_tensors(&b, recipe.size(), device);
                 let step = t.generator_params().steps() + 1;
                 let noise = if recipe.noise {
-                    NoiseMode::Seeded(recipe.seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+                    NoiseMode::SeededPerImage(recipe.seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15))
                 } else {
                     NoiseMode::Off
                 };
