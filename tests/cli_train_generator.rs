@@ -211,3 +211,59 @@ fn ctrl_c_writes_a_checkpoint_exits_130_and_resumes_to_the_same_bytes() {
     // A resume with another recipe is refused by name.
     assert_fails(&train(cwd, &["--out", "other.safetensors", "--resume", "ck", "--lr", "0.001"]), &["lr"]);
 }
+
+/// A generator trained here (two steps, no VGG) serves `steex explain` as it is, with the
+/// bundled synthetic world's classifier (a ResNet taking any size): the run completes,
+/// writes its result files, and the codes of the regions it edits move while the others
+/// stay.
+#[test]
+fn explain_runs_on_a_generator_trained_here() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    make_set(cwd, 4);
+    let mut a = args(&["--out", "g.safetensors"]);
+    let at = a.iter().position(|s| s == "--vgg").unwrap();
+    a.splice(at..at + 2, ["--no-vgg".to_string()]);
+    for (flag, v) in [("--niter", "1"), ("--niter-decay", "0")] {
+        let at = a.iter().position(|s| s == flag).unwrap();
+        a[at + 1] = v.into();
+    }
+    ok(&run_bin(cwd, "steex", &a.iter().map(String::as_str).collect::<Vec<_>>()));
+    let classifier = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/synthetic/classifier.safetensors");
+    let explain = [
+        "explain",
+        "--generator",
+        "g.safetensors",
+        "--classifier",
+        classifier,
+        "--image",
+        "img/01.png",
+        "--mask",
+        "masks/01.png",
+        "--attribute",
+        "stop",
+        "--region-ids",
+        "1,2",
+        "--steps",
+        "3",
+        "--out",
+        "res",
+    ];
+    ok(&run_bin(cwd, "steex", &explain));
+    let res = cwd.join("res");
+    for f in ["query.png", "reconstruction.png", "counterfactual.png", "counterfactual.npy", "result.json"] {
+        assert!(res.join(f).is_file(), "missing {f}");
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(res.join("result.json")).unwrap()).unwrap();
+    assert_eq!(v["steps_run"], 3, "{v}");
+    let z0 = steex::io::read_npy(&res.join("z_initial.npy")).unwrap();
+    let z1 = steex::io::read_npy(&res.join("z_final.npy")).unwrap();
+    assert_eq!(z0.shape, vec![1, 3, 4], "3 labels, style length 4");
+    let moved = |j: usize| z0.data[j * 4..(j + 1) * 4] != z1.data[j * 4..(j + 1) * 4];
+    assert!(!moved(0), "label 0 is not edited");
+    assert!(moved(1) && moved(2), "the edited codes did not move: {:?} -> {:?}", z0.data, z1.data);
+    let cf = steex::io::read_npy(&res.join("counterfactual.npy")).unwrap();
+    assert_eq!(cf.shape, vec![1, 3, 32, 32]);
+    assert!(cf.data.iter().all(|x| x.is_finite() && x.abs() <= 1.0));
+}
