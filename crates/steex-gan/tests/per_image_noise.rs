@@ -81,6 +81,6 @@ fn per_image_noise_matches_the_reference_replay_for_a_batch_of_two() {
     eprintln!("shared maps against the per-image reference, second image: {r:.2e}");
     assert!(r > 1e-2, "shared maps reproduce the per-image reference ({r:e})");
     // A batch of one: the same image under both modes, bit for bit.
-    let (l1, r1) = (labels.slice([0..1]), real.slice([0..1]));
+    let (l1, r1) = (labels.narrow(0, 0, 1), real.narrow(0, 0, 1));
     assert_eq!(run(l1.clone(), r1.clone(), NoiseMode::SeededPerImage(9)), run(l1, r1, NoiseMode::Seeded(9)));
 }
