@@ -283,7 +283,7 @@ impl DenseNet {
     /// - input: `[B, 3, H, W]`
     /// - output: `[B, F]`, `F` the channels after `norm5`
     pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
-        let x = self.pool0.forward(self.norm0.forward_relu(self.conv0.forward(x)));
+        let x = self.pool0.forward(self.norm0.forward_relu(steex_nn::conv2d::conv2d(&self.conv0, x)));
         let mut x = x;
         for block in &self.blocks {
             let mut feats = vec![x];

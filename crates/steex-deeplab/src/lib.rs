@@ -13,6 +13,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Tensor};
+use steex_nn::conv2d::conv2d;
 use steex_nn::{BatchNorm2d, ConvSpec, Weights, WeightsError, batch_norm_shapes};
 use steex_resnet::{BlockKind, ResNetBackbone, ResNetConfig};
 
@@ -132,7 +133,7 @@ pub struct ConvBn {
 
 impl ConvBn {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        relu(self.bn.forward(self.conv.forward(x)))
+        relu(self.bn.forward(conv2d(&self.conv, x)))
     }
 }
 
@@ -216,7 +217,7 @@ impl DeepLabV3 {
         branches.push(self.pooling.forward(pooled).expand([b, self.config.head, fh, fw]));
         // torchvision's ASPP ends in Dropout(0.5): active only while training with dropout.
         let x = steex_nn::dropout(self.project.forward(Tensor::cat(branches, 1)));
-        let x = self.cls.forward(self.head.forward(x));
+        let x = conv2d(&self.cls, self.head.forward(x));
         interpolate(
             x,
             InterpolateOptions::new(InterpolateMode::Bilinear).with_output_size([h, w]).with_align_corners(false),

@@ -12,6 +12,7 @@ use burn::nn::conv::Conv2d;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
+use steex_nn::conv2d::conv2d;
 use steex_nn::{BatchNorm2d, ConvSpec, Scope, Weights, WeightsError, batch_norm_shapes};
 
 /// The residual block kind.
@@ -270,13 +271,13 @@ pub struct Block {
 impl Block {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let identity = match &self.downsample {
-            Some((c, b)) => b.forward(c.forward(x.clone())),
+            Some((c, b)) => b.forward(conv2d(c, x.clone())),
             None => x.clone(),
         };
-        let out = relu(self.bn1.forward(self.conv1.forward(x)));
-        let out = self.bn2.forward(self.conv2.forward(out));
+        let out = relu(self.bn1.forward(conv2d(&self.conv1, x)));
+        let out = self.bn2.forward(conv2d(&self.conv2, out));
         let out = match (&self.conv3, &self.bn3) {
-            (Some(c), Some(b)) => b.forward(c.forward(relu(out))),
+            (Some(c), Some(b)) => b.forward(conv2d(c, relu(out))),
             _ => out,
         };
         relu(out + identity)
@@ -360,7 +361,7 @@ impl ResNetBackbone {
     /// - output: `[B, C_out, H/32, W/32]` (`H/8` with layer3 and layer4 dilated), `C_out` =
     ///   [`ResNetConfig::out_channels`]
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let mut x = self.maxpool.forward(relu(self.bn1.forward(self.conv1.forward(x))));
+        let mut x = self.maxpool.forward(relu(self.bn1.forward(conv2d(&self.conv1, x))));
         for b in &self.blocks {
             x = b.forward(x);
         }

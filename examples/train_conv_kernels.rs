@@ -1,0 +1,101 @@
+//! Convolutions of a training step, timed one by one on the CPU backend: burn's `conv2d`
+//! forward, its gradient to the input and its gradient to the weights, against steex-nn's
+//! weight gradient, on the shapes of DeepLabV3-ResNet101 at 256 x 256, batch 8.
+//!
+//!     cargo run --release --example train_conv_kernels
+
+use std::time::Instant;
+
+use burn::backend::flex::FlexTensor;
+use burn::backend::ops::{ConvOptions, ModuleOps};
+use burn::backend::{Flex, Shape, TensorData, TensorMetadata};
+use steex::nn::conv2d::flex;
+
+fn time<F: FnMut()>(mut f: F) -> f64 {
+    f();
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let t = Instant::now();
+        f();
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    best
+}
+
+fn random(shape: [usize; 4], seed: u64) -> FlexTensor {
+    let n: usize = shape.iter().product();
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let v: Vec<f32> = (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        })
+        .collect();
+    FlexTensor::from_data(TensorData::new(v, Shape::new(shape)))
+}
+
+fn main() {
+    // (batch, cin, cout, hw, kernel, stride, dilation)
+    let shapes = [
+        (8, 3, 64, 256, 7, 2, 1),
+        (8, 64, 64, 64, 3, 1, 1),
+        (8, 256, 64, 64, 1, 1, 1),
+        (8, 64, 256, 64, 1, 1, 1),
+        (8, 1024, 256, 32, 1, 1, 1),
+        (8, 256, 256, 32, 3, 1, 2),
+        (8, 256, 1024, 32, 1, 1, 1),
+        (8, 512, 512, 32, 3, 1, 4),
+        (8, 2048, 256, 32, 3, 1, 12),
+    ];
+    println!(
+        "| B cin->cout @HW k s d | GFLOP | burn fwd / x-grad / w-grad ms | ours fwd / x-grad / w-grad ms | max rel err fwd / x / w |"
+    );
+    for (b, cin, cout, hw, k, s, d) in shapes {
+        let pad = d * (k - 1) / 2;
+        let opts = ConvOptions::new([s, s], [pad, pad], [d, d], 1);
+        let x = random([b, cin, hw, hw], 1);
+        let w = random([cout, cin, k, k], 2);
+        let bias = FlexTensor::from_data(TensorData::new(vec![0.1f32; cout], Shape::new([cout])));
+        let y = Flex::conv2d(x.clone(), w.clone(), Some(bias.clone()), opts.clone());
+        let ho = y.shape()[2];
+        let g = random([b, cout, ho, ho], 3);
+        let flop = 2.0 * (b * cin * cout * k * k * ho * ho) as f64 * 1e-9;
+        let burn = [
+            time(|| drop(Flex::conv2d(x.clone(), w.clone(), Some(bias.clone()), opts.clone()))),
+            time(|| drop(Flex::conv2d_x_backward(x.clone(), w.clone(), g.clone(), opts.clone()))),
+            time(|| drop(Flex::conv2d_weight_backward(x.clone(), w.clone(), g.clone(), opts.clone()))),
+        ];
+        let ours = [
+            time(|| drop(flex::forward(&x, &w, &bias, &opts))),
+            time(|| drop(flex::input_grad(&x, &w, &g, &opts))),
+            time(|| drop(flex::weight_grad(&x, &w, &g, &opts))),
+        ];
+        let pairs = [
+            (y, flex::forward(&x, &w, &bias, &opts).unwrap()),
+            (
+                Flex::conv2d_x_backward(x.clone(), w.clone(), g.clone(), opts.clone()),
+                flex::input_grad(&x, &w, &g, &opts).unwrap(),
+            ),
+            (
+                Flex::conv2d_weight_backward(x.clone(), w.clone(), g.clone(), opts.clone()),
+                flex::weight_grad(&x, &w, &g, &opts).unwrap(),
+            ),
+        ];
+        let errs: Vec<String> = pairs.into_iter().map(|(a, bb)| format!("{:.1e}", rel_err(a, bb))).collect();
+        let ms = |t: [f64; 3]| format!("{:.0} / {:.0} / {:.0}", t[0] * 1e3, t[1] * 1e3, t[2] * 1e3);
+        println!(
+            "| {b} {cin}->{cout} @{hw} k{k} s{s} d{d} | {flop:.1} | {} | {} | {} |",
+            ms(burn),
+            ms(ours),
+            errs.join(" / ")
+        );
+    }
+}
+
+fn rel_err(a: FlexTensor, b: FlexTensor) -> f32 {
+    let (a, b) = (a.into_data(), b.into_data());
+    let (a, b) = (a.as_slice::<f32>().unwrap(), b.as_slice::<f32>().unwrap());
+    assert_eq!(a.len(), b.len());
+    let scale = a.iter().fold(0f32, |m, v| m.max(v.abs()));
+    a.iter().zip(b).fold(0f32, |m, (p, q)| m.max((p - q).abs())) / scale
+}
