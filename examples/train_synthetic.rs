@@ -8,6 +8,9 @@
 //! cargo run --release --example train_synthetic -- --out assets/synthetic  # the bundled models
 //! cargo run --release --example train_synthetic -- --out DIR --only generator
 //! cargo run --release --example train_synthetic -- --out DIR --classifier-steps 400
+//! # the generator's GAN stage, on the bundled generator (no training from scratch):
+//! cargo run --release --example train_synthetic -- --out DIR --only generator \
+//!     --init-generator assets/synthetic/generator.safetensors --gan
 //! steex demo --models DIR                                   # the demo on those models
 //! ```
 //!
@@ -28,7 +31,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use steex::classifier::resnet::ResNet;
 use steex::synth::params::TrainParams;
 use steex::synth::scene::HELD_OUT_SEED;
-use steex::synth::train::{self, Progress, Recipe, TrainConfig};
+use steex::synth::train::{self, GanProgress, GanStage, Progress, Recipe, TrainConfig};
 use steex::synth::world;
 use steex::weights_convert::checkpoint::TensorData;
 use steex::weights_convert::output::write_safetensors;
@@ -44,12 +47,43 @@ fn bar(name: &str, steps: usize) -> ProgressBar {
     pb
 }
 
-fn save(params: &TrainParams, path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+/// Named tensors (shape, values) and a file's metadata.
+type Values = (BTreeMap<String, (Vec<usize>, Vec<f32>)>, BTreeMap<String, String>);
+
+fn values(params: &TrainParams) -> Values {
+    (params.export(), params.metadata().clone())
+}
+
+fn save((values, meta): &Values, path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     let tensors: BTreeMap<String, TensorData> =
-        params.export().into_iter().map(|(k, (shape, v))| (k, TensorData::from_f32(shape, &v))).collect();
-    write_safetensors(path, &tensors, params.metadata())?;
-    eprintln!("wrote {} ({} trained values)", path.display(), params.num_trained());
+        values.iter().map(|(k, (shape, v))| (k.clone(), TensorData::from_f32(shape.clone(), v))).collect();
+    write_safetensors(path, &tensors, meta)?;
+    eprintln!("wrote {} ({} tensors)", path.display(), values.len());
     Ok(())
+}
+
+/// The GAN stage with a bar, and its terms every 25 steps.
+fn run_gan(stage: &GanStage, init: Values, device: &Device) -> Result<TrainParams, Box<dyn std::error::Error>> {
+    let pb = bar("gan", stage.train.steps);
+    let t = Instant::now();
+    let mut ema = [0f32; 5];
+    let p = train::finetune_generator(init, stage, device, &mut |p: Progress, g: GanProgress| {
+        let terms = [g.pixel, g.gan, g.feat, g.d_fake, g.d_real];
+        for (e, v) in ema.iter_mut().zip(terms) {
+            *e = if p.step == 1 { v } else { 0.9 * *e + 0.1 * v };
+        }
+        let [pixel, gan, feat, d_fake, d_real] = ema;
+        let msg = format!("pixel {pixel:.4} G {gan:.3} feat {feat:.3} D fake {d_fake:.3} real {d_real:.3}");
+        pb.set_position(p.step as u64);
+        pb.set_message(msg.clone());
+        if pb.is_hidden() && (p.step.is_multiple_of(25) || p.step == p.steps) {
+            eprintln!("gan: step {}/{} {msg}", p.step, p.steps);
+        }
+    })?;
+    pb.finish();
+    let c = stage.train;
+    eprintln!("gan: {} steps x {} scenes in {:.1} s", c.steps, c.batch, t.elapsed().as_secs_f64());
+    Ok(p)
 }
 
 fn run(
@@ -97,6 +131,27 @@ struct Args {
     /// Segmenter steps (default: the bundled recipe's).
     #[arg(long)]
     segmenter_steps: Option<usize>,
+    /// Start from this generator file instead of training one from scratch (e.g.
+    /// `assets/synthetic/generator.safetensors`; with --gan: fine-tune it).
+    #[arg(long)]
+    init_generator: Option<PathBuf>,
+    /// Add the GAN stage after the generator's training (or on --init-generator): the
+    /// published SEAN discriminator, hinge loss and feature matching on top of the pixel
+    /// loss, TTUR Adam (`steex_synth::train::GanStage`; no VGG loss).
+    #[arg(long)]
+    gan: bool,
+    /// GAN stage steps.
+    #[arg(long, default_value_t = GanStage::default().train.steps)]
+    gan_steps: usize,
+    /// GAN stage base learning rate (generator lr / 2, discriminator 2 lr).
+    #[arg(long, default_value_t = GanStage::default().train.lr)]
+    gan_lr: f64,
+    /// Weight of the adversarial terms (hinge + feature matching) against the pixel loss.
+    #[arg(long, default_value_t = GanStage::default().gan_weight)]
+    gan_weight: f64,
+    /// Feature matching's weight inside the adversarial terms (published: 10).
+    #[arg(long, default_value_t = GanStage::default().lambda_feat)]
+    lambda_feat: f64,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -122,8 +177,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let generator_path = out.join("generator.safetensors");
     if wants("generator") {
-        let p = run("generator", recipe.generator, |c, f| train::train_generator(c, &device, f))?;
-        save(&p, &generator_path)?;
+        let mut v = match &args.init_generator {
+            Some(path) => train::generator_values(std::fs::read(path)?)?,
+            None => values(&run("generator", recipe.generator, |c, f| train::train_generator(c, &device, f))?),
+        };
+        if args.gan {
+            let mut stage =
+                GanStage { gan_weight: args.gan_weight, lambda_feat: args.lambda_feat, ..GanStage::default() };
+            stage.train.steps = if args.quick { 3 } else { args.gan_steps };
+            stage.train.lr = args.gan_lr;
+            v = values(&run_gan(&stage, v, &device)?);
+        }
+        save(&v, &generator_path)?;
     }
     // The classifier trains on real scenes and the saved generator's outputs.
     let g =
@@ -145,7 +210,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let p = run("classifier", recipe.classifier, |c, f| {
             train::train_classifier(c, g.as_ref().map(|g| (g, aug)), &device, f)
         })?;
-        save(&p, &out.join("classifier.safetensors"))?;
+        save(&values(&p), &out.join("classifier.safetensors"))?;
         // Held-out accuracy against the rule, on real scenes and on reconstructions.
         let c = ResNet::load(&p.weights()?, world::classifier_config(), 1, &device)?;
         let n = 400;
@@ -157,7 +222,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if wants("segmenter") {
         let p = run("segmenter", recipe.segmenter, |c, f| train::train_segmenter(c, &device, f))?;
-        save(&p, &out.join("segmenter.safetensors"))?;
+        save(&values(&p), &out.join("segmenter.safetensors"))?;
     }
     eprintln!("total {:.1} min", t0.elapsed().as_secs_f64() / 60.0);
     Ok(())
@@ -178,5 +243,9 @@ mod tests {
         assert_eq!(e.kind(), clap::error::ErrorKind::UnknownArgument);
         assert!(Args::try_parse_from(["train_synthetic", "--only", "decoder"]).is_err());
         assert!(Args::try_parse_from(["train_synthetic", "--generator-steps", "many"]).is_err());
+        let a = Args::try_parse_from(["train_synthetic", "--gan", "--init-generator", "g.safetensors"]).unwrap();
+        assert!(a.gan && a.init_generator == Some(PathBuf::from("g.safetensors")));
+        assert_eq!((a.gan_steps, a.gan_weight), (GanStage::default().train.steps, GanStage::default().gan_weight));
+        assert!(!Args::try_parse_from(["train_synthetic"]).unwrap().gan);
     }
 }

@@ -116,7 +116,8 @@ fn demo_writes_a_summary_scored_against_the_known_cause() {
 }
 
 /// The demo's options reach the run: `--models` with the bundled files on disk gives the
-/// bundled models' results; `--lr 0` moves nothing; `--early-stop 1` stops images early;
+/// bundled models' results; `--first-scene` starts later in the same held-out scenes;
+/// `--lr 0` moves nothing; `--early-stop 1` stops images early;
 /// a heavy `--lambda-prox` keeps the codes nearer; `--adam-eps` is recorded and changes the
 /// steps' size.
 #[test]
@@ -135,6 +136,20 @@ fn demo_options_change_the_run() {
     let on_disk = demo("models", &["--models", models.to_str().unwrap()]);
     assert_eq!(lines("models"), lines("base"), "--models with the bundled files");
     assert_eq!(on_disk["causal_change_fraction"], base["causal_change_fraction"]);
+
+    // `--first-scene 1`: the held-out scenes from the second on, each explained as before.
+    let later = demo("later", &["--first-scene", "1"]);
+    assert_eq!(later["settings"]["first_scene"].as_u64(), Some(1));
+    let seeds = |out: &str| -> Vec<(u64, bool)> {
+        lines(out)
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .map(|v| (v["seed"].as_u64().unwrap(), v["stop"].as_bool().unwrap()))
+            .collect()
+    };
+    let (b, l) = (seeds("base"), seeds("later"));
+    assert_eq!(&l[..2], &b[1..], "scenes 1 and 2 of the base run");
+    assert_eq!(l[2].0, b[2].0 + 1, "then the next held-out scene");
 
     let still = demo("lr0", &["--lr", "0"]);
     assert_eq!(still["settings"]["lr"].as_f64(), Some(0.0));

@@ -18,6 +18,10 @@ pub struct DemoArgs {
     /// Held-out scenes to explain (each three ways: general, lamp only, all but the lamp).
     #[arg(long, default_value_t = DemoOptions::default().scenes)]
     pub scenes: usize,
+    /// Start at this held-out scene (0: the demo's scenes; e.g. 200 with --scenes 400 for
+    /// scenes 200-599).
+    #[arg(long, default_value_t = 0)]
+    pub first_scene: usize,
     /// Scenes optimised together.
     #[arg(long, default_value_t = DemoOptions::default().batch)]
     pub batch: usize,
@@ -56,6 +60,7 @@ pub fn run(a: DemoArgs, device: &Device) -> Result<(), steex::Error> {
         out: a.out,
         force: a.force,
         scenes: a.scenes,
+        first_scene: a.first_scene,
         batch: a.batch,
         workers: a.workers,
         steps: a.steps,

@@ -44,6 +44,9 @@ pub struct DemoOptions {
     pub force: bool,
     /// Held-out scenes explained (each three times: general, lamp only, all but the lamp).
     pub scenes: usize,
+    /// Index of the first held-out scene explained (0: the demo's scenes; seeds
+    /// `HELD_OUT_SEED + first_scene ..`).
+    pub first_scene: usize,
     /// Scenes optimised together.
     pub batch: usize,
     /// Batches optimised at the same time, each on its own thread (on these small models
@@ -75,6 +78,7 @@ impl Default for DemoOptions {
             out: PathBuf::from("steex-demo"),
             force: false,
             scenes: 200,
+            first_scene: 0,
             batch: 100,
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             steps: 40,
@@ -131,7 +135,8 @@ pub fn run(options: &DemoOptions, device: &Device, progress: &mut dyn FnMut(usiz
         options.explain_settings(Some(noncausal)),
     ];
 
-    let seeds: Vec<u64> = (0..options.scenes as u64).map(|i| HELD_OUT_SEED + i).collect();
+    let first = HELD_OUT_SEED + options.first_scene as u64;
+    let seeds: Vec<u64> = (0..options.scenes as u64).map(|i| first + i).collect();
     let chunks: Vec<Chunk> =
         seeds.chunks(options.batch).map(|s| Chunk::new(s, &models.generator, device)).collect::<Result<_>>()?;
     progress(0, 3 * options.scenes);

@@ -57,56 +57,82 @@ pub fn train_generator(
     device: &Device,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<TrainParams, TrainError> {
-    let l = REGIONS.len();
     train_loop(
         world::generator_spec(),
         cfg,
         device,
         &mut |p, step| {
             let g = generator_from(&p.weights()?, device)?;
-            let specs: Vec<SceneSpec> = seeds(cfg, step).iter().map(|&s| SceneSpec::sample_for_training(s)).collect();
-            let real: Vec<Scene> = specs.iter().map(|s| s.render()).collect();
-            let mut rng = step_rng(cfg, step);
-            let plan = SwapPlan::random(specs.len(), GENERATOR_SWAP, &mut rng).with_blends(GENERATOR_BLEND, &mut rng);
-            let perturbed: Vec<Vec<bool>> =
-                specs.iter().map(|_| (0..l).map(|_| rng.random_bool(GENERATOR_PERTURB)).collect()).collect();
-            let input = batch_of(&real, device);
-            let target = batch_of(&plan.apply(&specs), device);
-            let mask = g.mask(input.labels).map_err(model_err)?;
-            let z = plan.mix_codes(g.encode(input.images, &mask).map_err(model_err)?);
-            let noise = region_noise(&z, &perturbed, GENERATOR_NOISE, &mut rng);
-            let out = g.generate(&mask, z + noise, NoiseMode::Off).map_err(model_err)?;
-            // Pixels weighted by 1 / sqrt(area of their region), so small regions (the lamp)
-            // count, and twice within 2 pixels of a border, so borders stay sharp; weight 0
-            // on the pixels of perturbed regions.
-            let weights: Vec<f32> = real
-                .iter()
-                .zip(&perturbed)
-                .flat_map(|(sc, p)| {
-                    let mut area = [0f32; REGIONS.len()];
-                    sc.labels.iter().for_each(|&k| area[k as usize] += 1.0);
-                    let full = (HEIGHT * WIDTH) as f32;
-                    let border = near_border(&sc.labels, 2);
-                    sc.labels
-                        .iter()
-                        .zip(border)
-                        .map(|(&k, b)| {
-                            if p[k as usize] {
-                                0.0
-                            } else {
-                                (full / area[k as usize] / REGIONS.len() as f32).sqrt() * if b { 2.0 } else { 1.0 }
-                            }
-                        })
-                        .collect::<Vec<_>>()
-                })
-                .collect();
-            let weights = Tensor::<4>::from_data(TensorData::new(weights, [specs.len(), 1, HEIGHT, WIDTH]), device);
-            let norm = weights.clone().mean().into_scalar::<f32>().max(1e-3) as f64;
-            let d = (out - target.images) * weights;
-            Ok((d.clone().abs().mean() + d.powi_scalar(2).mean()).div_scalar(norm))
+            Ok(generator_loss(&g, cfg, step, device)?.loss)
         },
         progress,
     )
+}
+
+/// One step's generator outputs and targets, and its pixel loss ([`generator_loss`]).
+pub struct GeneratorStep {
+    /// The weighted L1 + L2 pixel loss. `[1]`
+    pub loss: Tensor<1>,
+    /// The generated images (swapped, blended and perturbed codes). `[B, 3, H, W]`
+    pub fake: Tensor<4>,
+    /// The scenes rendered with the plan's appearances (the targets). `[B, 3, H, W]`
+    pub target: Tensor<4>,
+    /// The label maps, row-major per scene (the same for fake and target).
+    pub labels: Vec<u8>,
+}
+
+/// Step `step` of the generator's training ([`train_generator`]) with generator `g`: the
+/// scenes of that step, their swap plan and perturbations, the generated images and the
+/// pixel loss.
+pub fn generator_loss(
+    g: &SeanGenerator,
+    cfg: &TrainConfig,
+    step: usize,
+    device: &Device,
+) -> Result<GeneratorStep, TrainError> {
+    let l = REGIONS.len();
+    let specs: Vec<SceneSpec> = seeds(cfg, step).iter().map(|&s| SceneSpec::sample_for_training(s)).collect();
+    let real: Vec<Scene> = specs.iter().map(|s| s.render()).collect();
+    let mut rng = step_rng(cfg, step);
+    let plan = SwapPlan::random(specs.len(), GENERATOR_SWAP, &mut rng).with_blends(GENERATOR_BLEND, &mut rng);
+    let perturbed: Vec<Vec<bool>> =
+        specs.iter().map(|_| (0..l).map(|_| rng.random_bool(GENERATOR_PERTURB)).collect()).collect();
+    let input = batch_of(&real, device);
+    let target = batch_of(&plan.apply(&specs), device);
+    let mask = g.mask(input.labels).map_err(model_err)?;
+    let z = plan.mix_codes(g.encode(input.images, &mask).map_err(model_err)?);
+    let noise = region_noise(&z, &perturbed, GENERATOR_NOISE, &mut rng);
+    let out = g.generate(&mask, z + noise, NoiseMode::Off).map_err(model_err)?;
+    // Pixels weighted by 1 / sqrt(area of their region), so small regions (the lamp)
+    // count, and twice within 2 pixels of a border, so borders stay sharp; weight 0
+    // on the pixels of perturbed regions.
+    let weights: Vec<f32> = real
+        .iter()
+        .zip(&perturbed)
+        .flat_map(|(sc, p)| {
+            let mut area = [0f32; REGIONS.len()];
+            sc.labels.iter().for_each(|&k| area[k as usize] += 1.0);
+            let full = (HEIGHT * WIDTH) as f32;
+            let border = near_border(&sc.labels, 2);
+            sc.labels
+                .iter()
+                .zip(border)
+                .map(|(&k, b)| {
+                    if p[k as usize] {
+                        0.0
+                    } else {
+                        (full / area[k as usize] / REGIONS.len() as f32).sqrt() * if b { 2.0 } else { 1.0 }
+                    }
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let weights = Tensor::<4>::from_data(TensorData::new(weights, [specs.len(), 1, HEIGHT, WIDTH]), device);
+    let norm = weights.clone().mean().into_scalar::<f32>().max(1e-3) as f64;
+    let d = (out.clone() - target.images.clone()) * weights;
+    let loss = (d.clone().abs().mean() + d.powi_scalar(2).mean()).div_scalar(norm);
+    let labels = real.iter().flat_map(|s| s.labels.iter().copied()).collect();
+    Ok(GeneratorStep { loss, fake: out, target: target.images, labels })
 }
 
 #[cfg(test)]

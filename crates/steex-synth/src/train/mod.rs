@@ -3,11 +3,13 @@
 //! - this module: the generic loop ([`TrainConfig`], [`Progress`], [`Recipe`]);
 //! - [`augment`]: swapped, blended and perturbed appearances ([`SwapPlan`]), noise on codes;
 //! - [`generator`]: the SEAN generator's training;
+//! - [`gan`]: its optional GAN stage (discriminator, hinge loss, feature matching);
 //! - [`classifier`]: the decision model's training, its attack and losses;
 //! - [`segmenter`]: the segmenter's training.
 
 pub mod augment;
 pub mod classifier;
+pub mod gan;
 pub mod generator;
 pub mod segmenter;
 
@@ -17,8 +19,10 @@ use rand::rngs::StdRng;
 
 pub use augment::{ClassifierAugment, SwapPlan, near_border};
 pub use classifier::{GRADE, bce, graded_targets, held_out_accuracy, train_classifier};
+pub use gan::{GanProgress, GanStage, finetune_generator, generator_values};
 pub use generator::{
-    GENERATOR_BLEND, GENERATOR_NOISE, GENERATOR_PERTURB, GENERATOR_SWAP, generator_from, reconstruct, train_generator,
+    GENERATOR_BLEND, GENERATOR_NOISE, GENERATOR_PERTURB, GENERATOR_SWAP, GeneratorStep, generator_from, generator_loss,
+    reconstruct, train_generator,
 };
 pub use segmenter::train_segmenter;
 
