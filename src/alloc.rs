@@ -18,3 +18,19 @@ pub fn tune_allocator() {
         libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
     }
 }
+
+/// Serves every block, however large, from the process's heap instead of fresh mappings
+/// (glibc on Linux; elsewhere it does nothing), on top of [`tune_allocator`]. A training
+/// step of a full-size model allocates activations and gradients above glibc's 32 MiB
+/// ceiling for the mmap threshold (DeepLabV3 at 256 x 256, batch 8: 32-64 MiB each), and
+/// each fresh mapping is page-faulted and zero-filled again: measured, 19% of the step's
+/// samples in `clear_page`, and the step 0.24 -> 0.31 images/s with this. Freed memory is
+/// kept for reuse, so call it only for long runs of similar steps (the `train` commands).
+pub fn keep_large_blocks() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes glibc's allocation policy for later requests; it takes
+    // no pointers.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_MAX, 0);
+    }
+}

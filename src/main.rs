@@ -68,7 +68,10 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Merge(a) => s(cli::merge::run(a)),
         Command::Metrics(a) => s(cli::metrics::run(*a, &device)),
         Command::Segment(a) => s(cli::segment::run(a, &device)),
-        Command::Train(c) => s(cli::train::run(c, &device)),
+        Command::Train(c) => {
+            steex::alloc::keep_large_blocks();
+            s(cli::train::run(c, &device))
+        }
         Command::Prepare(a) => s(cli::prepare::run(a)),
         Command::SegmentDir(a) => s(cli::segment_dir::run(a, &device)),
         Command::Serve(a) => s(cli::serve::run(a, &device)),

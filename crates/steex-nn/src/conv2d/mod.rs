@@ -86,13 +86,13 @@ mod tests {
         let device = Device::flex().autodiff();
         // (k, c, kernel, stride, pad, dilation, hw)
         for (k, c, kernel, stride, pad, dilation, hw) in [
-            (5, 3, 3, 1, 1, 1, 7),
-            (4, 6, 1, 1, 0, 1, 5),
-            (3, 4, 1, 2, 0, 1, 7),
+            (5, 16, 3, 1, 1, 1, 7),
+            (4, 18, 1, 1, 0, 1, 5),
+            (3, 16, 1, 2, 0, 1, 7),
             (6, 3, 7, 2, 3, 1, 11),
-            (4, 5, 3, 1, 2, 2, 6),
-            (3, 2, 3, 1, 6, 6, 5),
-            (2, 3, 3, 2, 1, 1, 8),
+            (4, 17, 3, 1, 2, 2, 6),
+            (3, 16, 3, 1, 6, 6, 5),
+            (2, 16, 3, 2, 1, 1, 8),
         ] {
             let conv = layer(k, c, kernel, stride, pad, dilation, &device);
             let x = Tensor::<4>::random([2, c, hw, hw], Distribution::Normal(0.0, 1.0), &device).require_grad();
