@@ -113,8 +113,9 @@ fn gather(g: &Geometry, img: &[f32], t: usize, dst: &mut [f32]) {
     let (i, j) = (t / g.kernel[1], t % g.kernel[1]);
     let ((y0, y1), (x0, x1)) = (g.valid(0, i), g.valid(1, j));
     let [ho, wo] = g.out;
-    dst.par_chunks_mut(ho * wo).enumerate().for_each(|(ci, dst)| {
+    dst.par_chunks_mut(g.pixels()).take(g.c).enumerate().for_each(|(ci, dst)| {
         let src = &img[ci * g.h * g.w..(ci + 1) * g.h * g.w];
+        let dst = &mut dst[..ho * wo];
         dst.fill(0.0);
         for oy in y0..y1 {
             let y = oy * g.stride[0] + i * g.dilation[0] - g.pad[0];
@@ -166,6 +167,22 @@ unsafe fn product(
 ) {
     let threads = rayon::current_num_threads().max(1);
     // SAFETY: forwarded from the caller.
+    unsafe { product_on([m, n, k], dst, accumulate, lhs, rhs, gemm::Parallelism::Rayon(threads)) }
+}
+
+/// [`product`] on the given threads.
+///
+/// # Safety
+/// As [`product`].
+unsafe fn product_on(
+    [m, n, k]: [usize; 3],
+    dst: (*mut f32, usize, usize),
+    accumulate: bool,
+    lhs: (*const f32, usize, usize),
+    rhs: (*const f32, usize, usize),
+    parallelism: gemm::Parallelism,
+) {
+    // SAFETY: forwarded from the caller.
     unsafe {
         gemm::gemm(
             m,
@@ -186,7 +203,7 @@ unsafe fn product(
             false,
             false,
             false,
-            gemm::Parallelism::Rayon(threads),
+            parallelism,
         )
     }
 }
@@ -268,7 +285,10 @@ pub fn input_grad(
 }
 
 /// The gradient to the weights: `x` `[B, C, H, W]`, `grad` `[B, K, Ho, Wo]` ->
-/// `[K, C, kh, kw]`.
+/// `[K, C, kh, kw]`. With at least as many images as threads, each thread sums its share of
+/// the images single-threaded and the shares are added: `dW` is often too small (DenseNet's
+/// `[32, 128, 3, 3]`) for `gemm` to split it between threads, while the reduction over the
+/// pixels is long. Otherwise each image's products use every thread.
 pub fn weight_grad(
     x: &FlexTensor,
     weight: &FlexTensor,
@@ -279,23 +299,42 @@ pub fn weight_grad(
     let (x, grad) = (contiguous_f32(x.clone())?, contiguous_f32(grad.clone())?);
     let (xs, gs) = (x.storage::<f32>(), grad.storage::<f32>());
     let (c, k, p, kk) = (g.c, g.k, g.pixels(), g.taps());
-    let mut out = vec![0f32; k * c * kk];
-    let mut s = if g.is_pointwise() { Vec::new() } else { vec![0f32; c * p] };
-    for b in 0..g.batch {
-        let img = &xs[b * c * g.h * g.w..(b + 1) * c * g.h * g.w];
-        let dy = &gs[b * k * p..(b + 1) * k * p];
-        for &t in &g.live_taps() {
-            let src: &[f32] = if g.is_pointwise() {
-                img
-            } else {
-                gather(&g, img, t, &mut s);
-                &s
-            };
-            // SAFETY: dW_t [k, c] at offset t (strides c kk, kk), dY_b [k, p], S_t^T [p, c].
-            unsafe {
-                product([k, c, p], (out[t..].as_mut_ptr(), c * kk, kk), true, (dy.as_ptr(), p, 1), (src.as_ptr(), 1, p))
+    let threads = rayon::current_num_threads().max(1);
+    let shares = if g.batch >= threads { threads } else { 1 };
+    let parallelism = if shares > 1 { gemm::Parallelism::None } else { gemm::Parallelism::Rayon(threads) };
+    let live = g.live_taps();
+    let partial = |share: usize| {
+        let mut acc = vec![0f32; k * c * kk];
+        let mut s = if g.is_pointwise() { Vec::new() } else { vec![0f32; c * p] };
+        for b in (share..g.batch).step_by(shares) {
+            let img = &xs[b * c * g.h * g.w..(b + 1) * c * g.h * g.w];
+            let dy = &gs[b * k * p..(b + 1) * k * p];
+            for &t in &live {
+                let src: &[f32] = if g.is_pointwise() {
+                    img
+                } else {
+                    gather(&g, img, t, &mut s);
+                    &s
+                };
+                // SAFETY: dW_t [k, c] at offset t (strides c kk, kk), dY_b [k, p], S_t^T [p, c].
+                unsafe {
+                    product_on(
+                        [k, c, p],
+                        (acc[t..].as_mut_ptr(), c * kk, kk),
+                        true,
+                        (dy.as_ptr(), p, 1),
+                        (src.as_ptr(), 1, p),
+                        parallelism,
+                    )
+                }
             }
         }
+        acc
+    };
+    let mut parts: Vec<Vec<f32>> = (0..shares).into_par_iter().map(partial).collect();
+    let mut out = parts.pop().unwrap_or_else(|| vec![0f32; k * c * kk]);
+    for part in parts {
+        out.par_iter_mut().zip(part).for_each(|(o, v)| *o += v);
     }
     Some(FlexTensor::from_data(TensorData::new(out, Shape::new([k, c, g.kernel[0], g.kernel[1]]))))
 }

