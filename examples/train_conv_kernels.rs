@@ -55,23 +55,22 @@ fn main() {
         let opts = ConvOptions::new([s, s], [pad, pad], [d, d], 1);
         let x = random([b, cin, hw, hw], 1);
         let w = random([cout, cin, k, k], 2);
-        let bias = FlexTensor::from_data(TensorData::new(vec![0.1f32; cout], Shape::new([cout])));
-        let y = Flex::conv2d(x.clone(), w.clone(), Some(bias.clone()), opts.clone());
+        let y = Flex::conv2d(x.clone(), w.clone(), None, opts.clone());
         let ho = y.shape()[2];
         let g = random([b, cout, ho, ho], 3);
         let flop = 2.0 * (b * cin * cout * k * k * ho * ho) as f64 * 1e-9;
         let burn = [
-            time(|| drop(Flex::conv2d(x.clone(), w.clone(), Some(bias.clone()), opts.clone()))),
+            time(|| drop(Flex::conv2d(x.clone(), w.clone(), None, opts.clone()))),
             time(|| drop(Flex::conv2d_x_backward(x.clone(), w.clone(), g.clone(), opts.clone()))),
             time(|| drop(Flex::conv2d_weight_backward(x.clone(), w.clone(), g.clone(), opts.clone()))),
         ];
         let ours = [
-            time(|| drop(flex::forward(&x, &w, &bias, &opts))),
+            time(|| drop(flex::forward(&x, &w, &opts))),
             time(|| drop(flex::input_grad(&x, &w, &g, &opts))),
             time(|| drop(flex::weight_grad(&x, &w, &g, &opts))),
         ];
         let pairs = [
-            (y, flex::forward(&x, &w, &bias, &opts).unwrap()),
+            (Flex::conv2d(x.clone(), w.clone(), None, opts.clone()), flex::forward(&x, &w, &opts).unwrap()),
             (
                 Flex::conv2d_x_backward(x.clone(), w.clone(), g.clone(), opts.clone()),
                 flex::input_grad(&x, &w, &g, &opts).unwrap(),

@@ -26,7 +26,11 @@ pub fn tune_allocator() {
 /// each fresh mapping is page-faulted and zero-filled again: measured, 19% of the step's
 /// samples in `clear_page`, and the step 0.24 -> 0.31 images/s with this. Freed memory is
 /// kept for reuse, so call it only for long runs of similar steps (the `train` commands).
+/// `STEEX_KLB=0` in the environment turns it off, for comparisons.
 pub fn keep_large_blocks() {
+    if std::env::var("STEEX_KLB").as_deref() == Ok("0") {
+        return;
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes glibc's allocation policy for later requests; it takes
     // no pointers.

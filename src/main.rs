@@ -69,9 +69,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Metrics(a) => s(cli::metrics::run(*a, &device)),
         Command::Segment(a) => s(cli::segment::run(a, &device)),
         Command::Train(c) => {
-            if std::env::var("STEEX_KLB").as_deref() != Ok("0") {
-                steex::alloc::keep_large_blocks();
-            }
+            steex::alloc::keep_large_blocks();
             s(cli::train::run(c, &device))
         }
         Command::Prepare(a) => s(cli::prepare::run(a)),

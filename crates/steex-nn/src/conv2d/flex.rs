@@ -133,6 +133,16 @@ fn gather(g: &Geometry, img: &[f32], t: usize, dst: &mut [f32]) {
     });
 }
 
+/// `S_t(img)`: the image itself for a pointwise convolution, else gathered into `buf`.
+fn tap_source<'a>(g: &Geometry, img: &'a [f32], t: usize, buf: &'a mut [f32]) -> &'a [f32] {
+    if g.is_pointwise() {
+        img
+    } else {
+        gather(g, img, t, buf);
+        buf
+    }
+}
+
 /// `dimg += S_t^T(src)`: `src` `[C, P]` added back at the pixels tap `t` reads.
 fn scatter_add(g: &Geometry, src: &[f32], t: usize, dimg: &mut [f32]) {
     let (i, j) = (t / g.kernel[1], t % g.kernel[1]);
@@ -213,29 +223,24 @@ unsafe fn product_on(
 /// stride 2, by `examples/train_conv_kernels`); the weight gradient stays here.
 const MIN_CHANNELS: usize = 16;
 
-/// The forward: `x` `[B, C, H, W]`, `weight` `[K, C, kh, kw]`, `bias` `[K]` ->
-/// `[B, K, Ho, Wo]`.
-pub fn forward(x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor, options: &ConvOptions<2>) -> Option<FlexTensor> {
+/// The forward: `x` `[B, C, H, W]`, `weight` `[K, C, kh, kw]` -> `[B, K, Ho, Wo]` (no bias:
+/// [`super::conv2d`] adds it).
+pub fn forward(x: &FlexTensor, weight: &FlexTensor, options: &ConvOptions<2>) -> Option<FlexTensor> {
     let g = Geometry::new(x.shape().dims(), weight.shape().dims(), options)?;
     if g.c < MIN_CHANNELS {
         return None;
     }
-    let (x, weight, bias) =
-        (contiguous_f32(x.clone())?, contiguous_f32(weight.clone())?, contiguous_f32(bias.clone())?);
-    let (xs, ws, bs) = (x.storage::<f32>(), weight.storage::<f32>(), bias.storage::<f32>());
+    let (x, weight) = (contiguous_f32(x.clone())?, contiguous_f32(weight.clone())?);
+    let (xs, ws) = (x.storage::<f32>(), weight.storage::<f32>());
     let (c, k, p, kk) = (g.c, g.k, g.pixels(), g.taps());
+    let live = g.live_taps();
     let mut out = vec![0f32; g.batch * k * p];
     let mut s = if g.is_pointwise() { Vec::new() } else { vec![0f32; c * p] };
     for b in 0..g.batch {
         let img = &xs[b * c * g.h * g.w..(b + 1) * c * g.h * g.w];
         let dst = &mut out[b * k * p..(b + 1) * k * p];
-        for (n, &t) in g.live_taps().iter().enumerate() {
-            let src: &[f32] = if g.is_pointwise() {
-                img
-            } else {
-                gather(&g, img, t, &mut s);
-                &s
-            };
+        for (n, &t) in live.iter().enumerate() {
+            let src = tap_source(&g, img, t, &mut s);
             // SAFETY: dst [k, p], W_t [k, c] at offset t (strides c kk, kk), S_t [c, p].
             unsafe {
                 product(
@@ -247,7 +252,6 @@ pub fn forward(x: &FlexTensor, weight: &FlexTensor, bias: &FlexTensor, options: 
                 )
             }
         }
-        dst.par_chunks_mut(p).zip(bs).for_each(|(row, &v)| row.iter_mut().for_each(|o| *o += v));
     }
     Some(FlexTensor::from_data(TensorData::new(out, Shape::new([g.batch, k, g.out[0], g.out[1]]))))
 }
@@ -269,10 +273,11 @@ pub fn input_grad(
     let (c, k, p, kk, plane) = (g.c, g.k, g.pixels(), g.taps(), g.h * g.w);
     let mut out = vec![0f32; g.batch * c * plane];
     let mut tmp = if g.is_pointwise() { Vec::new() } else { vec![0f32; c * p] };
+    let live = g.live_taps();
     for b in 0..g.batch {
         let dy = &gs[b * k * p..(b + 1) * k * p];
         let dimg = &mut out[b * c * plane..(b + 1) * c * plane];
-        for &t in &g.live_taps() {
+        for &t in &live {
             let dst = if g.is_pointwise() { dimg.as_mut_ptr() } else { tmp.as_mut_ptr() };
             // SAFETY: dst [c, p], W_t^T [c, k] at offset t (strides kk, c kk), dY_b [k, p].
             unsafe { product([c, p, k], (dst, p, 1), false, (ws[t..].as_ptr(), kk, c * kk), (dy.as_ptr(), p, 1)) }
@@ -310,12 +315,7 @@ pub fn weight_grad(
             let img = &xs[b * c * g.h * g.w..(b + 1) * c * g.h * g.w];
             let dy = &gs[b * k * p..(b + 1) * k * p];
             for &t in &live {
-                let src: &[f32] = if g.is_pointwise() {
-                    img
-                } else {
-                    gather(&g, img, t, &mut s);
-                    &s
-                };
+                let src = tap_source(&g, img, t, &mut s);
                 // SAFETY: dW_t [k, c] at offset t (strides c kk, kk), dY_b [k, p], S_t^T [p, c].
                 unsafe {
                     product_on(

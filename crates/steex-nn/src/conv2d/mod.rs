@@ -35,19 +35,19 @@ pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     if conv.groups != 1 || !enabled() {
         return conv.forward(x);
     }
-    let weight = conv.weight.val();
-    let k = weight.dims()[0];
-    let bias = match &conv.bias {
-        Some(b) => b.val(),
-        None => Tensor::zeros([k], &weight.device()),
-    };
     let options = ConvOptions::new(conv.stride, pad, conv.dilation, 1);
-    Tensor::from_dispatch(<Dispatch as Conv2dBackend>::conv2d_fast(
+    let y = Tensor::from_dispatch(<Dispatch as Conv2dBackend>::conv2d_fast(
         x.into_dispatch(),
-        weight.into_dispatch(),
-        bias.into_dispatch(),
+        conv.weight.val().into_dispatch(),
         options,
-    ))
+    ));
+    match &conv.bias {
+        Some(b) => {
+            let k = b.dims()[0];
+            y + b.val().reshape([1, k, 1, 1])
+        }
+        None => y,
+    }
 }
 
 #[cfg(test)]

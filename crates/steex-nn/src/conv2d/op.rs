@@ -7,20 +7,15 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::ops::{ConvOptions, ModuleOps};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Autodiff, Backend, Flex, Shape, TensorMetadata, backend_extension};
+use burn::backend::{Autodiff, Backend, Flex, backend_extension};
 
 /// The operation. Implemented for Flex by [`super::flex`]; other backends use the defaults.
 #[backend_extension(Flex, Autodiff, Cube: cfg(any(feature = "wgpu", feature = "cuda")))]
 pub trait Conv2dBackend: Backend {
-    /// `conv2d(x, weight, bias, options)`: `x` `[B, C, H, W]`, `weight` `[K, C, kh, kw]`,
-    /// `bias` `[K]` -> `[B, K, Ho, Wo]`.
-    fn conv2d_fast(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-        options: ConvOptions<2>,
-    ) -> FloatTensor<Self> {
-        Self::conv2d(x, weight, Some(bias), options)
+    /// `conv2d(x, weight, options)` without a bias: `x` `[B, C, H, W]`, `weight`
+    /// `[K, C, kh, kw]` -> `[B, K, Ho, Wo]`.
+    fn conv2d_fast(x: FloatTensor<Self>, weight: FloatTensor<Self>, options: ConvOptions<2>) -> FloatTensor<Self> {
+        Self::conv2d(x, weight, None, options)
     }
 
     /// The gradient to the input (`x` gives its shape).
@@ -48,14 +43,8 @@ pub trait Conv2dBackend: Backend {
 impl Conv2dBackend for burn::backend::Cube {}
 
 impl Conv2dBackend for Flex {
-    fn conv2d_fast(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-        options: ConvOptions<2>,
-    ) -> FloatTensor<Self> {
-        super::flex::forward(&x, &weight, &bias, &options)
-            .unwrap_or_else(|| Flex::conv2d(x, weight, Some(bias), options))
+    fn conv2d_fast(x: FloatTensor<Self>, weight: FloatTensor<Self>, options: ConvOptions<2>) -> FloatTensor<Self> {
+        super::flex::forward(&x, &weight, &options).unwrap_or_else(|| Flex::conv2d(x, weight, None, options))
     }
 
     fn conv2d_fast_input_grad(
@@ -82,19 +71,14 @@ impl Conv2dBackend for Flex {
 #[derive(Debug)]
 struct Conv2dStep;
 
-impl<B: Backend + Conv2dBackend> Backward<B, 3> for Conv2dStep {
+impl<B: Backend + Conv2dBackend> Backward<B, 2> for Conv2dStep {
     /// The input, the weights and the options.
     type State = (FloatTensor<B>, FloatTensor<B>, ConvOptions<2>);
 
-    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
-        let [node_x, node_w, node_b] = ops.parents;
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [node_x, node_w] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
         let (x, weight, options) = ops.state;
-        if let Some(node) = node_b {
-            let [_, k, _, _] = grad.shape().dims();
-            let g = B::float_sum_dim(B::float_sum_dim(B::float_sum_dim(grad.clone(), 3), 2), 0);
-            grads.register::<B>(node.id, B::float_reshape(g, Shape::new([k])));
-        }
         if let Some(node) = node_w {
             let g = B::conv2d_fast_weight_grad(x.clone(), weight.clone(), grad.clone(), options.clone());
             grads.register::<B>(node.id, g);
@@ -106,21 +90,15 @@ impl<B: Backend + Conv2dBackend> Backward<B, 3> for Conv2dStep {
 }
 
 impl<B: Backend + Conv2dBackend, C: CheckpointStrategy> Conv2dBackend for Autodiff<B, C> {
-    fn conv2d_fast(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-        options: ConvOptions<2>,
-    ) -> FloatTensor<Self> {
+    fn conv2d_fast(x: FloatTensor<Self>, weight: FloatTensor<Self>, options: ConvOptions<2>) -> FloatTensor<Self> {
         let (x, gx) = x.into_parts();
         let (weight, gw) = weight.into_parts();
-        let (bias, gb) = bias.into_parts();
-        match Conv2dStep.prepare::<C>([gx, gw, gb]).compute_bound().stateful() {
+        match Conv2dStep.prepare::<C>([gx, gw]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
-                let out = B::conv2d_fast(x.clone(), weight.clone(), bias, options.clone());
+                let out = B::conv2d_fast(x.clone(), weight.clone(), options.clone());
                 prep.finish((x, weight, options), out)
             }
-            OpsKind::UnTracked(prep) => prep.finish(B::conv2d_fast(x, weight, bias, options)),
+            OpsKind::UnTracked(prep) => prep.finish(B::conv2d_fast(x, weight, options)),
         }
     }
 }
