@@ -17,6 +17,11 @@ struct Loaded {
 
 /// Converts `dir/latest_net_G.pth` to a temporary safetensors file and loads it.
 fn load(dir: &str) -> Loaded {
+    load_on(dir, &test_device())
+}
+
+/// [`load`] onto `device` (the test device with autodiff, for gradients).
+fn load_on(dir: &str, device: &burn::tensor::Device) -> Loaded {
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fixture(&format!("{dir}/meta.json"))).unwrap()).unwrap();
     let size = SeanSize::Explicit {
@@ -26,11 +31,10 @@ fn load(dir: &str) -> Loaded {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("g.safetensors");
     convert_sean_file(&fixture(&format!("{dir}/latest_net_G.pth")), &size).unwrap().write(&out).unwrap();
-    let device = test_device();
-    let g = SeanGenerator::from_weights(&read_weights(&out).unwrap(), &device).unwrap();
+    let g = SeanGenerator::from_weights(&read_weights(&out).unwrap(), device).unwrap();
     let labels = LabelMap::read(&fixture(&format!("{dir}/mask.png"))).unwrap();
-    let mask = g.mask(labels.to_tensor(&device)).unwrap();
-    let image = npy(&format!("{dir}/image.npy")).to_tensor::<4>(&device);
+    let mask = g.mask(labels.to_tensor(device)).unwrap();
+    let image = npy(&format!("{dir}/image.npy")).to_tensor::<4>(device);
     Loaded { g, mask, image, _dir: tmp }
 }
 
@@ -159,6 +163,35 @@ fn fast_and_plain_paths_agree() {
         m.g.generate(&other.mask, npy("sean_wide/z_custom.npy").to_tensor::<3>(&device), NoiseMode::Seeded(5)).unwrap(),
     );
     assert!(max_abs_diff(&again, &fast) <= 1e-6);
+}
+
+/// The fast path's gradient to the style codes equals the plain path's, on a mask some of
+/// whose labels vanish at the coarse sizes (the fast path leaves those labels out of the
+/// style products there; their codes get no gradient from those layers either way).
+#[test]
+fn fast_and_plain_gradients_agree() {
+    use burn::tensor::{Distribution, Tensor};
+    use steex::sean::ForwardPath;
+    let device = test_device().autodiff();
+    let m = load_on("sean_wide", &device);
+    let labels = m.g.config().labels;
+    let coarse = m.mask.neighbourhoods(0).labels.len();
+    assert!(coarse < labels, "the mask keeps all {labels} labels at the coarsest size: the test needs fewer");
+    let z0 = npy("sean_wide/z_custom.npy").to_tensor::<3>(&device);
+    let [_, _, h, w] = m.image.dims();
+    let r = Tensor::<4>::random([1, 3, h, w], Distribution::Normal(0.0, 1.0), &device);
+    let grad = |g: &SeanGenerator| {
+        let z = z0.clone().require_grad();
+        let img = g.generate(&m.mask, z.clone(), NoiseMode::Seeded(5)).unwrap();
+        let grads = (img * r.clone()).sum().backward();
+        Array::from_tensor(z.grad(&grads).expect("a gradient to the codes"))
+    };
+    let fast = grad(&m.g);
+    let plain = grad(&m.g.clone().with_path(ForwardPath::Plain));
+    assert_signal(&plain, "gradient to the codes");
+    let scale = plain.data.iter().fold(0f32, |a, v| a.max(v.abs()));
+    let err = max_abs_diff(&fast, &plain);
+    assert!(err <= 1e-4 * scale, "fast vs plain gradient: {err} at scale {scale}");
 }
 
 #[test]

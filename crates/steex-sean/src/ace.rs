@@ -107,12 +107,13 @@ impl StyleBranch {
     /// The same as [`Self::style_convs_folded`], through the mask's distinct 3x3 label
     /// neighbourhoods ([`Neighbourhoods::convolve`]): exact, and a fraction of the work.
     pub fn style_convs_patterns(&self, v: Tensor<3>, nb: &Neighbourhoods) -> Tensor<4> {
-        nb.convolve(self.projections(v))
+        nb.convolve(self.projections(nb.present(v)))
     }
 
     /// Per-tap, per-label responses of the style convolutions to style vectors `v`
-    /// `[B, L, S]`: `q[b, (c, kh, kw), j] = sum_s W[c, s, kh, kw] v[b, j, s]`, read as
-    /// `[B, 2C, 9 L]` (gamma's C rows, then beta's).
+    /// `[B, N, S]` (every label's, or only those of the labels present,
+    /// [`Neighbourhoods::present`]): `q[b, (c, kh, kw), j] = sum_s W[c, s, kh, kw] v[b, j, s]`,
+    /// read as `[B, 2C, 9 N]` (gamma's C rows, then beta's).
     pub fn projections(&self, v: Tensor<3>) -> Tensor<3> {
         let [b, l, s] = v.dims();
         let [m, _] = self.offsets.dims();
@@ -324,7 +325,7 @@ impl Ace {
         let nv = if flags.noise { nv } else { nv.detach() };
         let (styles, index) = match &self.style {
             Some(st) => {
-                let q = st.projections(st.mu(z));
+                let q = st.projections(nb.present(st.mu(z)));
                 let ag = sigmoid(st.blending_gamma.val()).reshape([1, 1, 1]).expand([1, c, 1]);
                 let ab = sigmoid(st.blending_beta.val()).reshape([1, 1, 1]).expand([1, c, 1]);
                 (nb.per_pattern(q) * Tensor::cat(vec![ag, ab], 1), nb.batch_index.clone())

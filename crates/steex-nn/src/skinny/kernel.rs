@@ -144,10 +144,19 @@ mod x86 {
                 let wr: [usize; 4] = std::array::from_fn(|i| (r0 + i.min(rb - 1)) * k);
                 let vr: [usize; 4] = std::array::from_fn(|j| (n0 + j.min(nb - 1)) * k);
                 let mut acc = [[_mm512_setzero_ps(); 4]; 4];
+                // The next 4 rows are fetched while the first 4 vectors run (rows of 2 KiB are
+                // too short for the hardware prefetcher to get ahead).
+                let ahead = n0 == 0 && r0 + 8 <= rows;
                 let mut o = 0;
                 while o < full {
-                    // SAFETY: rows wr[i] and vr[j] have k >= o + 16 entries.
+                    // SAFETY: rows wr[i] and vr[j] have k >= o + 16 entries; rows r0 + 4 ..
+                    // r0 + 8 exist when `ahead`.
                     unsafe {
+                        if ahead {
+                            for i in 4..8 {
+                                _mm_prefetch::<_MM_HINT_T0>(w.as_ptr().add((r0 + i) * k + o) as *const i8);
+                            }
+                        }
                         let wv: [__m512; 4] = std::array::from_fn(|i| _mm512_loadu_ps(w.as_ptr().add(wr[i] + o)));
                         for j in 0..4 {
                             let vv = _mm512_loadu_ps(v.as_ptr().add(vr[j] + o));
@@ -216,11 +225,17 @@ mod x86 {
 
     /// [`super::axpys`] with AVX-512: 8 vectors x 16 lanes in registers.
     #[target_feature(enable = "avx512f")]
-    pub fn axpys_avx512(w: &[f32], gy: &[f32], k: usize, g: &mut [f32]) {
+    pub fn axpys_avx512(w: &[f32], gy: &[f32], k: usize, g: &mut [f32], next: &[f32]) {
         let rows = w.len() / k;
         let n = g.len() / k;
         let full = k / 16 * 16;
         for o in (0..full).step_by(16) {
+            // This column slice of the next block, fetched while this block's runs (a block is
+            // read down its columns, which the hardware prefetcher does not follow).
+            for r in 0..next.len() / k {
+                // SAFETY: row r of `next` has k > o entries.
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(next.as_ptr().add(r * k + o) as *const i8) };
+            }
             for n0 in (0..n).step_by(8) {
                 let mut acc = [_mm512_setzero_ps(); 8];
                 for r in 0..rows {
@@ -298,11 +313,13 @@ fn dots_any(w: &[f32], v: &[f32], k: usize, y: &mut [f32]) {
     }
 }
 
-fn axpys_any(w: &[f32], gy: &[f32], k: usize, g: &mut [f32]) {
+/// [`axpys`] on the rows `w`, with `next` (the rows to come, possibly none) fetched into
+/// cache meanwhile.
+fn axpys_any(w: &[f32], gy: &[f32], k: usize, g: &mut [f32], next: &[f32]) {
     match isa() {
         // SAFETY: the features were detected on this CPU.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { x86::axpys_avx512(w, gy, k, g) },
+        Isa::Avx512 => unsafe { x86::axpys_avx512(w, gy, k, g, next) },
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => unsafe { x86::axpys_avx2(w, gy, k, g) },
         _ => axpys::<false>(w, gy, k, g),
@@ -349,7 +366,8 @@ pub fn grad_v(w: &[f32], gy: &[f32], k: usize) -> Vec<f32> {
             let mut g = vec![0f32; np * k];
             for b0 in (r0..r1).step_by(ROWS) {
                 let b1 = (b0 + ROWS).min(r1);
-                axpys_any(&w[b0 * k..b1 * k], &gy[b0 * np..b1 * np], k, &mut g);
+                let b2 = (b1 + ROWS).min(r1);
+                axpys_any(&w[b0 * k..b1 * k], &gy[b0 * np..b1 * np], k, &mut g, &w[b1 * k..b2 * k]);
             }
             g
         })
