@@ -225,6 +225,7 @@ mod x86 {
 
     /// [`super::axpys`] with AVX-512: 8 vectors x 16 lanes in registers.
     #[target_feature(enable = "avx512f")]
+    /// `N` a multiple of 4 (not 8).
     pub fn axpys_avx512(w: &[f32], gy: &[f32], k: usize, g: &mut [f32], next: &[f32]) {
         let rows = w.len() / k;
         let n = g.len() / k;
@@ -236,22 +237,32 @@ mod x86 {
                 // SAFETY: row r of `next` has k > o entries.
                 unsafe { _mm_prefetch::<_MM_HINT_T0>(next.as_ptr().add(r * k + o) as *const i8) };
             }
-            for n0 in (0..n).step_by(8) {
-                let mut acc = [_mm512_setzero_ps(); 8];
-                for r in 0..rows {
-                    // SAFETY: row r of w has k >= o + 16 entries; gy's row r has n >= n0 + 8.
-                    unsafe {
-                        let wv = _mm512_loadu_ps(w.as_ptr().add(r * k + o));
-                        for j in 0..8 {
-                            let s = _mm512_set1_ps(*gy.get_unchecked(r * n + n0 + j));
-                            acc[j] = _mm512_fmadd_ps(s, wv, acc[j]);
+            // Groups of 8 vectors, and a last one of 4 where N is not a multiple of 8.
+            macro_rules! group {
+                ($n0:expr, $G:literal) => {{
+                    let mut acc = [_mm512_setzero_ps(); $G];
+                    for r in 0..rows {
+                        // SAFETY: row r of w has k >= o + 16 entries; gy's row r has n >= n0 + G.
+                        unsafe {
+                            let wv = _mm512_loadu_ps(w.as_ptr().add(r * k + o));
+                            for j in 0..$G {
+                                let s = _mm512_set1_ps(*gy.get_unchecked(r * n + $n0 + j));
+                                acc[j] = _mm512_fmadd_ps(s, wv, acc[j]);
+                            }
                         }
                     }
-                }
-                for (j, a) in acc.iter().enumerate() {
-                    let p = g[(n0 + j) * k + o..][..16].as_mut_ptr();
-                    // SAFETY: 16 floats of g at p.
-                    unsafe { _mm512_storeu_ps(p, _mm512_add_ps(_mm512_loadu_ps(p), *a)) };
+                    for (j, a) in acc.iter().enumerate() {
+                        let p = g[($n0 + j) * k + o..][..16].as_mut_ptr();
+                        // SAFETY: 16 floats of g at p.
+                        unsafe { _mm512_storeu_ps(p, _mm512_add_ps(_mm512_loadu_ps(p), *a)) };
+                    }
+                }};
+            }
+            for n0 in (0..n).step_by(8) {
+                if n - n0 >= 8 {
+                    group!(n0, 8);
+                } else {
+                    group!(n0, 4);
                 }
             }
         }
@@ -351,7 +362,8 @@ pub fn forward(w: &[f32], v: &[f32], k: usize) -> Vec<f32> {
 pub fn grad_v(w: &[f32], gy: &[f32], k: usize) -> Vec<f32> {
     let m = w.len() / k;
     let n = gy.len() / m.max(1);
-    let np = n.div_ceil(8) * 8;
+    // The vectors in groups of 8 (AVX-512: and a last one of 4).
+    let np = if isa() == Isa::Avx512 { n.div_ceil(4) * 4 } else { n.div_ceil(8) * 8 };
     let gy: Vec<f32> = if np == n {
         gy.to_vec()
     } else {
