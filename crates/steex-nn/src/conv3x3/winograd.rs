@@ -166,6 +166,10 @@ fn products(p: &Problem, u: &[f32], v: &[f32], n: usize, prod: &mut Vec<f32>) {
 
 /// `V` `[16, R, n]` into `v`: `B^T d B` of every 4x4 input tile of tile rows `ty0 ..
 /// ty0 + rows` (zero padding around the plane), tile `img * rows * W/2 + (ty - ty0) W/2 + tx`.
+///
+/// The padded rows are held split into their even and odd columns (padded column `2 j` in
+/// `even[j]`, `2 j + 1` in `odd[j]`), so that the transform along the columns, which reads
+/// columns `2 tx .. 2 tx + 3` for tile `tx`, runs on unit strides (vectorised).
 fn transform_input(p: &Problem, ty0: usize, rows_n: usize, v: &mut Vec<f32>) {
     let (r, h, w) = (p.r, p.h, p.w);
     let tw = w / 2;
@@ -173,56 +177,62 @@ fn transform_input(p: &Problem, ty0: usize, rows_n: usize, v: &mut Vec<f32>) {
     // Every entry is written below: a reused buffer is not cleared first.
     v.resize(16 * r * n, 0.0);
     let ptr = SendPtr(v.as_mut_ptr());
-    let wp = w + 2;
+    // Even and odd halves of a padded row (w + 2 columns): tw + 1 entries each.
+    let half = tw + 1;
     (0..p.batch * r).into_par_iter().for_each_init(
-        || vec![0f32; 8 * wp],
+        || vec![0f32; 16 * half],
         |buf, plane| {
             let (img, ri) = (plane / r, plane % r);
             let src = &p.src[plane * h * w..(plane + 1) * h * w];
-            let (rows, tr) = buf.split_at_mut(4 * wp);
+            let (rows, tr) = buf.split_at_mut(8 * half);
             for ty in ty0..ty0 + rows_n {
-                // The 4 padded input rows 2 ty - 1 .. 2 ty + 2.
+                // The 4 padded input rows 2 ty - 1 .. 2 ty + 2, split: padded column c is
+                // source column c - 1, so even[j] = src[2 j - 1] and odd[j] = src[2 j].
                 for k in 0..4 {
-                    let row = &mut rows[k * wp..(k + 1) * wp];
+                    let (even, odd) = rows[2 * k * half..(2 * k + 2) * half].split_at_mut(half);
                     let y = (2 * ty + k) as isize - 1;
                     if y < 0 || y >= h as isize {
-                        row.fill(0.0);
+                        even.fill(0.0);
+                        odd.fill(0.0);
                     } else {
-                        let y = y as usize;
-                        row[0] = 0.0;
-                        row[wp - 1] = 0.0;
-                        row[1..=w].copy_from_slice(&src[y * w..(y + 1) * w]);
+                        let row = &src[y as usize * w..(y as usize + 1) * w];
+                        even[0] = 0.0;
+                        odd[tw] = 0.0;
+                        for (j, pair) in row.chunks_exact(2).enumerate() {
+                            odd[j] = pair[0];
+                            even[j + 1] = pair[1];
+                        }
                     }
                 }
-                // Rows of B^T d, over every padded column.
-                let (d0, rest) = rows.split_at(wp);
-                let (d1, rest) = rest.split_at(wp);
-                let (d2, d3) = rest.split_at(wp);
-                let (t0, rest) = tr.split_at_mut(wp);
-                let (t1, rest) = rest.split_at_mut(wp);
-                let (t2, t3) = rest.split_at_mut(wp);
-                for x in 0..wp {
+                // Rows of B^T d, over every padded column (both halves at once).
+                let row = |k: usize| &rows[2 * k * half..(2 * k + 2) * half];
+                let (d0, d1, d2, d3) = (row(0), row(1), row(2), row(3));
+                let (t0, rest) = tr.split_at_mut(2 * half);
+                let (t1, rest) = rest.split_at_mut(2 * half);
+                let (t2, t3) = rest.split_at_mut(2 * half);
+                for x in 0..2 * half {
                     t0[x] = d0[x] - d2[x];
                     t1[x] = d1[x] + d2[x];
                     t2[x] = d2[x] - d1[x];
                     t3[x] = d1[x] - d3[x];
                 }
-                // Columns: (B^T d) B per tile.
+                // Columns: (B^T d) B per tile, on columns 2 tx .. 2 tx + 3 = even[tx],
+                // odd[tx], even[tx + 1], odd[tx + 1].
                 let base = (img * rows_n + ty - ty0) * tw;
                 for (k, t) in [&*t0, &*t1, &*t2, &*t3].into_iter().enumerate() {
+                    let (even, odd) = t.split_at(half);
                     // SAFETY: positions 4k..4k+3 of channel ri, tiles [base, base + tw):
                     // written by this plane's task only.
                     let out = |j: usize| unsafe {
                         std::slice::from_raw_parts_mut(ptr.get().add(((4 * k + j) * r + ri) * n + base), tw)
                     };
                     let (o0, o1, o2, o3) = (out(0), out(1), out(2), out(3));
+                    let (a, b, cc, d) = (&even[..tw], &odd[..tw], &even[1..], &odd[1..]);
                     for tx in 0..tw {
-                        let c = 2 * tx;
-                        let (a, b, cc, d) = (t[c], t[c + 1], t[c + 2], t[c + 3]);
-                        o0[tx] = a - cc;
-                        o1[tx] = b + cc;
-                        o2[tx] = cc - b;
-                        o3[tx] = b - d;
+                        o0[tx] = a[tx] - cc[tx];
+                        o1[tx] = b[tx] + cc[tx];
+                        o2[tx] = cc[tx] - b[tx];
+                        o3[tx] = b[tx] - d[tx];
                     }
                 }
             }
