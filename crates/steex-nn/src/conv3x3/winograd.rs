@@ -182,89 +182,113 @@ fn transform_input(p: &Problem, ty0: usize, rows_n: usize, v: &mut Vec<f32>) {
     (0..p.batch * r).into_par_iter().for_each_init(
         || vec![0f32; 16 * half],
         |buf, plane| {
-            let (img, ri) = (plane / r, plane % r);
-            let src = &p.src[plane * h * w..(plane + 1) * h * w];
-            let (rows, tr) = buf.split_at_mut(8 * half);
-            for ty in ty0..ty0 + rows_n {
-                // The 4 padded input rows 2 ty - 1 .. 2 ty + 2, split: padded column c is
-                // source column c - 1, so even[j] = src[2 j - 1] and odd[j] = src[2 j].
-                for k in 0..4 {
-                    let (even, odd) = rows[2 * k * half..(2 * k + 2) * half].split_at_mut(half);
-                    let y = (2 * ty + k) as isize - 1;
-                    if y < 0 || y >= h as isize {
-                        even.fill(0.0);
-                        odd.fill(0.0);
-                    } else {
-                        let row = &src[y as usize * w..(y as usize + 1) * w];
-                        even[0] = 0.0;
-                        odd[tw] = 0.0;
-                        for (j, pair) in row.chunks_exact(2).enumerate() {
-                            odd[j] = pair[0];
-                            even[j + 1] = pair[1];
+            pulp::Arch::new().dispatch(
+                #[inline(always)]
+                || {
+                    let (img, ri) = (plane / r, plane % r);
+                    let src = &p.src[plane * h * w..(plane + 1) * h * w];
+                    let (rows, tr) = buf.split_at_mut(8 * half);
+                    for ty in ty0..ty0 + rows_n {
+                        // The 4 padded input rows 2 ty - 1 .. 2 ty + 2, split: padded column c is
+                        // source column c - 1, so even[j] = src[2 j - 1] and odd[j] = src[2 j].
+                        for k in 0..4 {
+                            let (even, odd) = rows[2 * k * half..(2 * k + 2) * half].split_at_mut(half);
+                            let y = (2 * ty + k) as isize - 1;
+                            if y < 0 || y >= h as isize {
+                                even.fill(0.0);
+                                odd.fill(0.0);
+                            } else {
+                                let row = &src[y as usize * w..(y as usize + 1) * w];
+                                even[0] = 0.0;
+                                odd[tw] = 0.0;
+                                for (j, pair) in row.chunks_exact(2).enumerate() {
+                                    odd[j] = pair[0];
+                                    even[j + 1] = pair[1];
+                                }
+                            }
+                        }
+                        // Rows of B^T d, over every padded column (both halves at once).
+                        let row = |k: usize| &rows[2 * k * half..(2 * k + 2) * half];
+                        let (d0, d1, d2, d3) = (row(0), row(1), row(2), row(3));
+                        let (t0, rest) = tr.split_at_mut(2 * half);
+                        let (t1, rest) = rest.split_at_mut(2 * half);
+                        let (t2, t3) = rest.split_at_mut(2 * half);
+                        for x in 0..2 * half {
+                            t0[x] = d0[x] - d2[x];
+                            t1[x] = d1[x] + d2[x];
+                            t2[x] = d2[x] - d1[x];
+                            t3[x] = d1[x] - d3[x];
+                        }
+                        // Columns: (B^T d) B per tile, on columns 2 tx .. 2 tx + 3 = even[tx],
+                        // odd[tx], even[tx + 1], odd[tx + 1].
+                        let base = (img * rows_n + ty - ty0) * tw;
+                        for (k, t) in [&*t0, &*t1, &*t2, &*t3].into_iter().enumerate() {
+                            let (even, odd) = t.split_at(half);
+                            // SAFETY: positions 4k..4k+3 of channel ri, tiles [base, base + tw):
+                            // written by this plane's task only.
+                            let out = |j: usize| unsafe {
+                                std::slice::from_raw_parts_mut(ptr.get().add(((4 * k + j) * r + ri) * n + base), tw)
+                            };
+                            let (o0, o1, o2, o3) = (out(0), out(1), out(2), out(3));
+                            let (a, b, cc, d) = (&even[..tw], &odd[..tw], &even[1..], &odd[1..]);
+                            for tx in 0..tw {
+                                o0[tx] = a[tx] - cc[tx];
+                                o1[tx] = b[tx] + cc[tx];
+                                o2[tx] = cc[tx] - b[tx];
+                                o3[tx] = b[tx] - d[tx];
+                            }
                         }
                     }
-                }
-                // Rows of B^T d, over every padded column (both halves at once).
-                let row = |k: usize| &rows[2 * k * half..(2 * k + 2) * half];
-                let (d0, d1, d2, d3) = (row(0), row(1), row(2), row(3));
-                let (t0, rest) = tr.split_at_mut(2 * half);
-                let (t1, rest) = rest.split_at_mut(2 * half);
-                let (t2, t3) = rest.split_at_mut(2 * half);
-                for x in 0..2 * half {
-                    t0[x] = d0[x] - d2[x];
-                    t1[x] = d1[x] + d2[x];
-                    t2[x] = d2[x] - d1[x];
-                    t3[x] = d1[x] - d3[x];
-                }
-                // Columns: (B^T d) B per tile, on columns 2 tx .. 2 tx + 3 = even[tx],
-                // odd[tx], even[tx + 1], odd[tx + 1].
-                let base = (img * rows_n + ty - ty0) * tw;
-                for (k, t) in [&*t0, &*t1, &*t2, &*t3].into_iter().enumerate() {
-                    let (even, odd) = t.split_at(half);
-                    // SAFETY: positions 4k..4k+3 of channel ri, tiles [base, base + tw):
-                    // written by this plane's task only.
-                    let out = |j: usize| unsafe {
-                        std::slice::from_raw_parts_mut(ptr.get().add(((4 * k + j) * r + ri) * n + base), tw)
-                    };
-                    let (o0, o1, o2, o3) = (out(0), out(1), out(2), out(3));
-                    let (a, b, cc, d) = (&even[..tw], &odd[..tw], &even[1..], &odd[1..]);
-                    for tx in 0..tw {
-                        o0[tx] = a[tx] - cc[tx];
-                        o1[tx] = b[tx] + cc[tx];
-                        o2[tx] = cc[tx] - b[tx];
-                        o3[tx] = b[tx] - d[tx];
-                    }
-                }
-            }
+                },
+            )
         },
     );
 }
 
 /// Tile rows `ty0 .. ty0 + rows` of the output `[B, M, H, W]` from their products
-/// `[16, M, n]`: `A^T P A` per tile, plus bias.
+/// `[16, M, n]`: `A^T P A` per tile, plus bias. The tiles' even and odd output columns are
+/// computed on unit strides, then interleaved.
 fn transform_output(p: &Problem, prod: &[f32], ty0: usize, rows_n: usize, out: &mut [f32]) {
     let (m, h, w) = (p.m, p.h, p.w);
     let tw = w / 2;
     let n = p.batch * rows_n * tw;
-    out.par_chunks_mut(h * w).enumerate().for_each(|(plane, dst)| {
-        let (img, mi) = (plane / m, plane % m);
-        let bias = p.bias.map_or(0.0, |b| b[mi]);
-        for ty in ty0..ty0 + rows_n {
-            let base = (img * rows_n + ty - ty0) * tw;
-            let at = |xi: usize| &prod[(xi * m + mi) * n + base..(xi * m + mi) * n + base + tw];
-            let q: [&[f32]; 16] = std::array::from_fn(at);
-            let (top, bottom) = dst[2 * ty * w..(2 * ty + 2) * w].split_at_mut(w);
-            for tx in 0..tw {
-                // Rows of A^T P: a0 = P0 + P1 + P2, a1 = P1 - P2 - P3 (each a row of 4).
-                let a0: [f32; 4] = std::array::from_fn(|j| q[j][tx] + q[4 + j][tx] + q[8 + j][tx]);
-                let a1: [f32; 4] = std::array::from_fn(|j| q[4 + j][tx] - q[8 + j][tx] - q[12 + j][tx]);
-                top[2 * tx] = a0[0] + a0[1] + a0[2] + bias;
-                top[2 * tx + 1] = a0[1] - a0[2] - a0[3] + bias;
-                bottom[2 * tx] = a1[0] + a1[1] + a1[2] + bias;
-                bottom[2 * tx + 1] = a1[1] - a1[2] - a1[3] + bias;
-            }
-        }
-    });
+    out.par_chunks_mut(h * w).enumerate().for_each_init(
+        || vec![0f32; 4 * tw],
+        |buf, (plane, dst)| {
+            pulp::Arch::new().dispatch(
+                #[inline(always)]
+                || {
+                    let (img, mi) = (plane / m, plane % m);
+                    let bias = p.bias.map_or(0.0, |b| b[mi]);
+                    let (te, rest) = buf.split_at_mut(tw);
+                    let (to, rest) = rest.split_at_mut(tw);
+                    let (be, bo) = rest.split_at_mut(tw);
+                    for ty in ty0..ty0 + rows_n {
+                        let base = (img * rows_n + ty - ty0) * tw;
+                        let q: [&[f32]; 16] = std::array::from_fn(|xi| &prod[(xi * m + mi) * n + base..][..tw]);
+                        for tx in 0..tw {
+                            // Rows of A^T P: a0 = P0 + P1 + P2, a1 = P1 - P2 - P3 (each a row of 4).
+                            let a0: [f32; 4] = std::array::from_fn(|j| q[j][tx] + q[4 + j][tx] + q[8 + j][tx]);
+                            let a1: [f32; 4] = std::array::from_fn(|j| q[4 + j][tx] - q[8 + j][tx] - q[12 + j][tx]);
+                            te[tx] = a0[0] + a0[1] + a0[2] + bias;
+                            to[tx] = a0[1] - a0[2] - a0[3] + bias;
+                            be[tx] = a1[0] + a1[1] + a1[2] + bias;
+                            bo[tx] = a1[1] - a1[2] - a1[3] + bias;
+                        }
+                        let (top, bottom) = dst[2 * ty * w..(2 * ty + 2) * w].split_at_mut(w);
+                        for (pair, (e, o)) in top.chunks_exact_mut(2).zip(te.iter().zip(to.iter())) {
+                            pair[0] = *e;
+                            pair[1] = *o;
+                        }
+                        for (pair, (e, o)) in bottom.chunks_exact_mut(2).zip(be.iter().zip(bo.iter())) {
+                            pair[0] = *e;
+                            pair[1] = *o;
+                        }
+                    }
+                },
+            )
+        },
+    );
 }
 
 #[cfg(test)]
