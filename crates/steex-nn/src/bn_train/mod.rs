@@ -291,7 +291,7 @@ mod tests {
     fn defaults_equal_the_kernels() {
         let device = Device::flex();
         let flex = |t: Tensor<4>| FlexTensor::from_data(t.into_data());
-        let host = |t: FlexTensor| t.into_data().into_vec::<f32>().unwrap();
+        let host = |t: FlexTensor| t.into_data().try_into_vec::<f32>().unwrap();
         let close = |a: Vec<f32>, b: Vec<f32>, what: &str| {
             let scale = a.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
             let e = a.iter().zip(&b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale;

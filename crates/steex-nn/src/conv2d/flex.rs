@@ -184,7 +184,7 @@ unsafe fn product(
 ///
 /// # Safety
 /// As [`product`].
-unsafe fn product_on(
+pub(crate) unsafe fn product_on(
     [m, n, k]: [usize; 3],
     dst: (*mut f32, usize, usize),
     accumulate: bool,
