@@ -1,6 +1,7 @@
 //! The Flex (CPU) kernels of [`super::BnTrainBackend`]: one task per channel, which reads
 //! the channel's `B` planes for its statistics (sums) and again, from cache, for its output.
-//! Sums run in 16 lanes within a plane (vectorised) and in `f64` across planes.
+//! Sums run in 16 lanes within a plane (vectorised) and in `f64` across planes. (Compiling
+//! the loops for AVX-512 measured no faster: the passes are bound by memory.)
 
 use std::mem::MaybeUninit;
 
@@ -44,9 +45,103 @@ fn lane_sum(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// Per-channel sums over the channel's `B` planes of `x` (and `other`), in `f64`.
-fn over_planes(b: usize, c: usize, hw: usize, ch: usize, mut f: impl FnMut(std::ops::Range<usize>) -> f32) -> f64 {
-    (0..b).map(|i| (i * c + ch) * hw).map(|o| f(o..o + hw) as f64).sum()
+/// `(sum f(a[i], b[i]).0, sum f(a[i], b[i]).1)` in `LANES` partial sums each.
+#[inline(always)]
+fn lane_sum2(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> (f32, f32)) -> (f32, f32) {
+    let (mut acc0, mut acc1) = ([0f32; LANES], [0f32; LANES]);
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (mut t0, mut t1) = (0f32, 0f32);
+    for (&x, &y) in ca.remainder().iter().zip(cb.remainder()) {
+        let (u, v) = f(x, y);
+        (t0, t1) = (t0 + u, t1 + v);
+    }
+    for (ca, cb) in ca.zip(cb) {
+        for i in 0..LANES {
+            let (u, v) = f(ca[i], cb[i]);
+            acc0[i] += u;
+            acc1[i] += v;
+        }
+    }
+    (acc0.iter().sum::<f32>() + t0, acc1.iter().sum::<f32>() + t1)
+}
+
+/// One task's view of a `[B, C, H, W]` tensor: channel `ch`'s planes.
+#[derive(Clone, Copy)]
+struct Planes {
+    b: usize,
+    c: usize,
+    hw: usize,
+    ch: usize,
+}
+
+impl Planes {
+    /// The offsets of the channel's planes.
+    fn offsets(self) -> impl Iterator<Item = usize> {
+        (0..self.b).map(move |i| (i * self.c + self.ch) * self.hw)
+    }
+
+    /// Values per channel.
+    fn n(self) -> f64 {
+        (self.b * self.hw).max(1) as f64
+    }
+}
+
+/// The forward of one channel: writes its planes of the output, returns its mean and biased
+/// variance. `(v - mean) * scale + shift` is the form the backward recomputes for the
+/// ReLU's mask.
+#[inline(always)]
+fn forward_channel<const RELU: bool>(xs: &[f32], out: Out, p: Planes, gamma: f32, beta: f32) -> (f32, f32) {
+    let hw = p.hw;
+    let sum: f64 = p.offsets().map(|o| lane_sum(&xs[o..o + hw], &xs[o..o + hw], |v, _| v) as f64).sum();
+    let mean = (sum / p.n()) as f32;
+    let dev = |o: usize| lane_sum(&xs[o..o + hw], &xs[o..o + hw], |v, _| (v - mean) * (v - mean)) as f64;
+    let var = (p.offsets().map(dev).sum::<f64>() / p.n()) as f32;
+    let scale = gamma / (var + EPS).sqrt();
+    for o in p.offsets() {
+        // SAFETY: plane `o` lies within the output's capacity and only this task writes it.
+        let dst = unsafe { out.plane(o, hw) };
+        for (d, &v) in dst.iter_mut().zip(&xs[o..o + hw]) {
+            let t = (v - mean) * scale + beta;
+            *d = MaybeUninit::new(if RELU { t.max(0.0) } else { t });
+        }
+    }
+    (mean, var)
+}
+
+/// The backward of one channel: writes its planes of `dx`, returns `(dgamma, dbeta)`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn backward_channel<const RELU: bool>(
+    xs: &[f32],
+    dys: &[f32],
+    out: Out,
+    p: Planes,
+    (mean, var): (f32, f32),
+    gamma: f32,
+    beta: f32,
+) -> (f32, f32) {
+    let hw = p.hw;
+    // As the forward computed them, so that the ReLU's mask is the forward's.
+    let scale = gamma / (var + EPS).sqrt();
+    let rstd = 1.0 / (var + EPS).sqrt();
+    let live = |v: f32, g: f32| if !RELU || (v - mean) * scale + beta > 0.0 { g } else { 0.0 };
+    let (mut s1, mut s2) = (0f64, 0f64);
+    for o in p.offsets() {
+        let (a, b) = lane_sum2(&xs[o..o + hw], &dys[o..o + hw], |v, g| {
+            let g = live(v, g);
+            (g, g * (v - mean))
+        });
+        (s1, s2) = (s1 + a as f64, s2 + b as f64);
+    }
+    let (a, k) = ((s1 / p.n()) as f32, (s2 / p.n()) as f32 * rstd * rstd);
+    for o in p.offsets() {
+        // SAFETY: plane `o` lies within `dx`'s capacity and only this task writes it.
+        let dst = unsafe { out.plane(o, hw) };
+        for ((d, &v), &g) in dst.iter_mut().zip(&xs[o..o + hw]).zip(&dys[o..o + hw]) {
+            *d = MaybeUninit::new(scale * (live(v, g) - a - (v - mean) * k));
+        }
+    }
+    (s2 as f32 * rstd, s1 as f32)
 }
 
 /// The forward: the output `[B, C, H, W]` and the statistics `[2, C]` (mean, biased
@@ -55,27 +150,18 @@ pub(super) fn forward(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, relu: 
     let (x, gamma, beta) = (contiguous_f32(x), contiguous_f32(gamma), contiguous_f32(beta));
     let shape = x.shape();
     let [b, c, h, w] = shape.dims();
-    let (hw, n) = (h * w, (b * h * w).max(1) as f64);
     let (xs, gs, bs) = (x.storage::<f32>(), gamma.storage::<f32>(), beta.storage::<f32>());
     let mut y = Vec::<f32>::with_capacity(xs.len());
     let out = Out(y.as_mut_ptr());
     let stats: Vec<(f32, f32)> = (0..c)
         .into_par_iter()
         .map(|ch| {
-            let mean = (over_planes(b, c, hw, ch, |r| lane_sum(&xs[r.clone()], &xs[r], |v, _| v)) / n) as f32;
-            let dev = |r: std::ops::Range<usize>| lane_sum(&xs[r.clone()], &xs[r], |v, _| (v - mean) * (v - mean));
-            let var = (over_planes(b, c, hw, ch, dev) / n) as f32;
-            let (scale, shift) = (gs[ch] / (var + EPS).sqrt(), bs[ch]);
-            for i in 0..b {
-                let o = (i * c + ch) * hw;
-                // SAFETY: plane (i, ch) lies within `y`'s capacity and only this task writes it.
-                let dst = unsafe { out.plane(o, hw) };
-                for (d, &v) in dst.iter_mut().zip(&xs[o..o + hw]) {
-                    let t = (v - mean) * scale + shift;
-                    *d = MaybeUninit::new(if relu { t.max(0.0) } else { t });
-                }
+            let p = Planes { b, c, hw: h * w, ch };
+            if relu {
+                forward_channel::<true>(xs, out, p, gs[ch], bs[ch])
+            } else {
+                forward_channel::<false>(xs, out, p, gs[ch], bs[ch])
             }
-            (mean, var)
         })
         .collect();
     // SAFETY: every plane of every channel was written above.
@@ -101,7 +187,6 @@ pub(super) fn backward(
     let (gamma, beta) = (contiguous_f32(gamma), contiguous_f32(beta));
     let shape = x.shape();
     let [b, c, h, w] = shape.dims();
-    let (hw, n) = (h * w, (b * h * w).max(1) as f64);
     let (xs, dys, st) = (x.storage::<f32>(), grad.storage::<f32>(), stats.storage::<f32>());
     let (gs, bs) = (gamma.storage::<f32>(), beta.storage::<f32>());
     let mut dx = Vec::<f32>::with_capacity(xs.len());
@@ -109,23 +194,12 @@ pub(super) fn backward(
     let sums: Vec<(f32, f32)> = (0..c)
         .into_par_iter()
         .map(|ch| {
-            let (mean, var) = (st[ch], st[c + ch]);
-            // As the forward computed them, so that the ReLU's mask is the forward's.
-            let (scale, shift) = (gs[ch] / (var + EPS).sqrt(), bs[ch]);
-            let rstd = 1.0 / (var + EPS).sqrt();
-            let live = |v: f32, g: f32| if !relu || (v - mean) * scale + shift > 0.0 { g } else { 0.0 };
-            let s1 = over_planes(b, c, hw, ch, |r| lane_sum(&xs[r.clone()], &dys[r], live));
-            let s2 = over_planes(b, c, hw, ch, |r| lane_sum(&xs[r.clone()], &dys[r], |v, g| live(v, g) * (v - mean)));
-            let (a, k) = ((s1 / n) as f32, (s2 / n) as f32 * rstd * rstd);
-            for i in 0..b {
-                let o = (i * c + ch) * hw;
-                // SAFETY: plane (i, ch) lies within `dx`'s capacity and only this task writes it.
-                let dst = unsafe { out.plane(o, hw) };
-                for ((d, &v), &g) in dst.iter_mut().zip(&xs[o..o + hw]).zip(&dys[o..o + hw]) {
-                    *d = MaybeUninit::new(scale * (live(v, g) - a - (v - mean) * k));
-                }
+            let (p, s) = (Planes { b, c, hw: h * w, ch }, (st[ch], st[c + ch]));
+            if relu {
+                backward_channel::<true>(xs, dys, out, p, s, gs[ch], bs[ch])
+            } else {
+                backward_channel::<false>(xs, dys, out, p, s, gs[ch], bs[ch])
             }
-            (s2 as f32 * rstd, s1 as f32)
         })
         .collect();
     // SAFETY: every plane of every channel was written above.
