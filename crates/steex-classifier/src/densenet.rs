@@ -171,17 +171,12 @@ impl DenseLayer {
     }
 }
 
-/// A bias-free 1x1 convolution as a matrix product over the pixels (burn's `conv2d` copies
-/// its input through an im2col buffer and takes the gradient through a transposed
-/// convolution).
+/// A 1x1 convolution through steex-nn's [`steex_nn::conv2d::conv2d`], which reads each
+/// image as its own matrix (no im2col copy) and sums the weight gradient over the images
+/// without a per-image `[K, C]` product tensor (burn's batched `matmul`, broadcasting the
+/// weights, measured 16.2 against 17.4 images/s training DenseNet121, batch 32 at 128).
 fn pointwise(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    let [b, c, h, w] = x.dims();
-    let k = conv.weight.dims()[0];
-    let y = conv.weight.val().reshape([1, k, c]).matmul(x.reshape([b, c, h * w])).reshape([b, k, h, w]);
-    match &conv.bias {
-        Some(bias) => y + bias.val().reshape([1, k, 1, 1]),
-        None => y,
-    }
+    steex_nn::conv2d::conv2d(conv, x)
 }
 
 /// A transition: BN-ReLU-conv1x1 (halves the channels), average pool 2x2.

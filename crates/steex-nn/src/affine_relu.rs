@@ -59,7 +59,8 @@ pub trait AffineReluBackend: Backend {
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 impl AffineReluBackend for burn::backend::Cube {}
 
-fn contiguous_f32(t: FlexTensor) -> FlexTensor {
+/// `t` as a contiguous f32 tensor starting at its buffer's start (copied if it is not).
+pub(crate) fn contiguous_f32(t: FlexTensor) -> FlexTensor {
     let t = if t.dtype() == DType::F32 { t } else { FlexTensor::from_data(t.into_data().convert::<f32>()) };
     if t.is_contiguous() && t.layout().start_offset() == 0 { t } else { t.to_contiguous() }
 }

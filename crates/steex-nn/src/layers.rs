@@ -44,22 +44,22 @@ impl BatchNorm2d {
     /// - output: `[B, C, H, W]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         if crate::train_mode::active() {
-            return self.forward_train(x);
+            return self.forward_train(x, false);
         }
         let c = x.dims()[1];
         let (scale, shift) = self.scale_shift();
         x * scale.reshape([1, c, 1, 1]) + shift.reshape([1, c, 1, 1])
     }
 
-    /// `relu(self.forward(x))`, in one pass each way on the CPU for frozen layers
-    /// ([`crate::affine_relu`]).
+    /// `relu(self.forward(x))`, in one pass each way on the CPU ([`crate::affine_relu`] for
+    /// frozen layers, [`crate::bn_train`] in train mode).
     ///
     /// # Shapes
     /// - input: `[B, C, H, W]`
     /// - output: `[B, C, H, W]`
     pub fn forward_relu(&self, x: Tensor<4>) -> Tensor<4> {
         if crate::train_mode::active() {
-            return burn::tensor::activation::relu(self.forward_train(x));
+            return self.forward_train(x, true);
         }
         let (scale, shift) = self.scale_shift();
         crate::affine_relu::affine_relu(x, scale, shift)
@@ -67,27 +67,21 @@ impl BatchNorm2d {
 }
 
 impl BatchNorm2d {
-    /// Train mode: normalised with the batch's mean and biased variance over `[B, H, W]`,
-    /// the batch's mean and unbiased variance recorded ([`crate::train_mode`]).
-    fn forward_train(&self, x: Tensor<4>) -> Tensor<4> {
+    /// Train mode (then `relu` if asked): normalised with the batch's mean and biased
+    /// variance over `[B, H, W]`, the batch's mean and unbiased variance recorded
+    /// ([`crate::train_mode`]).
+    fn forward_train(&self, x: Tensor<4>, relu: bool) -> Tensor<4> {
         let [b, c, h, w] = x.dims();
-        let over = |t: Tensor<4>| t.mean_dim(0).mean_dim(2).mean_dim(3);
-        let mean = over(x.clone());
-        let centered = x - mean.clone();
-        let var = over(centered.clone() * centered.clone());
+        let device = x.device();
+        let gamma = self.weight.as_ref().map_or_else(|| Tensor::ones([c], &device), |p| p.val());
+        let beta = self.bias.as_ref().map_or_else(|| Tensor::zeros([c], &device), |p| p.val());
+        let (y, mean, var) = crate::bn_train::batch_norm_train(x, gamma, beta, relu);
         let n = (b * h * w) as f64;
         crate::train_mode::record(crate::train_mode::BatchStats {
             name: self.name.clone(),
-            mean: mean.clone().detach().reshape([c]),
-            var: var.clone().detach().reshape([c]).mul_scalar(n / (n - 1.0).max(1.0)),
+            mean,
+            var: var.mul_scalar(n / (n - 1.0).max(1.0)),
         });
-        let mut y = centered * var.add_scalar(1e-5).sqrt().recip();
-        if let Some(wt) = &self.weight {
-            y = y * wt.val().reshape([1, c, 1, 1]);
-        }
-        if let Some(bias) = &self.bias {
-            y = y + bias.val().reshape([1, c, 1, 1]);
-        }
         y
     }
 }

@@ -10,6 +10,7 @@
 //! Adam; batch-norm statistics and spectral-norm vectors as buffers).
 
 pub mod affine_relu;
+pub mod bn_train;
 pub mod conv2d;
 pub mod conv3x3;
 pub mod layers;

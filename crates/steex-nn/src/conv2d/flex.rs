@@ -163,28 +163,11 @@ fn scatter_add(g: &Geometry, src: &[f32], t: usize, dimg: &mut [f32]) {
 }
 
 /// `dst [m, n] (+)= lhs [m, k] rhs [k, n]`, each given by (pointer, row stride, column
-/// stride), on all rayon threads.
+/// stride), on the given threads.
 ///
 /// # Safety
 /// Every pointer must cover its matrix under its strides.
-#[allow(clippy::too_many_arguments)]
-unsafe fn product(
-    [m, n, k]: [usize; 3],
-    dst: (*mut f32, usize, usize),
-    accumulate: bool,
-    lhs: (*const f32, usize, usize),
-    rhs: (*const f32, usize, usize),
-) {
-    let threads = rayon::current_num_threads().max(1);
-    // SAFETY: forwarded from the caller.
-    unsafe { product_on([m, n, k], dst, accumulate, lhs, rhs, gemm::Parallelism::Rayon(threads)) }
-}
-
-/// [`product`] on the given threads.
-///
-/// # Safety
-/// As [`product`].
-unsafe fn product_on(
+pub(crate) unsafe fn product_on(
     [m, n, k]: [usize; 3],
     dst: (*mut f32, usize, usize),
     accumulate: bool,
@@ -218,6 +201,22 @@ unsafe fn product_on(
     }
 }
 
+/// How the images of a batch are shared: `(images per task, each task's gemm threads)`.
+/// With at least as many images as threads, the images are split between the threads and
+/// each task's products run single-threaded (thin products of small images then keep every
+/// thread busy without a fork per product); otherwise each image's products use every
+/// thread. `STEEX_CONV_SPLIT=0`: always the latter.
+fn split(batch: usize) -> (usize, gemm::Parallelism) {
+    let threads = rayon::current_num_threads().max(1);
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let on = *ON.get_or_init(|| std::env::var("STEEX_CONV_SPLIT").map_or(true, |v| v != "0"));
+    if on && batch >= threads {
+        (batch.div_ceil(threads), gemm::Parallelism::None)
+    } else {
+        (1, gemm::Parallelism::Rayon(threads))
+    }
+}
+
 /// Fewer input channels than this (an RGB stem) make the per-tap products too thin: the
 /// forward and the input gradient then take burn's (measured faster for 3 -> 64, 7 x 7,
 /// stride 2, by `examples/train_conv_kernels`); the weight gradient stays here.
@@ -235,24 +234,28 @@ pub fn forward(x: &FlexTensor, weight: &FlexTensor, options: &ConvOptions<2>) ->
     let (c, k, p, kk) = (g.c, g.k, g.pixels(), g.taps());
     let live = g.live_taps();
     let mut out = vec![0f32; g.batch * k * p];
-    let mut s = if g.is_pointwise() { Vec::new() } else { vec![0f32; c * p] };
-    for b in 0..g.batch {
-        let img = &xs[b * c * g.h * g.w..(b + 1) * c * g.h * g.w];
-        let dst = &mut out[b * k * p..(b + 1) * k * p];
-        for (n, &t) in live.iter().enumerate() {
-            let src = tap_source(&g, img, t, &mut s);
-            // SAFETY: dst [k, p], W_t [k, c] at offset t (strides c kk, kk), S_t [c, p].
-            unsafe {
-                product(
-                    [k, p, c],
-                    (dst.as_mut_ptr(), p, 1),
-                    n > 0,
-                    (ws[t..].as_ptr(), c * kk, kk),
-                    (src.as_ptr(), p, 1),
-                )
+    let (images, parallelism) = split(g.batch);
+    out.par_chunks_mut((k * p * images).max(1)).enumerate().for_each(|(n0, dst)| {
+        let mut s = if g.is_pointwise() { Vec::new() } else { vec![0f32; c * p] };
+        for (i, dst) in dst.chunks_mut(k * p).enumerate() {
+            let b = n0 * images + i;
+            let img = &xs[b * c * g.h * g.w..(b + 1) * c * g.h * g.w];
+            for (n, &t) in live.iter().enumerate() {
+                let src = tap_source(&g, img, t, &mut s);
+                // SAFETY: dst [k, p], W_t [k, c] at offset t (strides c kk, kk), S_t [c, p].
+                unsafe {
+                    product_on(
+                        [k, p, c],
+                        (dst.as_mut_ptr(), p, 1),
+                        n > 0,
+                        (ws[t..].as_ptr(), c * kk, kk),
+                        (src.as_ptr(), p, 1),
+                        parallelism,
+                    )
+                }
             }
         }
-    }
+    });
     Some(FlexTensor::from_data(TensorData::new(out, Shape::new([g.batch, k, g.out[0], g.out[1]]))))
 }
 
@@ -272,20 +275,25 @@ pub fn input_grad(
     let (ws, gs) = (weight.storage::<f32>(), grad.storage::<f32>());
     let (c, k, p, kk, plane) = (g.c, g.k, g.pixels(), g.taps(), g.h * g.w);
     let mut out = vec![0f32; g.batch * c * plane];
-    let mut tmp = if g.is_pointwise() { Vec::new() } else { vec![0f32; c * p] };
     let live = g.live_taps();
-    for b in 0..g.batch {
-        let dy = &gs[b * k * p..(b + 1) * k * p];
-        let dimg = &mut out[b * c * plane..(b + 1) * c * plane];
-        for &t in &live {
-            let dst = if g.is_pointwise() { dimg.as_mut_ptr() } else { tmp.as_mut_ptr() };
-            // SAFETY: dst [c, p], W_t^T [c, k] at offset t (strides kk, c kk), dY_b [k, p].
-            unsafe { product([c, p, k], (dst, p, 1), false, (ws[t..].as_ptr(), kk, c * kk), (dy.as_ptr(), p, 1)) }
-            if !g.is_pointwise() {
-                scatter_add(&g, &tmp, t, dimg);
+    let (images, parallelism) = split(g.batch);
+    out.par_chunks_mut((c * plane * images).max(1)).enumerate().for_each(|(n0, dimgs)| {
+        let mut tmp = if g.is_pointwise() { Vec::new() } else { vec![0f32; c * p] };
+        for (i, dimg) in dimgs.chunks_mut(c * plane).enumerate() {
+            let b = n0 * images + i;
+            let dy = &gs[b * k * p..(b + 1) * k * p];
+            for &t in &live {
+                let dst = if g.is_pointwise() { dimg.as_mut_ptr() } else { tmp.as_mut_ptr() };
+                // SAFETY: dst [c, p], W_t^T [c, k] at offset t (strides kk, c kk), dY_b [k, p].
+                unsafe {
+                    product_on([c, p, k], (dst, p, 1), false, (ws[t..].as_ptr(), kk, c * kk), (dy.as_ptr(), p, 1), parallelism)
+                }
+                if !g.is_pointwise() {
+                    scatter_add(&g, &tmp, t, dimg);
+                }
             }
         }
-    }
+    });
     Some(FlexTensor::from_data(TensorData::new(out, Shape::new([g.batch, c, g.h, g.w]))))
 }
 

@@ -289,3 +289,68 @@ pub(super) fn run_inner(p: &Problem) -> Vec<f32> {
     });
     out
 }
+
+/// The gradient to the weights: `x` `[B, C, H, W]`, `grad` `[B, K, H, W]` -> `[9, K, C]`;
+/// `None` when a tensor is not f32.
+///
+/// As the forward, on each image's zero-padded input (here 1 row above and below, 1 column
+/// each side, and 2 spare values per channel): with the output gradient laid out on the
+/// same `H x (W + 2)` grid (zero in the 2 border columns), tap `t`'s gradient
+/// `dW_t^T [C, K]` is the product of a window of the padded input `[C, H (W + 2)]` with the
+/// laid-out gradient's transpose, accumulated over the images: 9 products of `C` rows and a
+/// long reduction, no column matrix. (Border positions read neighbouring pixels, times a
+/// zero gradient.) Images are split between the threads, each summing its share
+/// single-threaded, then the shares are added.
+pub fn weight_grad(x: &FlexTensor, grad: &FlexTensor) -> Option<FlexTensor> {
+    let (x, grad) = (contiguous_f32(x.clone())?, contiguous_f32(grad.clone())?);
+    let [b, c, h, w] = x.shape().dims();
+    let k = grad.shape().dims::<4>()[1];
+    let (wp, hw) = (w + 2, h * w);
+    let (plane, l) = ((h + 2) * wp + 2, h * wp);
+    let (xs, gs) = (x.storage::<f32>(), grad.storage::<f32>());
+    let threads = rayon::current_num_threads().max(1);
+    let shares = if b >= threads { threads } else { 1 };
+    let parallelism = if shares > 1 { gemm::Parallelism::None } else { gemm::Parallelism::Rayon(threads) };
+    let partial = |share: usize| {
+        let mut acc = vec![0f32; 9 * k * c];
+        let mut xpad = vec![0f32; c * plane];
+        let mut dyw = vec![0f32; k * l];
+        for img in (share..b).step_by(shares) {
+            for (ci, dst) in xpad.chunks_exact_mut(plane).enumerate() {
+                let src = &xs[(img * c + ci) * hw..][..hw];
+                for (y, row) in src.chunks_exact(w).enumerate() {
+                    dst[(y + 1) * wp + 1..][..w].copy_from_slice(row);
+                }
+            }
+            for (ki, dst) in dyw.chunks_exact_mut(l).enumerate() {
+                let src = &gs[(img * k + ki) * hw..][..hw];
+                for (y, row) in src.chunks_exact(w).enumerate() {
+                    dst[y * wp..][..w].copy_from_slice(row);
+                }
+            }
+            for t in 0..9 {
+                let off = (t / 3) * wp + t % 3;
+                // SAFETY: dW_t^T [c, k] at t k c (strides 1, c); the window [c, l] at `off`
+                // (strides plane, 1) ends at (c - 1) plane + off + l - 1 < c plane; the
+                // gradient^T [l, k] (strides 1, l).
+                unsafe {
+                    crate::conv2d::flex::product_on(
+                        [c, k, l],
+                        (acc[t * k * c..].as_mut_ptr(), 1, c),
+                        true,
+                        (xpad[off..].as_ptr(), plane, 1),
+                        (dyw.as_ptr(), 1, l),
+                        parallelism,
+                    )
+                }
+            }
+        }
+        acc
+    };
+    let mut parts: Vec<Vec<f32>> = (0..shares).into_par_iter().map(partial).collect();
+    let mut out = parts.pop().unwrap_or_else(|| vec![0f32; 9 * k * c]);
+    for part in parts {
+        out.par_iter_mut().zip(part).for_each(|(o, v)| *o += v);
+    }
+    Some(FlexTensor::from_data(TensorData::new(out, Shape::new([9, k, c]))))
+}

@@ -146,7 +146,7 @@ mod tests {
         let conv = Conv2d {
             weight: Param::initialized(
                 ParamId::new(),
-                Tensor::random([k, c, 3, 3], Distribution::Normal(0.0, 1.0), &device),
+                Tensor::random([k, c, 3, 3], Distribution::Normal(0.0, 1.0), &device).require_grad(),
             ),
             bias: Some(Param::initialized(
                 ParamId::new(),
@@ -158,17 +158,24 @@ mod tests {
             groups: 1,
             padding: PaddingConfig2d::Explicit(1, 1, 1, 1),
         };
-        let fast = Conv3x3::from_conv(&conv);
+        let mut fast = Conv3x3::from_conv(&conv);
+        fast.weight = Param::initialized(ParamId::new(), fast.weight.val().detach().require_grad());
         let x = Tensor::<4>::random([2, c, 6, 9], Distribution::Normal(0.0, 1.0), &device).require_grad();
         let probe = Tensor::<4>::random([2, k, 6, 9], Distribution::Normal(0.0, 1.0), &device);
         let a = conv.forward(x.clone());
         let b = fast.forward(x.clone());
         let diff: f32 = (a.clone() - b.clone()).abs().max().into_scalar();
         assert!(diff < 1e-4, "forward differs by {diff}");
-        let ga = x.grad(&(a * probe.clone()).sum().backward()).unwrap();
-        let gb = x.grad(&(b * probe.clone()).sum().backward()).unwrap();
+        let (grads_a, grads_b) = ((a * probe.clone()).sum().backward(), (b * probe.clone()).sum().backward());
+        let (ga, gb) = (x.grad(&grads_a).unwrap(), x.grad(&grads_b).unwrap());
         let diff: f32 = (ga.clone() - gb).abs().max().into_scalar();
         assert!(diff < 1e-4, "input gradient differs by {diff}");
+        // The weight gradient ([9, K, C] against burn's [K, C, 3, 3]).
+        let wa = conv.weight.val().grad(&grads_a).unwrap();
+        let wb = fast.weight.val().grad(&grads_b).unwrap().reshape([3, 3, k, c]).permute([2, 3, 0, 1]);
+        let scale: f32 = wa.clone().abs().max().into_scalar();
+        let diff: f32 = (wa - wb).abs().max().into_scalar();
+        assert!(scale > 1.0 && diff < 1e-4 * scale, "weight gradient differs by {diff} (scale {scale})");
         let held = fast.with_input_grad_weights();
         let c = held.forward(x.clone());
         let gc = x.grad(&(c * probe).sum().backward()).unwrap();

@@ -84,6 +84,13 @@ pub trait Conv3x3Backend: Backend {
         Self::conv3x3(x, weight, bias)
     }
 
+    /// The gradient to the weights of [`Self::conv3x3`]: `x` `[B, C, H, W]`, `weight`
+    /// `[9, K, C]` (its shape), `grad` `[B, K, H, W]` -> `[9, K, C]`.
+    fn conv3x3_weight_grad(x: FloatTensor<Self>, weight: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        let w = to_burn_layout::<Self>(weight);
+        from_burn_layout::<Self>(Self::conv2d_weight_backward(x, w, grad, options()))
+    }
+
     /// The gradient to the input of [`Self::conv3x3_u`].
     fn conv3x3_input_grad_u(
         grad: FloatTensor<Self>,
@@ -109,6 +116,14 @@ impl Conv3x3Backend for Flex {
 
     fn conv3x3_input_grad_t(grad: FloatTensor<Self>, weight_t: FloatTensor<Self>) -> FloatTensor<Self> {
         super::flex::input_grad_t(grad, weight_t)
+    }
+
+    fn conv3x3_weight_grad(x: FloatTensor<Self>, weight: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        let fast = if crate::conv2d::enabled() { super::flex::weight_grad(&x, &grad) } else { None };
+        fast.unwrap_or_else(|| {
+            let w = to_burn_layout::<Self>(weight);
+            from_burn_layout::<Self>(Flex::conv2d_weight_backward(x, w, grad, options()))
+        })
     }
 
     fn conv3x3_u(
@@ -157,11 +172,7 @@ impl<B: Backend + Conv3x3Backend> Backward<B, 3> for Conv3x3Step {
             grads.register::<B>(node.id, B::float_reshape(g, Shape::new([k])));
         }
         if let Some(node) = node_w {
-            let w = to_burn_layout::<B>(weight.clone());
-            // burn's own weight gradient: on DenseNet's 32-channel layers it measured faster
-            // than `conv2d`'s (training step 10.5 against 9.6 images/s, batch 32 at 128).
-            let g = B::conv2d_weight_backward(x, w, grad.clone(), options());
-            grads.register::<B>(node.id, from_burn_layout::<B>(g));
+            grads.register::<B>(node.id, B::conv3x3_weight_grad(x, weight.clone(), grad.clone()));
         }
         if let Some(node) = node_x {
             let g = match held {
