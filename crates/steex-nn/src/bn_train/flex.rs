@@ -168,10 +168,7 @@ pub(super) fn forward(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, relu: 
     unsafe { y.set_len(xs.len()) };
     let mut st: Vec<f32> = stats.iter().map(|s| s.0).collect();
     st.extend(stats.iter().map(|s| s.1));
-    (
-        FlexTensor::from_data(TensorData::new(y, shape)),
-        FlexTensor::from_data(TensorData::new(st, Shape::new([2, c]))),
-    )
+    (FlexTensor::from_data(TensorData::new(y, shape)), FlexTensor::from_data(TensorData::new(st, Shape::new([2, c]))))
 }
 
 /// The backward: the gradients to `x` `[B, C, H, W]`, `gamma` and `beta` `[C]`.

@@ -18,9 +18,8 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, DispatchDevice, Flex, Shape, TensorMetadata, backend_extension};
-use burn::tensor::{Slice, Tensor};
 use burn::tensor::activation::relu as relu_op;
-
+use burn::tensor::{Slice, Tensor};
 
 /// PyTorch's default batch-norm epsilon.
 pub const EPS: f32 = 1e-5;
@@ -44,12 +43,18 @@ pub fn fused_for(x: &Tensor<4>) -> bool {
 /// - `x`: `[B, C, H, W]`
 /// - `gamma`, `beta`: `[C]`
 /// - output: `[B, C, H, W]`, mean `[C]`, variance `[C]`
-pub fn batch_norm_train(x: Tensor<4>, gamma: Tensor<1>, beta: Tensor<1>, relu: bool) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
+pub fn batch_norm_train(
+    x: Tensor<4>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    relu: bool,
+) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
     if !fused_for(&x) {
         return composed(x, gamma, beta, relu);
     }
     let c = x.dims()[1];
-    let (y, stats) = <Dispatch as BnTrainBackend>::bn_train(x.into_dispatch(), gamma.into_dispatch(), beta.into_dispatch(), relu);
+    let (y, stats) =
+        <Dispatch as BnTrainBackend>::bn_train(x.into_dispatch(), gamma.into_dispatch(), beta.into_dispatch(), relu);
     let stats = Tensor::<2>::from_dispatch(stats).detach();
     let mean = stats.clone().slice([0..1, 0..c]).reshape([c]);
     (Tensor::from_dispatch(y), mean, stats.slice([1..2, 0..c]).reshape([c]))
@@ -280,7 +285,11 @@ mod tests {
                     max_rel(gamma.grad(&ga).unwrap(), gamma.grad(&gb).unwrap()),
                     max_rel(beta.grad(&ga).unwrap(), beta.grad(&gb).unwrap()),
                 ];
-                assert!(e.iter().all(|&e| e < 1e-5), "gradients x, gamma, beta {e:?} (relu {relu}, {:?})", [b, c, h, w]);
+                assert!(
+                    e.iter().all(|&e| e < 1e-5),
+                    "gradients x, gamma, beta {e:?} (relu {relu}, {:?})",
+                    [b, c, h, w]
+                );
             }
         }
     }

@@ -286,7 +286,14 @@ pub fn input_grad(
                 let dst = if g.is_pointwise() { dimg.as_mut_ptr() } else { tmp.as_mut_ptr() };
                 // SAFETY: dst [c, p], W_t^T [c, k] at offset t (strides kk, c kk), dY_b [k, p].
                 unsafe {
-                    product_on([c, p, k], (dst, p, 1), false, (ws[t..].as_ptr(), kk, c * kk), (dy.as_ptr(), p, 1), parallelism)
+                    product_on(
+                        [c, p, k],
+                        (dst, p, 1),
+                        false,
+                        (ws[t..].as_ptr(), kk, c * kk),
+                        (dy.as_ptr(), p, 1),
+                        parallelism,
+                    )
                 }
                 if !g.is_pointwise() {
                     scatter_add(&g, &tmp, t, dimg);

@@ -86,7 +86,11 @@ pub trait Conv3x3Backend: Backend {
 
     /// The gradient to the weights of [`Self::conv3x3`]: `x` `[B, C, H, W]`, `weight`
     /// `[9, K, C]` (its shape), `grad` `[B, K, H, W]` -> `[9, K, C]`.
-    fn conv3x3_weight_grad(x: FloatTensor<Self>, weight: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+    fn conv3x3_weight_grad(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
         let w = to_burn_layout::<Self>(weight);
         from_burn_layout::<Self>(Self::conv2d_weight_backward(x, w, grad, options()))
     }
@@ -118,7 +122,11 @@ impl Conv3x3Backend for Flex {
         super::flex::input_grad_t(grad, weight_t)
     }
 
-    fn conv3x3_weight_grad(x: FloatTensor<Self>, weight: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+    fn conv3x3_weight_grad(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
         let fast = if crate::conv2d::enabled() { super::flex::weight_grad(&x, &grad) } else { None };
         fast.unwrap_or_else(|| {
             let w = to_burn_layout::<Self>(weight);
