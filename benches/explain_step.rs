@@ -43,12 +43,19 @@ fn one(arg: DeviceArg, preset: &str, batch: usize, path: ForwardPath, steps: usi
             times.len()
         );
     }
-    // The first step also encodes and reconstructs: report the steady steps.
-    let steady = if times.len() > 1 { &times[1..] } else { &times[..] };
-    let ms = 1000.0 * steady.iter().sum::<f64>() / steady.len() as f64;
+    // The first step also encodes and reconstructs: report the steady steps' median (which
+    // a stray interruption of the machine does not move; tools/bench_reference.py reports
+    // the same for the published loop), and their mean.
+    let mut steady = if times.len() > 1 { times[1..].to_vec() } else { times.clone() };
+    steady.sort_by(f64::total_cmp);
+    let n = steady.len();
+    let ms = 1000.0 * (steady[(n - 1) / 2] + steady[n / 2]) / 2.0;
+    let mean = 1000.0 * steady.iter().sum::<f64>() / n as f64;
+    let step_ms: Vec<String> = times.iter().map(|t| format!("{:.1}", t * 1e3)).collect();
     println!(
-        "{{\"impl\":\"steex-rs\",\"preset\":\"{preset}\",\"batch\":{batch},\"path\":\"{}\",\"steps\":{steps},\"ms_per_step\":{ms:.1},\"ms_per_step_per_image\":{:.1},\"peak_rss_gib\":{:.3},\"device_reserved_gib\":{},\"device\":\"{arg}\",\"adapter\":{:?},\"threads\":{}}}",
+        "{{\"impl\":\"steex-rs\",\"preset\":\"{preset}\",\"batch\":{batch},\"path\":\"{}\",\"steps\":{steps},\"step_ms\":[{}],\"ms_per_step\":{ms:.1},\"ms_per_step_mean\":{mean:.1},\"ms_per_step_per_image\":{:.1},\"peak_rss_gib\":{:.3},\"device_reserved_gib\":{},\"device\":\"{arg}\",\"adapter\":{:?},\"threads\":{}}}",
         if path == ForwardPath::Fast { "fast" } else { "plain" },
+        step_ms.join(","),
         ms / batch as f64,
         peak_rss_bytes().map(gib).unwrap_or(f64::NAN),
         device_reserved_gib(&device).map_or("null".into(), |g| format!("{g:.3}")),
