@@ -28,8 +28,7 @@ pub fn model_err<E: std::fmt::Display>(path: &Path) -> impl FnOnce(E) -> Error +
 
 /// Loads a SEAN generator from a `weights-convert sean` file.
 pub fn load_generator(path: &Path, device: &Device) -> Result<SeanGenerator> {
-    let w = read_weights(path)?;
-    SeanGenerator::from_weights(&w, device).map_err(model_err(path))
+    SeanGenerator::from_weights_owned(read_weights(path)?, device).map_err(model_err(path))
 }
 
 /// Loads a decision model from a `weights-convert densenet|resnet` file.

@@ -41,7 +41,7 @@ impl DemoModels {
     pub fn load(device: &Device) -> Result<Self> {
         let m = bundled_error;
         let w = bundled(GENERATOR, "generator")?;
-        let generator = SeanGenerator::from_weights(&w, device).map_err(|e| m("generator", e.to_string()))?;
+        let generator = SeanGenerator::from_weights_owned(w, device).map_err(|e| m("generator", e.to_string()))?;
         let w = bundled(CLASSIFIER, "classifier")?;
         let classifier = AnyClassifier::from_weights(&w, device).map_err(|e| m("classifier", e.to_string()))?;
         let w = bundled(SEGMENTER, "segmenter")?;

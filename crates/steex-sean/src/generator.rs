@@ -71,8 +71,24 @@ pub struct SeanGenerator {
 
 impl SeanGenerator {
     /// Builds the generator of `config` from converted weights (names and shapes of
-    /// [`SeanConfig::expected_tensors`]); every tensor of `weights` must be used.
+    /// [`SeanConfig::expected_tensors`]); every tensor of `weights` must be used. Frozen
+    /// weights (the usual case) make a frozen generator holding its convolutions' weights
+    /// laid out for their backward ([`Self::with_held_weights`]).
     pub fn load(weights: &Weights, config: SeanConfig, device: &Device) -> Result<Self, SeanError> {
+        let g = Self::load_unheld(weights, config, device)?;
+        Ok(if weights.is_trainable() { g } else { g.with_held_weights() })
+    }
+
+    /// [`Self::load`] taking the weights by value: they are dropped before the layouts for
+    /// the backward are made, so the two never sit in memory together (a lower peak).
+    pub fn load_owned(weights: Weights, config: SeanConfig, device: &Device) -> Result<Self, SeanError> {
+        let trainable = weights.is_trainable();
+        let g = Self::load_unheld(&weights, config, device)?;
+        drop(weights);
+        Ok(if trainable { g } else { g.with_held_weights() })
+    }
+
+    fn load_unheld(weights: &Weights, config: SeanConfig, device: &Device) -> Result<Self, SeanError> {
         config.validate()?;
         let (l, s) = (config.labels, config.style_length);
         let blocks = config.blocks();
@@ -102,12 +118,15 @@ impl SeanGenerator {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         };
         weights.finish()?;
-        if weights.is_trainable() {
-            return Ok(g);
-        }
-        // Frozen: the trunk's convolutions keep their Winograd transform where their plane
-        // takes Winograd, and the widest ones elsewhere (>= 512 x 512 x 9 weights: the
-        // blocks at the smallest sizes) their weights laid out for their backward.
+        Ok(g)
+    }
+
+    /// This generator, frozen, its trunk's convolutions holding their Winograd transform
+    /// where their plane takes Winograd, and the widest ones elsewhere (>= 512 x 512 x 9
+    /// weights: the blocks at the smallest sizes) their weights laid out for their backward.
+    /// The weights must not change after.
+    pub fn with_held_weights(self) -> Self {
+        let g = self;
         let min = 512 * 512 * 9;
         let (sh, sw) = g.config.start_size();
         let plane = |scale: usize| [sh << scale, sw << scale];
@@ -121,14 +140,25 @@ impl SeanGenerator {
             up_3: g.up_3.with_held_weights(min, plane(5)),
             ..g
         };
-        Ok(g.no_grad())
+        g.no_grad()
     }
 
     /// Builds the generator from a file written by `weights-convert sean`, its
     /// configuration read from the metadata.
     pub fn from_weights(weights: &Weights, device: &Device) -> Result<Self, SeanError> {
+        Self::load(weights, Self::config_of(weights)?, device)
+    }
+
+    /// [`Self::from_weights`] taking the weights by value (see [`Self::load_owned`]).
+    pub fn from_weights_owned(weights: Weights, device: &Device) -> Result<Self, SeanError> {
+        let config = Self::config_of(&weights)?;
+        Self::load_owned(weights, config, device)
+    }
+
+    /// The configuration recorded in a `weights-convert sean` file's metadata.
+    fn config_of(weights: &Weights) -> Result<SeanConfig, SeanError> {
         weights.kind(&[KIND], &format!("a SEAN generator (kind `{KIND}`)"))?;
-        let config = SeanConfig {
+        Ok(SeanConfig {
             labels: weights.meta("labels")?,
             ngf: weights.meta("ngf")?,
             style_length: weights.meta("style_length")?,
@@ -145,8 +175,7 @@ impl SeanGenerator {
             } else {
                 crate::config::ENCODER_NGF
             },
-        };
-        Self::load(weights, config, device)
+        })
     }
 
     /// The configuration.
@@ -283,7 +312,7 @@ impl SeanGenerator {
         let mut meta = config.to_metadata();
         meta.insert("kind".into(), KIND.into());
         let w = Weights::random(&config.expected_tensors(), &meta, seed);
-        Self::load(&w, config, device)
+        Self::load_owned(w, config, device)
     }
 }
 

@@ -22,13 +22,20 @@ use rayon::prelude::*;
 
 use super::flex::{Problem, SendPtr, Taps};
 
-/// Smallest output plane (`H W`) taken by Winograd: below it the layers are bound by reading
-/// their weights, which Winograd makes 16/9 larger.
-const MIN_PLANE: usize = 256;
+/// Smallest output plane (`H W`) taken by Winograd on held transformed weights: at 8x8
+/// the widest trunk layers (1024 x 1024) run their 16 products bound by reading `U`, which
+/// still beats the 9 direct products (celeba, 2 AVX-512 cores: 7.9 -> 4.3 ms forward,
+/// 6.8 ms backward); at 4x4 reading `U` costs more than the direct products.
+const MIN_PLANE: usize = 64;
+
+/// Smallest output plane taken by Winograd with the weights transformed on every call:
+/// below it the transform and the 16/9 larger weights cost more than they save (DenseNet121
+/// at 8x8: 32 -> 75 ms per step).
+const MIN_PLANE_ON_CALL: usize = 256;
 
 /// Whether `p` takes Winograd with its weights transformed on the call.
 pub(super) fn eligible(p: &Problem) -> bool {
-    shape_fits(p) && p.m * p.r <= MAX_WEIGHTS
+    shape_fits(p) && p.h * p.w >= MIN_PLANE_ON_CALL && p.m * p.r <= MAX_WEIGHTS
 }
 
 /// Whether `p`'s plane takes Winograd on held transformed weights (even sizes, a large
@@ -37,7 +44,8 @@ pub(super) fn shape_fits(p: &Problem) -> bool {
     plane_fits(p.h, p.w) && on()
 }
 
-/// Whether an `h x w` plane takes Winograd (even sizes, at least [`MIN_PLANE`] pixels).
+/// Whether an `h x w` plane takes Winograd on held weights (even sizes, at least
+/// [`MIN_PLANE`] pixels).
 pub fn plane_fits(h: usize, w: usize) -> bool {
     h.is_multiple_of(2) && w.is_multiple_of(2) && h * w >= MIN_PLANE
 }
@@ -124,6 +132,10 @@ fn products(p: &Problem, u: &[f32], v: &[f32], n: usize, prod: &mut Vec<f32>) {
     // Column chunks keep each product's panel of V in cache and give the threads enough tasks.
     let cols = n.min(1024);
     let chunks = n.div_ceil(cols);
+    if matches!(p.taps, Taps::InputGrad) && n < FEW_TILES {
+        products_few_tiles(p, u, v, n, prod_ptr);
+        return;
+    }
     (0..16 * chunks).into_par_iter().for_each(|task| {
         let (xi, ch) = (task / chunks, task % chunks);
         let n0 = ch * cols;
@@ -160,6 +172,57 @@ fn products(p: &Problem, u: &[f32], v: &[f32], n: usize, prod: &mut Vec<f32>) {
                 false,
                 gemm::Parallelism::None,
             );
+        }
+    });
+}
+
+/// Below this many tiles the gradient's products are computed channel-major (see
+/// [`products_few_tiles`]).
+const FEW_TILES: usize = 64;
+
+/// The gradient's 16 products when there are few tiles (the widest layers at 8x8): `gemm`
+/// then vectorises along the channels, reading `U` down its contiguous columns, into a
+/// `[tiles, C]` block that is transposed into `prod` `[16, C, n]` (`gemm` on the `[C,
+/// tiles]` layout vectorises along the few tiles and reads `U` across its rows: 8.8 ->
+/// 6.8 ms on a 1024 x 1024 layer at 8x8).
+fn products_few_tiles(p: &Problem, u: &[f32], v: &[f32], n: usize, prod: SendPtr) {
+    let (m, r) = (p.m, p.r);
+    (0..16).into_par_iter().for_each_init(Vec::new, |block: &mut Vec<f32>, xi| {
+        let reflect = |q: usize| [3, 1, 2, 0][q];
+        let src = 4 * reflect(xi / 4) + reflect(xi % 4);
+        block.clear();
+        block.resize(n * m, 0.0);
+        // SAFETY: lhs (U reflected, transposed) covers [m, r] with column stride m inside
+        // `u`, rhs [r, n] inside `v`, dst [m, n] column-major in `block`.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                r,
+                block.as_mut_ptr(),
+                m as isize,
+                1,
+                false,
+                u[src * m * r..].as_ptr(),
+                m as isize,
+                1,
+                v[xi * r * n..].as_ptr(),
+                1,
+                n as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+        for c in 0..m {
+            // SAFETY: row c of product xi: this task's only.
+            let dst = unsafe { std::slice::from_raw_parts_mut(prod.get().add((xi * m + c) * n), n) };
+            for (t, d) in dst.iter_mut().enumerate() {
+                *d = block[t * m + c];
+            }
         }
     });
 }
@@ -309,20 +372,23 @@ mod tests {
     /// with borders on every side, batch 2 and odd channel counts.
     #[test]
     fn equals_the_direct_kernel_both_ways() {
-        let (batch, k, c, h, w) = (2, 7, 5, 16, 18);
-        let weights = random(9 * k * c, 1);
-        let bias = random(k, 2);
-        let u = transform_weights(&weights, k * c);
-        for (taps, m, r, b) in [(Taps::Forward, k, c, Some(&bias[..])), (Taps::InputGrad, c, k, None)] {
-            let src = random(batch * r * h * w, 3);
-            let p = Problem { src: &src, weights: &weights, bias: b, batch, m, r, h, w, taps };
-            assert!(h * w >= MIN_PLANE);
-            let direct = super::super::flex::run_inner(&p);
-            let fast = run(&p, &u);
-            let scale = direct.iter().fold(0f32, |a, v| a.max(v.abs()));
-            let err = direct.iter().zip(&fast).fold(0f32, |a, (x, y)| a.max((x - y).abs()));
-            assert!(scale > 1.0, "the output carries signal ({scale})");
-            assert!(err < 1e-5 * scale, "{:?}: max error {err} at scale {scale}", m);
+        // Many tiles, then few (the gradient's channel-major products, [`FEW_TILES`]).
+        for (batch, k, c, h, w) in [(2, 7, 5, 16, 18), (1, 9, 6, 8, 8)] {
+            assert_eq!(batch * h * w / 4 < FEW_TILES, h == 8);
+            let weights = random(9 * k * c, 1);
+            let bias = random(k, 2);
+            let u = transform_weights(&weights, k * c);
+            for (taps, m, r, b) in [(Taps::Forward, k, c, Some(&bias[..])), (Taps::InputGrad, c, k, None)] {
+                let src = random(batch * r * h * w, 3);
+                let p = Problem { src: &src, weights: &weights, bias: b, batch, m, r, h, w, taps };
+                assert!(h * w >= MIN_PLANE);
+                let direct = super::super::flex::run_inner(&p);
+                let fast = run(&p, &u);
+                let scale = direct.iter().fold(0f32, |a, v| a.max(v.abs()));
+                let err = direct.iter().zip(&fast).fold(0f32, |a, (x, y)| a.max((x - y).abs()));
+                assert!(scale > 1.0, "the output carries signal ({scale})");
+                assert!(err < 1e-5 * scale, "{:?}: max error {err} at scale {scale}", m);
+            }
         }
     }
 }
