@@ -15,8 +15,8 @@ target/bench-results.jsonl. The reference is `tools/bench_reference.py`: the pub
 `generate_counterfactuals.py` loop on modules that compute what the published ones compute.
 
 Our step's FLOPs are counted once, analytically, for the fast path, as direct-convolution
-equivalents (Winograd F(2x2, 3x3) does 4/9 of the multiplications on planes >= 16x16, so
-the GFLOP/s column is "direct-equivalent" there): the SEAN trunk's convolutions forward and
+equivalents (Winograd F(2x2, 3x3) does 4/9 of the multiplications on the generator's planes
+>= 8x8 and the DenseNet's >= 16x16, so the GFLOP/s column is "direct-equivalent" there): the SEAN trunk's convolutions forward and
 backward to their inputs (the mask-only SPADE branch is computed
 once per mask, outside the step), the style branch's products (fc_mu and the folded
 conv_gamma/conv_beta per label, forward and backward), and the DenseNet's forward counted by
