@@ -18,6 +18,7 @@ pub mod load;
 pub mod params;
 pub mod skinny;
 pub mod train_mode;
+pub mod upsample;
 pub mod weights;
 
 pub use conv3x3::Conv3x3;

@@ -35,11 +35,9 @@ pub enum ForwardPath {
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// Nearest 2x upsampling (`nn.Upsample(scale_factor=2)`): each pixel repeated 2x2.
-pub fn upsample2x(x: Tensor<4>) -> Tensor<4> {
-    let [b, c, h, w] = x.dims();
-    x.reshape([b, c, h, 1, w, 1]).expand([b, c, h, 2, w, 2]).reshape([b, c, 2 * h, 2 * w])
-}
+/// Nearest 2x upsampling (`nn.Upsample(scale_factor=2)`): each pixel repeated 2x2 (one
+/// pass each way on the CPU, [`steex_nn::upsample`]).
+pub use steex_nn::upsample::upsample2x;
 
 /// The generator and its encoder. Field names follow the checkpoint (`G_middle_0` is
 /// `g_middle_0`, `Zencoder` is `zencoder`).
