@@ -142,38 +142,63 @@ fn products(p: &Problem, u: &[f32], v: &[f32], n: usize, prod: &mut Vec<f32>) {
         let nb = cols.min(n - n0);
         let (lhs, lhs_cs, lhs_rs) = match p.taps {
             Taps::Forward => (&u[xi * m * r..], 1isize, r as isize),
-            Taps::InputGrad => {
-                let reflect = |q: usize| [3, 1, 2, 0][q];
-                let src = 4 * reflect(xi / 4) + reflect(xi % 4);
-                (&u[src * m * r..], m as isize, 1isize)
-            }
+            Taps::InputGrad => (&u[reflected(xi) * m * r..], m as isize, 1isize),
         };
         // SAFETY: lhs covers [m, r], rhs [r, nb] (row stride n) and dst [m, nb] (row stride n)
         // inside their buffers; tasks write disjoint (xi, column chunk) blocks.
         unsafe {
-            gemm::gemm(
-                m,
-                nb,
-                r,
-                prod_ptr.get().add(xi * m * n + n0),
-                1,
-                n as isize,
-                false,
-                lhs.as_ptr(),
-                lhs_cs,
-                lhs_rs,
-                v[xi * r * n + n0..].as_ptr(),
-                1,
-                n as isize,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
+            product(
+                [m, nb, r],
+                (prod_ptr.get().add(xi * m * n + n0), 1, n as isize),
+                (lhs.as_ptr(), lhs_cs, lhs_rs),
+                (v[xi * r * n + n0..].as_ptr(), 1, n as isize),
             );
         }
     });
+}
+
+/// The position of `U` that the gradient's position `xi` reads: rows and columns of the
+/// 4 x 4 positions reflected (`P` swaps 0 and 3).
+fn reflected(xi: usize) -> usize {
+    let reflect = |q: usize| [3, 1, 2, 0][q];
+    4 * reflect(xi / 4) + reflect(xi % 4)
+}
+
+/// `dst = lhs rhs` for `[m, n, k]`, single-threaded, each operand a pointer with its column
+/// and row strides.
+///
+/// # Safety
+/// Every operand's strided extent lies inside its buffer; nothing else writes `dst`'s.
+unsafe fn product(
+    [m, n, k]: [usize; 3],
+    dst: (*mut f32, isize, isize),
+    lhs: (*const f32, isize, isize),
+    rhs: (*const f32, isize, isize),
+) {
+    // SAFETY: the caller's.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.0,
+            dst.1,
+            dst.2,
+            false,
+            lhs.0,
+            lhs.1,
+            lhs.2,
+            rhs.0,
+            rhs.1,
+            rhs.2,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
 }
 
 /// Below this many tiles the gradient's products are computed channel-major (see
@@ -188,33 +213,17 @@ const FEW_TILES: usize = 64;
 fn products_few_tiles(p: &Problem, u: &[f32], v: &[f32], n: usize, prod: SendPtr) {
     let (m, r) = (p.m, p.r);
     (0..16).into_par_iter().for_each_init(Vec::new, |block: &mut Vec<f32>, xi| {
-        let reflect = |q: usize| [3, 1, 2, 0][q];
-        let src = 4 * reflect(xi / 4) + reflect(xi % 4);
+        let src = reflected(xi);
         block.clear();
         block.resize(n * m, 0.0);
         // SAFETY: lhs (U reflected, transposed) covers [m, r] with column stride m inside
         // `u`, rhs [r, n] inside `v`, dst [m, n] column-major in `block`.
         unsafe {
-            gemm::gemm(
-                m,
-                n,
-                r,
-                block.as_mut_ptr(),
-                m as isize,
-                1,
-                false,
-                u[src * m * r..].as_ptr(),
-                m as isize,
-                1,
-                v[xi * r * n..].as_ptr(),
-                1,
-                n as isize,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
+            product(
+                [m, n, r],
+                (block.as_mut_ptr(), m as isize, 1),
+                (u[src * m * r..].as_ptr(), m as isize, 1),
+                (v[xi * r * n..].as_ptr(), 1, n as isize),
             );
         }
         for c in 0..m {
