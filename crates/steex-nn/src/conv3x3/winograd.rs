@@ -18,6 +18,8 @@
 //! The error against the direct convolution stays at f32 rounding (a few 1e-7 relative):
 //! the transforms only add, subtract and halve.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::flex::{Problem, SendPtr, Taps};
@@ -105,7 +107,9 @@ pub fn transform_weights(weights: &[f32], d: usize) -> Vec<f32> {
 pub(super) fn run(p: &Problem, u: &[f32]) -> Vec<f32> {
     let (m, h, w) = (p.m, p.h, p.w);
     let (th, tw) = (h / 2, w / 2);
-    let mut out = vec![0f32; p.batch * m * h * w];
+    // Every entry is written by the bands below (no zeroing pass first).
+    let len = p.batch * m * h * w;
+    let mut out: Vec<f32> = Vec::with_capacity(len);
     let band_tiles = (BAND_FLOATS / (16 * (p.r + m))).max(64);
     let band_rows = band_tiles.div_ceil(p.batch * tw).clamp(1, th);
     let mut prod = Vec::new();
@@ -115,8 +119,11 @@ pub(super) fn run(p: &Problem, u: &[f32]) -> Vec<f32> {
         let n = p.batch * rows * tw;
         transform_input(p, ty0, rows, &mut v);
         products(p, u, &v, n, &mut prod);
-        transform_output(p, &prod, ty0, rows, &mut out);
+        transform_output(p, &prod, ty0, rows, &mut out.spare_capacity_mut()[..len]);
     }
+    // SAFETY: the bands cover tile rows 0 .. H/2 and each writes output rows 2 ty and
+    // 2 ty + 1, all W columns, of every plane: all `len` entries are initialised.
+    unsafe { out.set_len(len) };
     out
 }
 
@@ -320,7 +327,7 @@ fn transform_input(p: &Problem, ty0: usize, rows_n: usize, v: &mut Vec<f32>) {
 /// Tile rows `ty0 .. ty0 + rows` of the output `[B, M, H, W]` from their products
 /// `[16, M, n]`: `A^T P A` per tile, plus bias. The tiles' even and odd output columns are
 /// computed on unit strides, then interleaved.
-fn transform_output(p: &Problem, prod: &[f32], ty0: usize, rows_n: usize, out: &mut [f32]) {
+fn transform_output(p: &Problem, prod: &[f32], ty0: usize, rows_n: usize, out: &mut [MaybeUninit<f32>]) {
     let (m, h, w) = (p.m, p.h, p.w);
     let tw = w / 2;
     let n = p.batch * rows_n * tw;
@@ -349,12 +356,12 @@ fn transform_output(p: &Problem, prod: &[f32], ty0: usize, rows_n: usize, out: &
                         }
                         let (top, bottom) = dst[2 * ty * w..(2 * ty + 2) * w].split_at_mut(w);
                         for (pair, (e, o)) in top.chunks_exact_mut(2).zip(te.iter().zip(to.iter())) {
-                            pair[0] = *e;
-                            pair[1] = *o;
+                            pair[0].write(*e);
+                            pair[1].write(*o);
                         }
                         for (pair, (e, o)) in bottom.chunks_exact_mut(2).zip(be.iter().zip(bo.iter())) {
-                            pair[0] = *e;
-                            pair[1] = *o;
+                            pair[0].write(*e);
+                            pair[1].write(*o);
                         }
                     }
                 },
