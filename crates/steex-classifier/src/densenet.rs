@@ -278,7 +278,8 @@ impl DenseNet {
     /// - input: `[B, 3, H, W]`
     /// - output: `[B, F]`, `F` the channels after `norm5`
     pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
-        let x = self.pool0.forward(self.norm0.forward_relu(steex_nn::conv2d::conv2d(&self.conv0, x)));
+        let x = steex_nn::conv2d::conv2d(&self.conv0, x);
+        let x = steex_nn::pool::max_pool2d(&self.pool0, self.norm0.forward_relu(x));
         let mut x = x;
         for block in &self.blocks {
             let mut feats = vec![x];
@@ -288,7 +289,7 @@ impl DenseNet {
             }
             x = Tensor::cat(feats, 1);
             if let Some(t) = &block.transition {
-                x = t.pool.forward(pointwise(&t.conv, t.norm.forward_relu(x)));
+                x = steex_nn::pool::avg_pool2x2(&t.pool, pointwise(&t.conv, t.norm.forward_relu(x)));
             }
         }
         let x = self.norm5.forward_relu(x);

@@ -16,6 +16,7 @@ pub mod conv3x3;
 pub mod layers;
 pub mod load;
 pub mod params;
+pub mod pool;
 pub mod skinny;
 pub mod train_mode;
 pub mod upsample;

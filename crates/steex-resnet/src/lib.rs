@@ -361,7 +361,7 @@ impl ResNetBackbone {
     /// - output: `[B, C_out, H/32, W/32]` (`H/8` with layer3 and layer4 dilated), `C_out` =
     ///   [`ResNetConfig::out_channels`]
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let mut x = self.maxpool.forward(relu(self.bn1.forward(conv2d(&self.conv1, x))));
+        let mut x = steex_nn::pool::max_pool2d(&self.maxpool, relu(self.bn1.forward(conv2d(&self.conv1, x))));
         for b in &self.blocks {
             x = b.forward(x);
         }

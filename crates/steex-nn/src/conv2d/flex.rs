@@ -110,27 +110,43 @@ impl Geometry {
 
 /// `S_t(img)` `[C, P]` of one image `[C, H, W]` into `dst`.
 fn gather(g: &Geometry, img: &[f32], t: usize, dst: &mut [f32]) {
+    let plane = g.h * g.w;
+    dst.par_chunks_mut(g.pixels()).take(g.c).enumerate().for_each(|(ci, dst)| {
+        gather_channel(g, &img[ci * plane..(ci + 1) * plane], t, dst);
+    });
+}
+
+/// Row `c` of `S_t(img)`: the pixels of channel plane `src` `[H, W]` that tap `t` reads for
+/// each output pixel (zero where it reads padding), into `dst` `[P]`.
+fn gather_channel(g: &Geometry, src: &[f32], t: usize, dst: &mut [f32]) {
     let (i, j) = (t / g.kernel[1], t % g.kernel[1]);
     let ((y0, y1), (x0, x1)) = (g.valid(0, i), g.valid(1, j));
     let [ho, wo] = g.out;
-    dst.par_chunks_mut(g.pixels()).take(g.c).enumerate().for_each(|(ci, dst)| {
-        let src = &img[ci * g.h * g.w..(ci + 1) * g.h * g.w];
-        let dst = &mut dst[..ho * wo];
-        dst.fill(0.0);
-        for oy in y0..y1 {
-            let y = oy * g.stride[0] + i * g.dilation[0] - g.pad[0];
-            let line = &src[y * g.w..(y + 1) * g.w];
-            let out = &mut dst[oy * wo..(oy + 1) * wo];
-            let first = x0 * g.stride[1] + j * g.dilation[1] - g.pad[1];
-            if g.stride[1] == 1 {
-                out[x0..x1].copy_from_slice(&line[first..first + x1 - x0]);
-            } else {
-                for (n, o) in out[x0..x1].iter_mut().enumerate() {
-                    *o = line[first + n * g.stride[1]];
-                }
+    let dst = &mut dst[..ho * wo];
+    dst.fill(0.0);
+    for oy in y0..y1 {
+        let y = oy * g.stride[0] + i * g.dilation[0] - g.pad[0];
+        let line = &src[y * g.w..(y + 1) * g.w];
+        let out = &mut dst[oy * wo..(oy + 1) * wo];
+        let first = x0 * g.stride[1] + j * g.dilation[1] - g.pad[1];
+        if g.stride[1] == 1 {
+            out[x0..x1].copy_from_slice(&line[first..first + x1 - x0]);
+        } else {
+            for (n, o) in out[x0..x1].iter_mut().enumerate() {
+                *o = line[first + n * g.stride[1]];
             }
         }
-    });
+    }
+}
+
+/// The column matrix `[C kh kw, P]` of one image (row `c kh kw + t` is row `c` of `S_t`),
+/// whose product with the weights `[K, C kh kw]` (their own layout) is the convolution.
+fn im2col(g: &Geometry, img: &[f32], dst: &mut [f32]) {
+    let (plane, taps, p) = (g.h * g.w, g.taps(), g.pixels());
+    for (row, dst) in dst.chunks_exact_mut(p).enumerate() {
+        let (ci, t) = (row / taps, row % taps);
+        gather_channel(g, &img[ci * plane..(ci + 1) * plane], t, dst);
+    }
 }
 
 /// `S_t(img)`: the image itself for a pointwise convolution, else gathered into `buf`.
@@ -218,28 +234,46 @@ fn split(batch: usize) -> (usize, gemm::Parallelism) {
 }
 
 /// Fewer input channels than this (an RGB stem) make the per-tap products too thin: the
-/// forward and the input gradient then take burn's (measured faster for 3 -> 64, 7 x 7,
-/// stride 2, by `examples/train_conv_kernels`); the weight gradient stays here.
+/// forward then multiplies the weights `[K, C kh kw]` with each image's column matrix in one
+/// product (DenseNet121's 3 -> 64, 7 x 7, stride 2 stem at 128 x 128, batch 32: 45 ms in
+/// burn's convolution, 19 ms here); the gradients stay per tap.
 const MIN_CHANNELS: usize = 16;
 
 /// The forward: `x` `[B, C, H, W]`, `weight` `[K, C, kh, kw]` -> `[B, K, Ho, Wo]` (no bias:
 /// [`super::conv2d`] adds it).
 pub fn forward(x: &FlexTensor, weight: &FlexTensor, options: &ConvOptions<2>) -> Option<FlexTensor> {
     let g = Geometry::new(x.shape().dims(), weight.shape().dims(), options)?;
-    if g.c < MIN_CHANNELS {
-        return None;
-    }
     let (x, weight) = (contiguous_f32(x.clone())?, contiguous_f32(weight.clone())?);
     let (xs, ws) = (x.storage::<f32>(), weight.storage::<f32>());
     let (c, k, p, kk) = (g.c, g.k, g.pixels(), g.taps());
+    let columns = g.c < MIN_CHANNELS && !g.is_pointwise();
     let live = g.live_taps();
     let mut out = vec![0f32; g.batch * k * p];
     let (images, parallelism) = split(g.batch);
     out.par_chunks_mut((k * p * images).max(1)).enumerate().for_each(|(n0, dst)| {
-        let mut s = if g.is_pointwise() { Vec::new() } else { vec![0f32; c * p] };
+        let mut s = match (g.is_pointwise(), columns) {
+            (true, _) => Vec::new(),
+            (false, true) => vec![0f32; c * kk * p],
+            (false, false) => vec![0f32; c * p],
+        };
         for (i, dst) in dst.chunks_mut(k * p).enumerate() {
             let b = n0 * images + i;
             let img = &xs[b * c * g.h * g.w..(b + 1) * c * g.h * g.w];
+            if columns {
+                im2col(&g, img, &mut s);
+                // SAFETY: dst [k, p], W [k, c kk] (strides c kk, 1), columns [c kk, p].
+                unsafe {
+                    product_on(
+                        [k, p, c * kk],
+                        (dst.as_mut_ptr(), p, 1),
+                        false,
+                        (ws.as_ptr(), c * kk, 1),
+                        (s.as_ptr(), p, 1),
+                        parallelism,
+                    )
+                }
+                continue;
+            }
             for (n, &t) in live.iter().enumerate() {
                 let src = tap_source(&g, img, t, &mut s);
                 // SAFETY: dst [k, p], W_t [k, c] at offset t (strides c kk, kk), S_t [c, p].
@@ -279,6 +313,12 @@ pub fn input_grad(
     let (images, parallelism) = split(g.batch);
     out.par_chunks_mut((c * plane * images).max(1)).enumerate().for_each(|(n0, dimgs)| {
         let mut tmp = if g.is_pointwise() { Vec::new() } else { vec![0f32; c * p] };
+        if !g.is_pointwise() {
+            // Written before the scatter adds into it: adding into fresh pages never written
+            // maps the shared zero page on the read and replaces it on the write (two
+            // faults and a TLB shootdown per page).
+            dimgs.fill(0.0);
+        }
         for (i, dimg) in dimgs.chunks_mut(c * plane).enumerate() {
             let b = n0 * images + i;
             let dy = &gs[b * k * p..(b + 1) * k * p];
@@ -304,6 +344,16 @@ pub fn input_grad(
     Some(FlexTensor::from_data(TensorData::new(out, Shape::new([g.batch, c, g.h, g.w]))))
 }
 
+/// Whether a weight gradient `[K, C]` summed over `p`-pixel products is summed transposed
+/// (see [`weight_grad`]): when `K < C` and the products are long enough (DenseNet121 at
+/// batch 32, 2 AVX-512 cores: its 3x3 weight gradients 17.6 -> 14.5 ms at 32 x 32, 1.39 ->
+/// 1.13 ms at 8 x 8, the transition at 32 x 32 21.6 -> 15.6 ms; but its 1x1 products of 64
+/// pixels and fewer lost, 43 -> 46 ms per step). `STEEX_WGRAD_T=0`: never.
+pub(crate) fn pack_outputs(k: usize, c: usize, p: usize, taps: usize) -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    k < c && (taps > 1 || p >= 256) && *ON.get_or_init(|| std::env::var("STEEX_WGRAD_T").map_or(true, |v| v != "0"))
+}
+
 /// The gradient to the weights: `x` `[B, C, H, W]`, `grad` `[B, K, Ho, Wo]` ->
 /// `[K, C, kh, kw]`. With at least as many images as threads, each thread sums its share of
 /// the images single-threaded and the shares are added: `dW` is often too small (DenseNet's
@@ -323,6 +373,10 @@ pub fn weight_grad(
     let shares = if g.batch >= threads { threads } else { 1 };
     let parallelism = if shares > 1 { gemm::Parallelism::None } else { gemm::Parallelism::Rayon(threads) };
     let live = g.live_taps();
+    // With fewer output than input channels, the sums are taken as `dW_t^T [C, K]` (K
+    // contiguous): `gemm` then packs the output gradient `[K, P]` per image and tap rather
+    // than the (wider) input `[C, P]`.
+    let transposed = pack_outputs(k, c, p, live.len());
     let partial = |share: usize| {
         let mut acc = vec![0f32; k * c * kk];
         let mut s = if g.is_pointwise() { Vec::new() } else { vec![0f32; c * p] };
@@ -331,25 +385,51 @@ pub fn weight_grad(
             let dy = &gs[b * k * p..(b + 1) * k * p];
             for &t in &live {
                 let src = tap_source(&g, img, t, &mut s);
-                // SAFETY: dW_t [k, c] at offset t (strides c kk, kk), dY_b [k, p], S_t^T [p, c].
+                // SAFETY: dW_t [k, c] at offset t (strides c kk, kk), or dW_t^T [c, k] at
+                // offset t c k (strides k, 1); dY_b [k, p], S_t [c, p].
                 unsafe {
-                    product_on(
-                        [k, c, p],
-                        (acc[t..].as_mut_ptr(), c * kk, kk),
-                        true,
-                        (dy.as_ptr(), p, 1),
-                        (src.as_ptr(), 1, p),
-                        parallelism,
-                    )
+                    if transposed {
+                        product_on(
+                            [c, k, p],
+                            (acc[t * c * k..].as_mut_ptr(), k, 1),
+                            true,
+                            (src.as_ptr(), p, 1),
+                            (dy.as_ptr(), 1, p),
+                            parallelism,
+                        )
+                    } else {
+                        product_on(
+                            [k, c, p],
+                            (acc[t..].as_mut_ptr(), c * kk, kk),
+                            true,
+                            (dy.as_ptr(), p, 1),
+                            (src.as_ptr(), 1, p),
+                            parallelism,
+                        )
+                    }
                 }
             }
         }
         acc
     };
-    let mut parts: Vec<Vec<f32>> = (0..shares).into_par_iter().map(partial).collect();
-    let mut out = parts.pop().unwrap_or_else(|| vec![0f32; k * c * kk]);
-    for part in parts {
-        out.par_iter_mut().zip(part).for_each(|(o, v)| *o += v);
-    }
+    let parts: Vec<Vec<f32>> = (0..shares).into_par_iter().map(partial).collect();
+    let out = if transposed {
+        // out[ki, ci, t] = sum of the parts' [t, ci, ki].
+        let mut out = vec![0f32; k * c * kk];
+        out.par_chunks_mut(c * kk).enumerate().for_each(|(ki, row)| {
+            for (j, v) in row.iter_mut().enumerate() {
+                let (ci, t) = (j / kk, j % kk);
+                *v = parts.iter().map(|part| part[(t * c + ci) * k + ki]).sum();
+            }
+        });
+        out
+    } else {
+        let mut parts = parts;
+        let mut out = parts.pop().unwrap_or_else(|| vec![0f32; k * c * kk]);
+        for part in parts {
+            out.par_iter_mut().zip(part).for_each(|(o, v)| *o += v);
+        }
+        out
+    };
     Some(FlexTensor::from_data(TensorData::new(out, Shape::new([k, c, g.kernel[0], g.kernel[1]]))))
 }

@@ -311,6 +311,7 @@ pub fn weight_grad(x: &FlexTensor, grad: &FlexTensor) -> Option<FlexTensor> {
     let threads = rayon::current_num_threads().max(1);
     let shares = if b >= threads { threads } else { 1 };
     let parallelism = if shares > 1 { gemm::Parallelism::None } else { gemm::Parallelism::Rayon(threads) };
+    let transposed = crate::conv2d::flex::pack_outputs(k, c, h * w, 9);
     let partial = |share: usize| {
         let mut acc = vec![0f32; 9 * k * c];
         let mut xpad = vec![0f32; c * plane];
@@ -330,13 +331,17 @@ pub fn weight_grad(x: &FlexTensor, grad: &FlexTensor) -> Option<FlexTensor> {
             }
             for t in 0..9 {
                 let off = (t / 3) * wp + t % 3;
-                // SAFETY: dW_t^T [c, k] at t k c (strides 1, c); the window [c, l] at `off`
+                // dW_t^T [c, k] at t k c, with strides (1, c), or (k, 1) when summed
+                // transposed (`gemm` then packs the gradient [k, l] rather than the wider
+                // window [c, l]).
+                let dst = if transposed { (k, 1) } else { (1, c) };
+                // SAFETY: dW_t^T [c, k] at t k c (strides `dst`); the window [c, l] at `off`
                 // (strides plane, 1) ends at (c - 1) plane + off + l - 1 < c plane; the
                 // gradient^T [l, k] (strides 1, l).
                 unsafe {
                     crate::conv2d::flex::product_on(
                         [c, k, l],
-                        (acc[t * k * c..].as_mut_ptr(), 1, c),
+                        (acc[t * k * c..].as_mut_ptr(), dst.0, dst.1),
                         true,
                         (xpad[off..].as_ptr(), plane, 1),
                         (dyw.as_ptr(), 1, l),
@@ -351,6 +356,18 @@ pub fn weight_grad(x: &FlexTensor, grad: &FlexTensor) -> Option<FlexTensor> {
     let mut out = parts.pop().unwrap_or_else(|| vec![0f32; 9 * k * c]);
     for part in parts {
         out.par_iter_mut().zip(part).for_each(|(o, v)| *o += v);
+    }
+    if transposed {
+        // [9, C, K] -> [9, K, C].
+        let mut t = vec![0f32; 9 * k * c];
+        for (dst, src) in t.chunks_exact_mut(k * c).zip(out.chunks_exact(k * c)) {
+            for (ki, row) in dst.chunks_exact_mut(c).enumerate() {
+                for (ci, v) in row.iter_mut().enumerate() {
+                    *v = src[ci * k + ki];
+                }
+            }
+        }
+        out = t;
     }
     Some(FlexTensor::from_data(TensorData::new(out, Shape::new([9, k, c]))))
 }

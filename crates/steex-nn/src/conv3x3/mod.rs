@@ -4,7 +4,8 @@
 //! 9 accumulated matrix products without an im2col matrix; on other backends, burn's own
 //! convolution.
 
-mod flex;
+#[doc(hidden)]
+pub mod flex;
 mod op;
 mod winograd;
 
@@ -141,8 +142,14 @@ mod tests {
 
     #[test]
     fn equals_burns_conv2d_forward_and_backward() {
+        // More outputs than inputs, and fewer (the weight gradient summed transposed).
+        for (c, k) in [(5, 7), (9, 4)] {
+            equals_burns_conv2d(c, k);
+        }
+    }
+
+    fn equals_burns_conv2d(c: usize, k: usize) {
         let device = Device::flex().autodiff();
-        let (c, k) = (5, 7);
         let conv = Conv2d {
             weight: Param::initialized(
                 ParamId::new(),
