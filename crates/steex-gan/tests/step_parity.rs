@@ -49,6 +49,20 @@ fn check_floor(what: &str, got: &[f32], want: &[f32], tol: f32, floor: f32) -> f
     rel
 }
 
+/// `max |got - want|` at most `tol * max |want| + allow` (an absolute allowance on top of
+/// the relative limit); returns `max |got - want| / max |want|`.
+fn check_allowing(what: &str, got: &[f32], want: &[f32], tol: f32, allow: f32) -> f32 {
+    assert_eq!(got.len(), want.len(), "{what}: {} values, expected {}", got.len(), want.len());
+    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    assert!(scale > 0.0, "{what}: the reference is all zeros");
+    let err = got.iter().zip(want).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        err <= tol * scale + allow,
+        "{what}: max abs err {err:.3e} > {tol:e} * scale {scale:.3e} + allowance {allow:.1e}"
+    );
+    err / scale
+}
+
 /// `max |got - want| / max |want|`, at most `tol`; returns it.
 fn check(what: &str, got: &[f32], want: &[f32], tol: f32) -> f32 {
     check_floor(what, got, want, tol, 0.0)
@@ -175,8 +189,19 @@ fn one_gan_iteration_matches_torch() {
         let mut zero_in_theory = Vec::new();
         for (name, (_, v)) in &after {
             if steex_nn::params::is_buffer(name) {
-                let rel =
-                    check(&format!("{prefix} after {name}"), v, &values(&want, &format!("{prefix}.after.{name}")), TOL);
+                // A running mean takes momentum (0.1) times the batch mean of the regenerated
+                // forward, which moves with any bias that its norm cancels (`up_2.conv_1.bias`
+                // before `up_3`'s `ace_0` and `ace_s`; the gradient is zero in theory, see
+                // below): each side steps such a bias by up to lr in an arbitrary direction,
+                // so the two running means may differ by 0.1 * 2 * lr beyond round-off.
+                let allow = if name.ends_with("running_mean") { 0.1 * 2.0 * lr as f32 } else { 0.0 };
+                let rel = check_allowing(
+                    &format!("{prefix} after {name}"),
+                    v,
+                    &values(&want, &format!("{prefix}.after.{name}")),
+                    TOL,
+                    allow,
+                );
                 let kind = if name.ends_with("_u") || name.ends_with("_v") { "u, v" } else { "running stats" };
                 worst.add(&format!("{prefix} {kind} after"), name, rel);
                 continue;
