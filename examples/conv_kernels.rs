@@ -4,22 +4,16 @@
 //!
 //!     cargo run --release --example conv_kernels
 
-use std::time::Instant;
-
 use burn::module::{Param, ParamId};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::tensor::{Device, Distribution, Tensor};
 
-fn time<F: FnMut()>(mut f: F) -> f64 {
-    f();
-    let mut best = f64::INFINITY;
-    for _ in 0..5 {
-        let t = Instant::now();
-        f();
-        best = best.min(t.elapsed().as_secs_f64());
-    }
-    best
+mod timing;
+
+/// The best of 5 timed calls after a warm-up, in seconds.
+fn time(f: impl FnMut()) -> f64 {
+    timing::best_of(5, f)
 }
 
 fn main() {

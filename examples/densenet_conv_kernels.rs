@@ -4,8 +4,6 @@
 //!
 //!     cargo run --release --example densenet_conv_kernels [-- BATCH]
 
-use std::time::Instant;
-
 use burn::backend::flex::FlexTensor;
 use burn::backend::ops::{ConvOptions, ModuleOps};
 use burn::backend::{Flex, Shape, TensorData};
@@ -14,15 +12,11 @@ use steex::nn::conv2d::flex as c2;
 use steex::nn::conv3x3::flex as c3;
 use steex::nn::pool::{PoolBackend, Window};
 
-fn time<F: FnMut()>(mut f: F) -> f64 {
-    f();
-    let mut best = f64::INFINITY;
-    for _ in 0..5 {
-        let t = Instant::now();
-        f();
-        best = best.min(t.elapsed().as_secs_f64());
-    }
-    best
+mod timing;
+
+/// The best of 5 timed calls after a warm-up, in seconds.
+fn time(f: impl FnMut()) -> f64 {
+    timing::best_of(5, f)
 }
 
 fn random(shape: &[usize], seed: u64) -> FlexTensor {
@@ -135,31 +129,15 @@ fn main() {
     let t2 = time(|| drop(c2::weight_grad(&x, &w, &g0, &stem)));
     println!("| conv0 | burn fwd {:.1} ms | ours fwd {:.1} ms | w-grad {:.1} ms |", t0 * 1e3, t1 * 1e3, t2 * 1e3);
     let y = random(&[b, 64, 64, 64], 18);
-    let mp =
-        Flex::max_pool2d_with_indices(y.clone(), [3, 3], [2, 2], [1, 1], [1, 1], false, burn::backend::IntDType::I64);
-    let t0 = time(|| {
-        drop(Flex::max_pool2d_with_indices(
-            y.clone(),
-            [3, 3],
-            [2, 2],
-            [1, 1],
-            [1, 1],
-            false,
-            burn::backend::IntDType::I64,
-        ))
-    });
+    // burn's pool0: 3x3, stride 2, padding 1, dilation 1.
+    let (k, st, pad, dil) = ([3, 3], [2, 2], [1, 1], [1, 1]);
+    let burn_pool =
+        |y: FlexTensor| Flex::max_pool2d_with_indices(y, k, st, pad, dil, false, burn::backend::IntDType::I64);
+    let mp = burn_pool(y.clone());
+    let t0 = time(|| drop(burn_pool(y.clone())));
     let gp = random(&[b, 64, 32, 32], 19);
     let t1 = time(|| {
-        drop(Flex::max_pool2d_with_indices_backward(
-            y.clone(),
-            [3, 3],
-            [2, 2],
-            [1, 1],
-            [1, 1],
-            false,
-            gp.clone(),
-            mp.indices.clone(),
-        ))
+        drop(Flex::max_pool2d_with_indices_backward(y.clone(), k, st, pad, dil, false, gp.clone(), mp.indices.clone()))
     });
     let win = Window { kernel: 3, stride: 2, padding: 1 };
     let (_, at) = <Flex as PoolBackend>::max_pool_indexed(y.clone(), win);

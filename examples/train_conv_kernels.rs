@@ -4,22 +4,16 @@
 //!
 //!     cargo run --release --example train_conv_kernels
 
-use std::time::Instant;
-
 use burn::backend::flex::FlexTensor;
 use burn::backend::ops::{ConvOptions, ModuleOps};
 use burn::backend::{Flex, Shape, TensorData, TensorMetadata};
 use steex::nn::conv2d::flex;
 
-fn time<F: FnMut()>(mut f: F) -> f64 {
-    f();
-    let mut best = f64::INFINITY;
-    for _ in 0..3 {
-        let t = Instant::now();
-        f();
-        best = best.min(t.elapsed().as_secs_f64());
-    }
-    best
+mod timing;
+
+/// The best of 3 timed calls after a warm-up, in seconds.
+fn time(f: impl FnMut()) -> f64 {
+    timing::best_of(3, f)
 }
 
 fn random(shape: [usize; 4], seed: u64) -> FlexTensor {

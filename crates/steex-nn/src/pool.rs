@@ -189,6 +189,27 @@ fn zeroed(dst: &mut [std::mem::MaybeUninit<f32>]) -> &mut [f32] {
     unsafe { &mut *(dst as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) }
 }
 
+/// Every output the sum of a 2x2 window (stride 2; an odd last row or column is left out)
+/// times `scale`, one plane per task: the 2x2 average pool (`scale` 1/4) and the gradient
+/// of the nearest 2x upsampling (`scale` 1, [`crate::upsample`]).
+pub(crate) fn sum_2x2(x: FlexTensor, scale: f32) -> FlexTensor {
+    let x = contiguous_f32(x);
+    let [b, c, h, w] = x.shape().dims();
+    let (ho, wo) = (h / 2, w / 2);
+    let xs = x.storage::<f32>();
+    let mut out = vec![0f32; b * c * ho * wo];
+    out.par_chunks_mut((ho * wo).max(1)).enumerate().for_each(|(p, o)| {
+        let src = &xs[p * h * w..(p + 1) * h * w];
+        for (i, row) in o.chunks_exact_mut(wo.max(1)).enumerate() {
+            let (top, bottom) = (&src[2 * i * w..(2 * i + 1) * w], &src[(2 * i + 1) * w..(2 * i + 2) * w]);
+            for (j, d) in row.iter_mut().enumerate() {
+                *d = (top[2 * j] + top[2 * j + 1] + bottom[2 * j] + bottom[2 * j + 1]) * scale;
+            }
+        }
+    });
+    FlexTensor::from_data(TensorData::new(out, Shape::new([b, c, ho, wo])))
+}
+
 impl PoolBackend for Flex {
     fn max_pool(x: FloatTensor<Self>, w: Window) -> FloatTensor<Self> {
         Self::max_pool_indexed(x, w).0
@@ -233,21 +254,7 @@ impl PoolBackend for Flex {
     }
 
     fn avg_pool2x2(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        let x = contiguous_f32(x);
-        let [b, c, h, w] = x.shape().dims();
-        let (ho, wo) = (h / 2, w / 2);
-        let xs = x.storage::<f32>();
-        let mut out = vec![0f32; b * c * ho * wo];
-        out.par_chunks_mut((ho * wo).max(1)).enumerate().for_each(|(p, o)| {
-            let src = &xs[p * h * w..(p + 1) * h * w];
-            for (i, row) in o.chunks_exact_mut(wo.max(1)).enumerate() {
-                let (top, bottom) = (&src[2 * i * w..(2 * i + 1) * w], &src[(2 * i + 1) * w..(2 * i + 2) * w]);
-                for (j, d) in row.iter_mut().enumerate() {
-                    *d = (top[2 * j] + top[2 * j + 1] + bottom[2 * j] + bottom[2 * j + 1]) * 0.25;
-                }
-            }
-        });
-        FlexTensor::from_data(TensorData::new(out, Shape::new([b, c, ho, wo])))
+        sum_2x2(x, 0.25)
     }
 
     fn avg_pool2x2_grad(shape: Shape, grad: FloatTensor<Self>) -> FloatTensor<Self> {

@@ -73,21 +73,7 @@ impl UpsampleBackend for Flex {
     }
 
     fn upsample2x_grad(grad: FloatTensor<Self>) -> FloatTensor<Self> {
-        let grad = contiguous_f32(grad);
-        let [b, c, h2, w2] = grad.shape().dims();
-        let (h, w) = (h2 / 2, w2 / 2);
-        let gs = grad.storage::<f32>();
-        let mut out = vec![0f32; b * c * h * w];
-        out.par_chunks_mut((h * w).max(1)).enumerate().for_each(|(p, o)| {
-            let src = &gs[p * h2 * w2..(p + 1) * h2 * w2];
-            for (i, row) in o.chunks_exact_mut(w.max(1)).enumerate() {
-                let (top, bottom) = src[2 * i * w2..(2 * i + 2) * w2].split_at(w2);
-                for (j, d) in row.iter_mut().enumerate() {
-                    *d = top[2 * j] + top[2 * j + 1] + bottom[2 * j] + bottom[2 * j + 1];
-                }
-            }
-        });
-        FlexTensor::from_data(TensorData::new(out, Shape::new([b, c, h, w])))
+        crate::pool::sum_2x2(grad, 1.0)
     }
 }
 
