@@ -9,11 +9,11 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::tensor::{Device, Distribution, Tensor};
 
-mod timing;
+mod kernel_bench;
 
 /// The best of 5 timed calls after a warm-up, in seconds.
 fn time(f: impl FnMut()) -> f64 {
-    timing::best_of(5, f)
+    kernel_bench::best_of(5, f)
 }
 
 fn main() {

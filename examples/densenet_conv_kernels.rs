@@ -6,29 +6,19 @@
 
 use burn::backend::flex::FlexTensor;
 use burn::backend::ops::{ConvOptions, ModuleOps};
-use burn::backend::{Flex, Shape, TensorData};
+use burn::backend::{Flex, Shape};
 use steex::nn::bn_train::BnTrainBackend;
 use steex::nn::conv2d::flex as c2;
 use steex::nn::conv3x3::flex as c3;
 use steex::nn::pool::{PoolBackend, Window};
 
-mod timing;
+mod kernel_bench;
+
+use kernel_bench::random;
 
 /// The best of 5 timed calls after a warm-up, in seconds.
 fn time(f: impl FnMut()) -> f64 {
-    timing::best_of(5, f)
-}
-
-fn random(shape: &[usize], seed: u64) -> FlexTensor {
-    let n: usize = shape.iter().product();
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    let v: Vec<f32> = (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-        })
-        .collect();
-    FlexTensor::from_data(TensorData::new(v, Shape::from(shape.to_vec())))
+    kernel_bench::best_of(5, f)
 }
 
 fn main() {

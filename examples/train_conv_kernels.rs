@@ -6,26 +6,16 @@
 
 use burn::backend::flex::FlexTensor;
 use burn::backend::ops::{ConvOptions, ModuleOps};
-use burn::backend::{Flex, Shape, TensorData, TensorMetadata};
+use burn::backend::{Flex, TensorMetadata};
 use steex::nn::conv2d::flex;
 
-mod timing;
+mod kernel_bench;
+
+use kernel_bench::random;
 
 /// The best of 3 timed calls after a warm-up, in seconds.
 fn time(f: impl FnMut()) -> f64 {
-    timing::best_of(3, f)
-}
-
-fn random(shape: [usize; 4], seed: u64) -> FlexTensor {
-    let n: usize = shape.iter().product();
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    let v: Vec<f32> = (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-        })
-        .collect();
-    FlexTensor::from_data(TensorData::new(v, Shape::new(shape)))
+    kernel_bench::best_of(3, f)
 }
 
 fn main() {
@@ -47,11 +37,11 @@ fn main() {
     for (b, cin, cout, hw, k, s, d) in shapes {
         let pad = d * (k - 1) / 2;
         let opts = ConvOptions::new([s, s], [pad, pad], [d, d], 1);
-        let x = random([b, cin, hw, hw], 1);
-        let w = random([cout, cin, k, k], 2);
+        let x = random(&[b, cin, hw, hw], 1);
+        let w = random(&[cout, cin, k, k], 2);
         let y = Flex::conv2d(x.clone(), w.clone(), None, opts.clone());
         let ho = y.shape()[2];
-        let g = random([b, cout, ho, ho], 3);
+        let g = random(&[b, cout, ho, ho], 3);
         let flop = 2.0 * (b * cin * cout * k * k * ho * ho) as f64 * 1e-9;
         let burn = [
             time(|| drop(Flex::conv2d(x.clone(), w.clone(), None, opts.clone()))),
