@@ -22,6 +22,11 @@ fn time(f: impl FnMut()) -> f64 {
 }
 
 fn main() {
+    // As `steex train` runs: freed blocks kept in the heap (without it, every buffer above
+    // 32 MiB is a fresh mapping, page-faulted on each call, which penalises the kernels with
+    // large scratch, such as Winograd's, more than training does).
+    steex::alloc::tune_allocator();
+    steex::alloc::keep_large_blocks();
     let b: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(32);
     // (c0, layers, hw) of DenseNet121's blocks at 128 x 128; transitions after the first three.
     let blocks = [(64, 6, 32), (128, 12, 16), (256, 24, 8), (512, 16, 4)];

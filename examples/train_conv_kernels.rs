@@ -19,6 +19,11 @@ fn time(f: impl FnMut()) -> f64 {
 }
 
 fn main() {
+    // As `steex train` runs: freed blocks kept in the heap (without it, every buffer above
+    // 32 MiB is a fresh mapping, page-faulted on each call, which penalises the kernels with
+    // large scratch, such as Winograd's, more than training does).
+    steex::alloc::tune_allocator();
+    steex::alloc::keep_large_blocks();
     // (batch, cin, cout, hw, kernel, stride, dilation)
     let shapes = [
         (8, 3, 64, 256, 7, 2, 1),
