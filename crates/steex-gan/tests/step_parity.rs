@@ -38,29 +38,24 @@ fn host_tensors(w: &Weights) -> HostTensors {
     w.names().into_iter().map(|n| (n.clone(), (w.shape(&n).expect("listed"), values(w, &n)))).collect()
 }
 
-/// `max |got - want| / max(max |want|, floor)`, at most `tol`; returns it.
-fn check_floor(what: &str, got: &[f32], want: &[f32], tol: f32, floor: f32) -> f32 {
+/// `max |got - want|` at most `tol * scale + allow`, `scale = max(max |want|, floor)` (an
+/// absolute allowance on top of the relative limit); returns `max |got - want| / scale`.
+fn compare(what: &str, got: &[f32], want: &[f32], tol: f32, floor: f32, allow: f32) -> f32 {
     assert_eq!(got.len(), want.len(), "{what}: {} values, expected {}", got.len(), want.len());
     let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(floor);
     assert!(scale > 0.0, "{what}: the reference is all zeros");
     let err = got.iter().zip(want).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-    let rel = err / scale;
-    assert!(rel <= tol, "{what}: max abs err {err:.3e} / scale {scale:.3e} = {rel:.3e} > {tol:e}");
-    rel
-}
-
-/// `max |got - want|` at most `tol * max |want| + allow` (an absolute allowance on top of
-/// the relative limit); returns `max |got - want| / max |want|`.
-fn check_allowing(what: &str, got: &[f32], want: &[f32], tol: f32, allow: f32) -> f32 {
-    assert_eq!(got.len(), want.len(), "{what}: {} values, expected {}", got.len(), want.len());
-    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    assert!(scale > 0.0, "{what}: the reference is all zeros");
-    let err = got.iter().zip(want).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
     assert!(
         err <= tol * scale + allow,
-        "{what}: max abs err {err:.3e} > {tol:e} * scale {scale:.3e} + allowance {allow:.1e}"
+        "{what}: max abs err {err:.3e} / scale {scale:.3e} = {:.3e} > {tol:e} (allowance {allow:.1e})",
+        err / scale
     );
     err / scale
+}
+
+/// `max |got - want| / max(max |want|, floor)`, at most `tol`; returns it.
+fn check_floor(what: &str, got: &[f32], want: &[f32], tol: f32, floor: f32) -> f32 {
+    compare(what, got, want, tol, floor, 0.0)
 }
 
 /// `max |got - want| / max |want|`, at most `tol`; returns it.
@@ -195,13 +190,8 @@ fn one_gan_iteration_matches_torch() {
                 // below): each side steps such a bias by up to lr in an arbitrary direction,
                 // so the two running means may differ by 0.1 * 2 * lr beyond round-off.
                 let allow = if name.ends_with("running_mean") { 0.1 * 2.0 * lr as f32 } else { 0.0 };
-                let rel = check_allowing(
-                    &format!("{prefix} after {name}"),
-                    v,
-                    &values(&want, &format!("{prefix}.after.{name}")),
-                    TOL,
-                    allow,
-                );
+                let reference = values(&want, &format!("{prefix}.after.{name}"));
+                let rel = compare(&format!("{prefix} after {name}"), v, &reference, TOL, 0.0, allow);
                 let kind = if name.ends_with("_u") || name.ends_with("_v") { "u, v" } else { "running stats" };
                 worst.add(&format!("{prefix} {kind} after"), name, rel);
                 continue;
