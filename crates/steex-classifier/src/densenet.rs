@@ -165,8 +165,10 @@ pub struct DenseLayer {
 }
 
 impl DenseLayer {
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let y = pointwise(&self.conv1, self.norm1.forward_relu(x));
+    /// The new feature of the concatenation of `features` (`known`: see
+    /// [`BatchNorm2d::forward_relu_cat`]).
+    fn forward(&self, features: &[Tensor<4>], known: &mut Vec<f32>) -> Tensor<4> {
+        let y = pointwise(&self.conv1, self.norm1.forward_relu_cat(features, known));
         self.conv2.forward(self.norm2.forward_relu(y))
     }
 }
@@ -283,8 +285,9 @@ impl DenseNet {
         let mut x = x;
         for block in &self.blocks {
             let mut feats = vec![x];
+            let mut known = Vec::new();
             for layer in &block.layers {
-                let y = layer.forward(Tensor::cat(feats.clone(), 1));
+                let y = layer.forward(&feats, &mut known);
                 feats.push(y);
             }
             x = Tensor::cat(feats, 1);

@@ -67,22 +67,54 @@ impl BatchNorm2d {
 }
 
 impl BatchNorm2d {
+    /// `self.forward_relu(Tensor::cat(xs, 1))`, a dense layer's `norm1`. In train mode on
+    /// the CPU the concatenation is not written, and the statistics of the channels that
+    /// `known` carries are not computed again
+    /// ([`crate::bn_train::batch_norm_train_cat`]): pass the same vector, empty at first,
+    /// to every layer of a dense block.
+    ///
+    /// # Shapes
+    /// - input: `[B, C_i, H, W]` each, `C = sum C_i`
+    /// - output: `[B, C, H, W]`
+    pub fn forward_relu_cat(&self, xs: &[Tensor<4>], known: &mut Vec<f32>) -> Tensor<4> {
+        if !crate::train_mode::active() {
+            return self.forward_relu(Tensor::cat(xs.to_vec(), 1));
+        }
+        let c = xs.iter().map(|x| x.dims()[1]).sum();
+        let (gamma, beta) = self.affine(c, &xs[0].device());
+        let (y, mean, var) = crate::bn_train::batch_norm_train_cat(xs, known, gamma, beta, true);
+        let [b, _, h, w] = y.dims();
+        self.record(mean, var, b * h * w);
+        y
+    }
+
     /// Train mode (then `relu` if asked): normalised with the batch's mean and biased
     /// variance over `[B, H, W]`, the batch's mean and unbiased variance recorded
     /// ([`crate::train_mode`]).
     fn forward_train(&self, x: Tensor<4>, relu: bool) -> Tensor<4> {
         let [b, c, h, w] = x.dims();
-        let device = x.device();
-        let gamma = self.weight.as_ref().map_or_else(|| Tensor::ones([c], &device), |p| p.val());
-        let beta = self.bias.as_ref().map_or_else(|| Tensor::zeros([c], &device), |p| p.val());
+        let (gamma, beta) = self.affine(c, &x.device());
         let (y, mean, var) = crate::bn_train::batch_norm_train(x, gamma, beta, relu);
-        let n = (b * h * w) as f64;
+        self.record(mean, var, b * h * w);
+        y
+    }
+
+    /// `gamma` and `beta` (ones and zeros without affine parameters).
+    fn affine(&self, c: usize, device: &burn::tensor::Device) -> (Tensor<1>, Tensor<1>) {
+        let gamma = self.weight.as_ref().map_or_else(|| Tensor::ones([c], device), |p| p.val());
+        let beta = self.bias.as_ref().map_or_else(|| Tensor::zeros([c], device), |p| p.val());
+        (gamma, beta)
+    }
+
+    /// Records the batch's mean and unbiased variance over `n` values per channel from
+    /// the biased one.
+    fn record(&self, mean: Tensor<1>, var: Tensor<1>, n: usize) {
+        let n = n as f64;
         crate::train_mode::record(crate::train_mode::BatchStats {
             name: self.name.clone(),
             mean,
             var: var.mul_scalar(n / (n - 1.0).max(1.0)),
         });
-        y
     }
 }
 

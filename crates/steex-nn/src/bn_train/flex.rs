@@ -65,7 +65,7 @@ fn lane_sum2(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> (f32, f32)) -> (f32, 
     (acc0.iter().sum::<f32>() + t0, acc1.iter().sum::<f32>() + t1)
 }
 
-/// One task's view of a `[B, C, H, W]` tensor: channel `ch`'s planes.
+/// Where one channel's `B` planes lie in a `[B, C, H, W]` buffer: channel `ch` of `c`.
 #[derive(Clone, Copy)]
 struct Planes {
     b: usize,
@@ -86,20 +86,33 @@ impl Planes {
     }
 }
 
-/// The forward of one channel: writes its planes of the output, returns its mean and biased
-/// variance. `(v - mean) * scale + shift` is the form the backward recomputes for the
-/// ReLU's mask.
+/// One channel's mean and biased variance (two passes, the planes in cache for the second).
 #[inline(always)]
-fn forward_channel<const RELU: bool>(xs: &[f32], out: Out, p: Planes, gamma: f32, beta: f32) -> (f32, f32) {
-    let hw = p.hw;
-    let sum: f64 = p.offsets().map(|o| lane_sum(&xs[o..o + hw], &xs[o..o + hw], |v, _| v) as f64).sum();
-    let mean = (sum / p.n()) as f32;
+fn channel_stats(xs: &[f32], src: Planes) -> (f32, f32) {
+    let hw = src.hw;
+    let sum: f64 = src.offsets().map(|o| lane_sum(&xs[o..o + hw], &xs[o..o + hw], |v, _| v) as f64).sum();
+    let mean = (sum / src.n()) as f32;
     let dev = |o: usize| lane_sum(&xs[o..o + hw], &xs[o..o + hw], |v, _| (v - mean) * (v - mean)) as f64;
-    let var = (p.offsets().map(dev).sum::<f64>() / p.n()) as f32;
+    (mean, (src.offsets().map(dev).sum::<f64>() / src.n()) as f32)
+}
+
+/// The forward of one channel, read at `src` and written at `dst`: returns its mean and
+/// biased variance (`known` when given, else computed). `(v - mean) * scale + shift` is
+/// the form the backward recomputes for the ReLU's mask.
+#[inline(always)]
+fn forward_channel<const RELU: bool>(
+    (xs, src): (&[f32], Planes),
+    (out, dst): (Out, Planes),
+    gamma: f32,
+    beta: f32,
+    known: Option<(f32, f32)>,
+) -> (f32, f32) {
+    let hw = src.hw;
+    let (mean, var) = known.unwrap_or_else(|| channel_stats(xs, src));
     let scale = gamma / (var + EPS).sqrt();
-    for o in p.offsets() {
-        // SAFETY: plane `o` lies within the output's capacity and only this task writes it.
-        let dst = unsafe { out.plane(o, hw) };
+    for (o, d) in src.offsets().zip(dst.offsets()) {
+        // SAFETY: plane `d` lies within the output's capacity and only this task writes it.
+        let dst = unsafe { out.plane(d, hw) };
         for (d, &v) in dst.iter_mut().zip(&xs[o..o + hw]) {
             let t = (v - mean) * scale + beta;
             *d = MaybeUninit::new(if RELU { t.max(0.0) } else { t });
@@ -108,67 +121,162 @@ fn forward_channel<const RELU: bool>(xs: &[f32], out: Out, p: Planes, gamma: f32
     (mean, var)
 }
 
-/// The backward of one channel: writes its planes of `dx`, returns `(dgamma, dbeta)`.
+/// The backward of one channel: the input at `src`, the output gradient at `dst`; writes
+/// the input gradient at `src` into `out`, returns `(dgamma, dbeta)`.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn backward_channel<const RELU: bool>(
-    xs: &[f32],
-    dys: &[f32],
+    (xs, src): (&[f32], Planes),
+    (dys, dst): (&[f32], Planes),
     out: Out,
-    p: Planes,
     (mean, var): (f32, f32),
     gamma: f32,
     beta: f32,
 ) -> (f32, f32) {
-    let hw = p.hw;
+    let hw = src.hw;
     // As the forward computed them, so that the ReLU's mask is the forward's.
     let scale = gamma / (var + EPS).sqrt();
     let rstd = 1.0 / (var + EPS).sqrt();
     let live = |v: f32, g: f32| if !RELU || (v - mean) * scale + beta > 0.0 { g } else { 0.0 };
     let (mut s1, mut s2) = (0f64, 0f64);
-    for o in p.offsets() {
-        let (a, b) = lane_sum2(&xs[o..o + hw], &dys[o..o + hw], |v, g| {
+    for (o, d) in src.offsets().zip(dst.offsets()) {
+        let (a, b) = lane_sum2(&xs[o..o + hw], &dys[d..d + hw], |v, g| {
             let g = live(v, g);
             (g, g * (v - mean))
         });
         (s1, s2) = (s1 + a as f64, s2 + b as f64);
     }
-    let (a, k) = ((s1 / p.n()) as f32, (s2 / p.n()) as f32 * rstd * rstd);
-    for o in p.offsets() {
-        // SAFETY: plane `o` lies within `dx`'s capacity and only this task writes it.
-        let dst = unsafe { out.plane(o, hw) };
-        for ((d, &v), &g) in dst.iter_mut().zip(&xs[o..o + hw]).zip(&dys[o..o + hw]) {
-            *d = MaybeUninit::new(scale * (live(v, g) - a - (v - mean) * k));
+    let (a, k) = ((s1 / src.n()) as f32, (s2 / src.n()) as f32 * rstd * rstd);
+    for (o, d) in src.offsets().zip(dst.offsets()) {
+        // SAFETY: plane `o` lies within the gradient's capacity and only this task writes it.
+        let dx = unsafe { out.plane(o, hw) };
+        for ((dx, &v), &g) in dx.iter_mut().zip(&xs[o..o + hw]).zip(&dys[d..d + hw]) {
+            *dx = MaybeUninit::new(scale * (live(v, g) - a - (v - mean) * k));
         }
     }
     (s2 as f32 * rstd, s1 as f32)
 }
 
-/// The forward: the output `[B, C, H, W]` and the statistics `[2, C]` (mean, biased
-/// variance).
-pub(super) fn forward(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, relu: bool) -> (FlexTensor, FlexTensor) {
-    let (x, gamma, beta) = (contiguous_f32(x), contiguous_f32(gamma), contiguous_f32(beta));
-    let shape = x.shape();
-    let [b, c, h, w] = shape.dims();
-    let (xs, gs, bs) = (x.storage::<f32>(), gamma.storage::<f32>(), beta.storage::<f32>());
-    let mut y = Vec::<f32>::with_capacity(xs.len());
+/// The inputs of a (possibly concatenated) batch norm: the features `[B, C_i, H, W]`, f32
+/// and contiguous, and for each channel of their concatenation its feature and the
+/// channel's planes there.
+struct Inputs {
+    xs: Vec<FlexTensor>,
+    map: Vec<(usize, Planes)>,
+    shape: [usize; 4],
+}
+
+impl Inputs {
+    fn new(xs: Vec<FlexTensor>) -> Self {
+        let xs: Vec<FlexTensor> = xs.into_iter().map(contiguous_f32).collect();
+        let [b, _, h, w] = xs[0].shape().dims();
+        let mut map = Vec::new();
+        for (f, x) in xs.iter().enumerate() {
+            let [bf, c, hf, wf] = x.shape().dims();
+            assert_eq!([bf, hf, wf], [b, h, w], "batch norm of a concatenation: feature {f} of another size");
+            map.extend((0..c).map(|ch| (f, Planes { b, c, hw: h * w, ch })));
+        }
+        Inputs { shape: [b, map.len(), h, w], xs, map }
+    }
+
+    /// Channel `ch` of the concatenation as its output (or output gradient) lies.
+    fn dst(&self, ch: usize) -> Planes {
+        let [b, c, h, w] = self.shape;
+        Planes { b, c, hw: h * w, ch }
+    }
+}
+
+/// The forward of the concatenation of `xs` along the channels, which is not written: the
+/// output `[B, C, H, W]` and the statistics `[2, C]` (mean, biased variance). The first
+/// `known.len() / 2` channels take their statistics from `known` (`[2, K]`, as returned
+/// for them before: the same values that computing them gives).
+pub(super) fn forward_cat(
+    xs: Vec<FlexTensor>,
+    known: &[f32],
+    gamma: FlexTensor,
+    beta: FlexTensor,
+    relu: bool,
+) -> (FlexTensor, FlexTensor) {
+    let inputs = Inputs::new(xs);
+    let (gamma, beta) = (contiguous_f32(gamma), contiguous_f32(beta));
+    let (gs, bs) = (gamma.storage::<f32>(), beta.storage::<f32>());
+    let c = inputs.shape[1];
+    let k = known.len() / 2;
+    let len = inputs.shape.iter().product();
+    let mut y = Vec::<f32>::with_capacity(len);
     let out = Out(y.as_mut_ptr());
+    let storages: Vec<&[f32]> = inputs.xs.iter().map(|x| x.storage::<f32>()).collect();
     let stats: Vec<(f32, f32)> = (0..c)
         .into_par_iter()
         .map(|ch| {
-            let p = Planes { b, c, hw: h * w, ch };
+            let (f, src) = inputs.map[ch];
+            let known = (ch < k).then(|| (known[ch], known[k + ch]));
+            let (x, dst) = ((storages[f], src), (out, inputs.dst(ch)));
             if relu {
-                forward_channel::<true>(xs, out, p, gs[ch], bs[ch])
+                forward_channel::<true>(x, dst, gs[ch], bs[ch], known)
             } else {
-                forward_channel::<false>(xs, out, p, gs[ch], bs[ch])
+                forward_channel::<false>(x, dst, gs[ch], bs[ch], known)
             }
         })
         .collect();
     // SAFETY: every plane of every channel was written above.
-    unsafe { y.set_len(xs.len()) };
+    unsafe { y.set_len(len) };
     let mut st: Vec<f32> = stats.iter().map(|s| s.0).collect();
     st.extend(stats.iter().map(|s| s.1));
-    (FlexTensor::from_data(TensorData::new(y, shape)), FlexTensor::from_data(TensorData::new(st, Shape::new([2, c]))))
+    (
+        FlexTensor::from_data(TensorData::new(y, Shape::new(inputs.shape))),
+        FlexTensor::from_data(TensorData::new(st, Shape::new([2, c]))),
+    )
+}
+
+/// The backward of [`forward_cat`]: the gradient to each of `xs`, to `gamma` and to `beta`.
+pub(super) fn backward_cat(
+    xs: Vec<FlexTensor>,
+    grad: FlexTensor,
+    stats: FlexTensor,
+    gamma: FlexTensor,
+    beta: FlexTensor,
+    relu: bool,
+) -> (Vec<FlexTensor>, FlexTensor, FlexTensor) {
+    let inputs = Inputs::new(xs);
+    let (grad, stats) = (contiguous_f32(grad), contiguous_f32(stats));
+    let (gamma, beta) = (contiguous_f32(gamma), contiguous_f32(beta));
+    let c = inputs.shape[1];
+    let (dys, st) = (grad.storage::<f32>(), stats.storage::<f32>());
+    let (gs, bs) = (gamma.storage::<f32>(), beta.storage::<f32>());
+    let storages: Vec<&[f32]> = inputs.xs.iter().map(|x| x.storage::<f32>()).collect();
+    let mut dxs: Vec<Vec<f32>> = storages.iter().map(|x| Vec::with_capacity(x.len())).collect();
+    let outs: Vec<Out> = dxs.iter_mut().map(|d| Out(d.as_mut_ptr())).collect();
+    let sums: Vec<(f32, f32)> = (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let (f, src) = inputs.map[ch];
+            let (x, dy, s) = ((storages[f], src), (dys, inputs.dst(ch)), (st[ch], st[c + ch]));
+            if relu {
+                backward_channel::<true>(x, dy, outs[f], s, gs[ch], bs[ch])
+            } else {
+                backward_channel::<false>(x, dy, outs[f], s, gs[ch], bs[ch])
+            }
+        })
+        .collect();
+    let dxs = dxs
+        .into_iter()
+        .zip(&inputs.xs)
+        .map(|(mut dx, x)| {
+            // SAFETY: every plane of every channel of this feature was written above.
+            unsafe { dx.set_len(x.shape().num_elements()) };
+            FlexTensor::from_data(TensorData::new(dx, x.shape()))
+        })
+        .collect();
+    let vec = |f: fn(&(f32, f32)) -> f32| {
+        FlexTensor::from_data(TensorData::new(sums.iter().map(f).collect::<Vec<f32>>(), Shape::new([c])))
+    };
+    (dxs, vec(|s| s.0), vec(|s| s.1))
+}
+
+/// The forward: the output `[B, C, H, W]` and the statistics `[2, C]` (mean, biased
+/// variance).
+pub(super) fn forward(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, relu: bool) -> (FlexTensor, FlexTensor) {
+    forward_cat(vec![x], &[], gamma, beta, relu)
 }
 
 /// The backward: the gradients to `x` `[B, C, H, W]`, `gamma` and `beta` `[C]`.
@@ -180,29 +288,6 @@ pub(super) fn backward(
     beta: FlexTensor,
     relu: bool,
 ) -> (FlexTensor, FlexTensor, FlexTensor) {
-    let (x, grad, stats) = (contiguous_f32(x), contiguous_f32(grad), contiguous_f32(stats));
-    let (gamma, beta) = (contiguous_f32(gamma), contiguous_f32(beta));
-    let shape = x.shape();
-    let [b, c, h, w] = shape.dims();
-    let (xs, dys, st) = (x.storage::<f32>(), grad.storage::<f32>(), stats.storage::<f32>());
-    let (gs, bs) = (gamma.storage::<f32>(), beta.storage::<f32>());
-    let mut dx = Vec::<f32>::with_capacity(xs.len());
-    let out = Out(dx.as_mut_ptr());
-    let sums: Vec<(f32, f32)> = (0..c)
-        .into_par_iter()
-        .map(|ch| {
-            let (p, s) = (Planes { b, c, hw: h * w, ch }, (st[ch], st[c + ch]));
-            if relu {
-                backward_channel::<true>(xs, dys, out, p, s, gs[ch], bs[ch])
-            } else {
-                backward_channel::<false>(xs, dys, out, p, s, gs[ch], bs[ch])
-            }
-        })
-        .collect();
-    // SAFETY: every plane of every channel was written above.
-    unsafe { dx.set_len(xs.len()) };
-    let vec = |f: fn(&(f32, f32)) -> f32| {
-        FlexTensor::from_data(TensorData::new(sums.iter().map(f).collect::<Vec<f32>>(), Shape::new([c])))
-    };
-    (FlexTensor::from_data(TensorData::new(dx, shape)), vec(|s| s.0), vec(|s| s.1))
+    let (mut dx, dgamma, dbeta) = backward_cat(vec![x], grad, stats, gamma, beta, relu);
+    (dx.remove(0), dgamma, dbeta)
 }

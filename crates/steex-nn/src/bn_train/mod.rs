@@ -165,7 +165,10 @@ fn composed_grad<B: Backend>(
     (dx, flat(dgamma), flat(dbeta))
 }
 
+mod cat;
 mod flex;
+
+pub use cat::{MAX_FEATURES, batch_norm_train_cat};
 
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 impl BnTrainBackend for burn::backend::Cube {}
