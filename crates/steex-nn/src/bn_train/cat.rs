@@ -101,34 +101,29 @@ where
         Ok(BackendTensor::Float(t)) => Some(t),
         _ => None,
     };
-    let xs = xs.into_iter().map(float).collect::<Option<Vec<_>>>()?;
-    let (y, stats) = B::bn_train_cat(xs, known, float(gamma)?, float(beta)?, relu);
+    // The features, then gamma and beta.
+    let tensors = xs.into_iter().chain([gamma, beta]).map(float).collect::<Option<Vec<_>>>()?;
+    let (y, stats) = B::bn_train_cat(tensors, &known, relu);
     let wrap = |t| <DispatchTensor as DispatchKindConversion<B>>::from_backend(BackendTensor::Float(t));
     Some((wrap(y), wrap(stats)))
 }
 
 /// The operation on Flex tensors, with and without autodiff.
 trait CatOp: Backend {
-    /// `xs` `[B, C_i, H, W]`, `known` `[2, K]`, `gamma`, `beta` `[C]` -> the output
-    /// `[B, C, H, W]` and the statistics `[2, C]` (mean, biased variance).
+    /// `tensors`: the features `[B, C_i, H, W]`, then `gamma` and `beta` `[C]`; `known`
+    /// `[2, K]` -> the output `[B, C, H, W]` and the statistics `[2, C]` (mean, biased
+    /// variance).
     fn bn_train_cat(
-        xs: Vec<FloatTensor<Self>>,
-        known: Vec<f32>,
-        gamma: FloatTensor<Self>,
-        beta: FloatTensor<Self>,
+        tensors: Vec<FloatTensor<Self>>,
+        known: &[f32],
         relu: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
 }
 
 impl CatOp for Flex {
-    fn bn_train_cat(
-        xs: Vec<FloatTensor<Self>>,
-        known: Vec<f32>,
-        gamma: FloatTensor<Self>,
-        beta: FloatTensor<Self>,
-        relu: bool,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        flex::forward_cat(xs, &known, gamma, beta, relu)
+    fn bn_train_cat(mut tensors: Vec<FlexTensor>, known: &[f32], relu: bool) -> (FlexTensor, FlexTensor) {
+        let (beta, gamma) = (tensors.pop().expect("beta"), tensors.pop().expect("gamma"));
+        flex::forward_cat(tensors, known, gamma, beta, relu)
     }
 }
 
@@ -177,22 +172,14 @@ macro_rules! record_n {
 
 impl<C: CheckpointStrategy> CatOp for Autodiff<Flex, C> {
     fn bn_train_cat(
-        xs: Vec<FloatTensor<Self>>,
-        known: Vec<f32>,
-        gamma: FloatTensor<Self>,
-        beta: FloatTensor<Self>,
+        tensors: Vec<FloatTensor<Self>>,
+        known: &[f32],
         relu: bool,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
-        let (mut prims, mut guards) = (Vec::with_capacity(xs.len()), Vec::with_capacity(xs.len() + 2));
-        for x in xs {
-            let (p, g) = x.into_parts();
-            prims.push(p);
-            guards.push(g);
-        }
-        let (gamma, gg) = gamma.into_parts();
-        let (beta, gb) = beta.into_parts();
-        guards.extend([gg, gb]);
-        let (y, stats) = Flex::bn_train_cat(prims.clone(), known, gamma.clone(), beta.clone(), relu);
+        let (mut prims, guards): (Vec<FlexTensor>, Vec<NodeGuard>) =
+            tensors.into_iter().map(|t| t.into_parts()).unzip();
+        let (y, stats) = Flex::bn_train_cat(prims.clone(), known, relu);
+        let (beta, gamma) = (prims.pop().expect("beta"), prims.pop().expect("gamma"));
         let state = (prims, stats.clone(), gamma, beta, relu);
         let y = record_n!(guards.len(), guards, state, y;
             3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31 32 33 34
