@@ -290,12 +290,15 @@ impl DenseNet {
                 let y = layer.forward(&feats, &mut known);
                 feats.push(y);
             }
-            x = Tensor::cat(feats, 1);
+            // The block's concatenation is normalised by the transition's norm, or by norm5
+            // after the last block (the one without a transition), like a layer's norm1:
+            // not written, the statistics of all but the last feature carried.
+            let norm = block.transition.as_ref().map_or(&self.norm5, |t| &t.norm);
+            x = norm.forward_relu_cat(&feats, &mut known);
             if let Some(t) = &block.transition {
-                x = steex_nn::pool::avg_pool2x2(&t.pool, pointwise(&t.conv, t.norm.forward_relu(x)));
+                x = steex_nn::pool::avg_pool2x2(&t.pool, pointwise(&t.conv, x));
             }
         }
-        let x = self.norm5.forward_relu(x);
         let [b, c, h, w] = x.dims();
         x.reshape([b, c, h * w]).mean_dim(2).reshape([b, c])
     }

@@ -71,7 +71,7 @@ impl BatchNorm2d {
     /// the CPU the concatenation is not written, and the statistics of the channels that
     /// `known` carries are not computed again
     /// ([`crate::bn_train::batch_norm_train_cat`]): pass the same vector, empty at first,
-    /// to every layer of a dense block.
+    /// to every layer of a dense block (and to the norm after it). `xs` must not be empty.
     ///
     /// # Shapes
     /// - input: `[B, C_i, H, W]` each, `C = sum C_i`
